@@ -1,0 +1,123 @@
+"""Create patients and ECG recordings from FHIR resources."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from cds.core.exceptions import FhirError
+from cds.ecg.decoding import DecodedEcg, ecg_decode
+from cds.ecg.leads import is_ecg_code
+from cds.ecg.models import EcgRecording, Patient
+from cds.fhir.dates import age_range_years, date_range
+from cds.fhir.models import StoredResource
+from cds.fhir.services import fhir_resource_store
+
+
+@transaction.atomic
+def patient_create(*, content: dict[str, Any], source: str) -> StoredResource:
+    """Store a Patient and the demographics the models use."""
+    birth_date = content.get("birthDate") or ""
+    if birth_date:
+        date_range(birth_date, expression="Patient.birthDate")
+    resource = fhir_resource_store(resource_type="Patient", content=content, source=source)
+    patient = Patient(
+        resource=resource, logical_id=resource.logical_id, gender=content.get("gender") or "", birth_date=birth_date
+    )
+    patient.full_clean(exclude=["resource"])
+    patient.save()
+    return resource
+
+
+def _subject_patient(content: dict[str, Any]) -> Patient | None:
+    """Return the Patient the Observation's subject points to; 422 when it does not resolve."""
+    subject = content.get("subject")
+    if not subject:
+        return None
+    reference = str(subject.get("reference") or "")
+    reference = reference.removeprefix(settings.PUBLIC_BASE_URL + "/fhir/")
+    if not reference.startswith("Patient/"):
+        raise FhirError.single(
+            422,
+            "not-supported",
+            f"subject {reference or '(no reference)'!r} must reference a Patient",
+            "Observation.subject",
+        )
+    patient = Patient.objects.filter(logical_id=reference.removeprefix("Patient/")).first()
+    if patient is None:
+        raise FhirError.single(
+            422,
+            "not-found",
+            f"subject {reference!r} does not resolve to a Patient on this server",
+            "Observation.subject",
+        )
+    return patient
+
+
+def _demographics(patient: Patient | None, effective: str | None) -> dict[str, Any]:
+    if patient is None:
+        return {"sex": "", "age_min_years": None, "age_max_years": None}
+    ages = None
+    if patient.birth_date and effective:
+        ages = age_range_years(patient.birth_date, date_range(effective)[0])
+    return {
+        "sex": patient.gender,
+        "age_min_years": ages[0] if ages else None,
+        "age_max_years": ages[1] if ages else None,
+    }
+
+
+def _effective(content: dict[str, Any]) -> str | None:
+    value = content.get("effectiveDateTime") or (content.get("effectivePeriod") or {}).get("start")
+    if value:
+        date_range(value, expression="Observation.effective")
+    return value
+
+
+def ecg_prepare(*, content: dict[str, Any]) -> DecodedEcg:
+    """Check that an Observation is an ECG and decode its waveform (CPU work, no database).
+
+    Done before the database transaction opens so that no lock is held while decoding.
+    """
+    if not is_ecg_code((content.get("code") or {}).get("coding") or []):
+        raise FhirError.single(
+            422, "not-supported", "only ECG Observations (LOINC 11524-6 or MDC 131328) are accepted", "Observation.code"
+        )
+    return ecg_decode(content)
+
+
+@transaction.atomic
+def ecg_ingest(*, content: dict[str, Any], source: str, decoded: DecodedEcg | None = None) -> StoredResource:
+    """Store an ECG Observation: the resource, its decoded waveform, and a pending analysis job.
+
+    The job is enqueued only after commit, so a worker never sees a job whose ECG is not yet visible.
+    Raises FhirError (nothing stored) when the Observation is not an ECG, its subject does not
+    resolve, or its waveform fails decoding or the acceptance limits.
+    """
+    from cds.analysis.services import analysis_job_create
+
+    decoded = decoded or ecg_prepare(content=content)
+    patient = _subject_patient(content)
+    effective = _effective(content)
+    resource = fhir_resource_store(resource_type="Observation", content=content, source=source)
+    samples = np.ascontiguousarray(decoded.samples_uv, dtype="<f4").tobytes()
+    recording = EcgRecording.objects.create(
+        resource=resource,
+        logical_id=resource.logical_id,
+        patient=patient,
+        effective_at=date_range(effective)[0] if effective else None,
+        sample_rate_hz=decoded.sample_rate_hz,
+        leads=list(decoded.leads),
+        n_samples=decoded.samples_uv.shape[1],
+        samples=samples,
+        quality=decoded.quality,
+        waveform_sha256=hashlib.sha256(samples).hexdigest(),
+        received_from=source,
+        **_demographics(patient, effective),
+    )
+    analysis_job_create(recording=recording)
+    return resource

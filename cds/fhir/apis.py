@@ -1,0 +1,201 @@
+"""FHIR REST interactions: one APIView per operation, each validate → service/selector → render."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.utils.http import http_date
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from cds.core.exceptions import FhirError
+from cds.fhir.bundles import bundle_process
+from cds.fhir.capability import capability_statement
+from cds.fhir.http import check_response_format, fhir_response, parse_body
+from cds.fhir.models import StoredResource
+from cds.fhir.selectors import resource_read, resource_search, unsupported_params
+from cds.fhir.services import resource_create
+from cds.fhir.validation import SUPPORTED_TYPES, resource_validate
+from cds.oauth.scopes import require_scope
+
+
+def resource_headers(resource: StoredResource) -> dict[str, str]:
+    """Return ``Location``, ``ETag`` and ``Last-Modified`` for a stored version."""
+    from django.conf import settings
+
+    return {
+        "Location": f"{settings.PUBLIC_BASE_URL}/fhir/{resource.reference}/_history/{resource.version_id}",
+        "ETag": f'W/"{resource.version_id}"',
+        "Last-Modified": http_date(resource.last_updated.timestamp()),
+    }
+
+
+def _known_type(resource_type: str) -> None:
+    if resource_type not in SUPPORTED_TYPES:
+        raise FhirError.single(404, "not-supported", f"resource type {resource_type!r} is not served here")
+
+
+class FhirContentNegotiation(BaseContentNegotiation):
+    """Skip DRF's negotiation: FHIR views render JSON themselves and check ``_format``/``Accept``."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return None
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+class FhirApi(APIView):
+    """Base for FHIR views: JSON only, CSRF-exempt (token-authenticated API)."""
+
+    content_negotiation_class = FhirContentNegotiation
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        check_response_format(request)
+
+
+class MetadataApi(FhirApi):
+    """``GET /fhir/metadata``: the CapabilityStatement (public, as SMART discovery requires)."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> HttpResponse:
+        return fhir_response(capability_statement())
+
+
+class ResourceCreateApi(FhirApi):
+    """``POST /fhir/{type}``: create, or conditional create with ``If-None-Exist``."""
+
+    def post(self, request: Request, resource_type: str) -> HttpResponse:
+        _known_type(resource_type)
+        require_scope(request, resource_type, "c")
+        content = parse_body(request)
+        resource_validate(content, expected_type=resource_type)
+        outcome = resource_create(
+            resource_type=resource_type,
+            content=content,
+            source=getattr(request.user, "client_id", ""),
+            if_none_exist=request.headers.get("If-None-Exist"),
+        )
+        body = None if "return=minimal" in request.headers.get("Prefer", "") else outcome.resource.content
+        return fhir_response(body, status=201 if outcome.created else 200, headers=resource_headers(outcome.resource))
+
+
+class ResourceSearchApi(FhirApi):
+    """``GET /fhir/{type}?...``: a searchset Bundle, paged with ``_count``/``_offset``."""
+
+    def get(self, request: Request, resource_type: str) -> HttpResponse:
+        from django.conf import settings
+
+        _known_type(resource_type)
+        require_scope(request, resource_type, "s")
+        params = [(k, v) for k, values in request.GET.lists() for v in values]
+        strict = "handling=strict" in request.headers.get("Prefer", "")
+        page = resource_search(resource_type=resource_type, params=params, strict=strict)
+        ignored = unsupported_params(resource_type, params)
+        base = f"{settings.PUBLIC_BASE_URL}/fhir/{resource_type}"
+        # The self link shows the search as executed: ignored parameters are left out of it.
+        kept = [(k, v) for k, v in params if k not in {"_offset", "_format", "_count"} and k not in ignored]
+
+        def link(relation: str, offset: int) -> dict[str, str]:
+            from urllib.parse import urlencode
+
+            query = urlencode([*kept, ("_count", str(page.count)), ("_offset", str(offset))])
+            return {"relation": relation, "url": f"{base}?{query}"}
+
+        links = [link("self", page.offset)]
+        if page.offset + page.count < page.total:
+            links.append(link("next", page.offset + page.count))
+        if page.offset > 0:
+            links.append(link("previous", max(page.offset - page.count, 0)))
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": page.total,
+            "link": links,
+            "entry": [
+                {
+                    "fullUrl": f"{settings.PUBLIC_BASE_URL}/fhir/{r.reference}",
+                    "resource": r.content,
+                    "search": {"mode": "match"},
+                }
+                for r in page.resources
+            ],
+        }
+        if ignored:
+            warning = {
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    {
+                        "severity": "warning",
+                        "code": "not-supported",
+                        "diagnostics": f"search parameter {name!r} was ignored",
+                        "expression": [name],
+                    }
+                    for name in ignored
+                ],
+            }
+            bundle["entry"].append({"resource": warning, "search": {"mode": "outcome"}})
+        return fhir_response(bundle)
+
+
+class ResourceReadApi(FhirApi):
+    """``GET /fhir/{type}/{id}`` and ``.../_history/{vid}`` (read and vread)."""
+
+    def get(self, request: Request, resource_type: str, logical_id: str, version_id: int | None = None) -> HttpResponse:
+        _known_type(resource_type)
+        require_scope(request, resource_type, "r")
+        resource = resource_read(resource_type=resource_type, logical_id=logical_id, version_id=version_id)
+        headers = resource_headers(resource)
+        del headers["Location"]
+        if request.headers.get("If-None-Match") == headers["ETag"]:
+            return fhir_response(None, status=304, headers=headers)
+        return fhir_response(resource.content, headers=headers)
+
+
+class BundleProcessApi(FhirApi):
+    """``POST /fhir``: a ``transaction`` (all-or-nothing) or ``batch`` Bundle."""
+
+    def post(self, request: Request) -> HttpResponse:
+        content = parse_body(request)
+        resource_validate_bundle_type(content)
+        response_bundle, status = bundle_process(bundle=content, request=request)
+        return fhir_response(response_bundle, status=status)
+
+
+def resource_validate_bundle_type(content: dict[str, Any]) -> None:
+    """Refuse anything but a transaction or batch Bundle at the system endpoint."""
+    if content.get("resourceType") != "Bundle":
+        raise FhirError.single(
+            400, "invalid", f"POST [base] takes a Bundle, got {content.get('resourceType')!r}", "resourceType"
+        )
+    if content.get("type") not in {"transaction", "batch"}:
+        raise FhirError.single(
+            422,
+            "not-supported",
+            f"Bundle.type {content.get('type')!r} is not processed; use transaction or batch",
+            "Bundle.type",
+        )
+
+
+def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Route one URL to one view per HTTP method (one APIView per operation, STYLE G3)."""
+
+    @csrf_exempt
+    def route(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        view = views.get(request.method or "", views.get("*"))
+        if view is None:
+            error = FhirError.single(405, "not-supported", f"{request.method} is not supported on this URL")
+            from cds.fhir.http import operation_outcome
+
+            return fhir_response(operation_outcome(error), status=405, headers={"Allow": ", ".join(views)})
+        return view(request, *args, **kwargs)
+
+    return route

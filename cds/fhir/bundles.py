@@ -1,0 +1,213 @@
+"""Process ``transaction`` (all-or-nothing) and ``batch`` Bundles posted to ``[base]``."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.http import http_date
+
+from cds.core.exceptions import FhirError, FhirIssue
+from cds.fhir.http import operation_outcome
+from cds.fhir.services import conditional_match, resource_creator, resource_prepare
+from cds.fhir.validation import resource_validate
+
+# Referenced resources first, so an Observation's subject exists when it is created.
+_CREATE_ORDER = {"Patient": 0}
+
+
+@dataclass
+class _Entry:
+    index: int
+    resource_type: str
+    content: dict[str, Any]
+    full_url: str | None
+    if_none_exist: str | None
+    prepared: dict[str, Any] = field(default_factory=dict)
+    response: dict[str, Any] | None = None
+
+    @property
+    def path(self) -> str:
+        return f"Bundle.entry[{self.index}]"
+
+
+def _in_entry(error: FhirError, entry_path: str, resource_type: str | None) -> FhirError:
+    """Re-anchor an error's expressions (``Observation.x``) inside the Bundle entry."""
+    issues = []
+    for issue in error.issues:
+        expressions = []
+        for expression in issue.expression:
+            if resource_type and expression.startswith(resource_type):
+                expressions.append(f"{entry_path}.resource{expression[len(resource_type) :]}")
+            elif expression.startswith("Bundle."):
+                expressions.append(expression)
+            else:
+                expressions.append(f"{entry_path}.{expression}")
+        issues.append(
+            FhirIssue(
+                code=issue.code,
+                diagnostics=f"{entry_path}: {issue.diagnostics}",
+                expression=tuple(expressions),
+                severity=issue.severity,
+            )
+        )
+    return FhirError(status=error.status, issues=issues, headers=error.headers)
+
+
+def _parse_entry(index: int, raw: Any, request: Any) -> _Entry:
+    from cds.oauth.scopes import require_scope
+
+    path = f"Bundle.entry[{index}]"
+    if not isinstance(raw, dict):
+        raise FhirError.single(400, "structure", "entry must be an object", path)
+    method = (raw.get("request") or {}).get("method")
+    url = str((raw.get("request") or {}).get("url") or "")
+    content = raw.get("resource")
+    if method != "POST":
+        raise FhirError.single(
+            422, "not-supported", f"request.method {method!r} is not supported; use POST", f"{path}.request.method"
+        )
+    if not isinstance(content, dict):
+        raise FhirError.single(400, "required", "a POST entry needs a resource", f"{path}.resource")
+    try:
+        resource_type = resource_validate(content, expected_type=url.split("?")[0] or None, prefix=f"{path}.resource")
+        require_scope(request, resource_type, "c")
+    except FhirError as error:
+        raise _in_entry(error, path, None) if not error.issues[0].expression else error from None
+    return _Entry(
+        index=index,
+        resource_type=resource_type,
+        content=content,
+        full_url=raw.get("fullUrl"),
+        if_none_exist=(raw.get("request") or {}).get("ifNoneExist"),
+    )
+
+
+def _rewrite_references(node: Any, mapping: dict[str, str]) -> None:
+    """Replace ``urn:uuid`` references (and other fullUrls) with the server's ``Type/id``."""
+    if isinstance(node, dict):
+        reference = node.get("reference")
+        if isinstance(reference, str) and reference in mapping:
+            node["reference"] = mapping[reference]
+        for value in node.values():
+            if isinstance(value, (dict, list)):
+                _rewrite_references(value, mapping)
+    elif isinstance(node, list):
+        for item in node:
+            _rewrite_references(item, mapping)
+
+
+def _check_unresolved(entry: _Entry) -> None:
+    """Refuse a ``urn:uuid`` reference that names no entry of the Bundle."""
+    stack: list[tuple[Any, str]] = [(entry.content, f"{entry.path}.resource")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            reference = node.get("reference")
+            if isinstance(reference, str) and reference.startswith("urn:uuid:"):
+                raise FhirError.single(
+                    422, "not-found", f"reference {reference!r} names no entry of this Bundle", f"{where}.reference"
+                )
+            stack.extend((v, f"{where}.{k}") for k, v in node.items() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(node))
+
+
+def _created_response(resource: Any, created: bool) -> dict[str, Any]:
+    return {
+        "status": "201 Created" if created else "200 OK",
+        "location": f"{resource.reference}/_history/{resource.version_id}",
+        "etag": f'W/"{resource.version_id}"',
+        "lastModified": http_date(resource.last_updated.timestamp()),
+    }
+
+
+def _apply(entries: list[_Entry], source: str) -> None:
+    """Create the entries' resources in one transaction (the caller decides its scope)."""
+    mapping: dict[str, str] = {}
+    for entry in entries:
+        existing = None
+        if entry.if_none_exist:
+            existing = conditional_match(
+                resource_type=entry.resource_type,
+                query=entry.if_none_exist,
+                expression=f"{entry.path}.request.ifNoneExist",
+            )
+        if existing is not None:
+            entry.response = _created_response(existing, created=False)
+            if entry.full_url:
+                mapping[entry.full_url] = existing.reference
+        else:
+            entry.content["id"] = uuid.uuid4().hex
+            if entry.full_url:
+                mapping[entry.full_url] = f"{entry.resource_type}/{entry.content['id']}"
+    for entry in entries:
+        _rewrite_references(entry.content, mapping)
+    for entry in sorted(entries, key=lambda e: (_CREATE_ORDER.get(e.resource_type, 1), e.index)):
+        if entry.response is not None:
+            continue
+        _check_unresolved(entry)
+        try:
+            resource = resource_creator(entry.resource_type)(content=entry.content, source=source, **entry.prepared)
+        except FhirError as error:
+            raise _in_entry(error, entry.path, entry.resource_type) from None
+        entry.response = _created_response(resource, created=True)
+
+
+def _prepare(entry: _Entry) -> None:
+    entry.content.pop("id", None)  # server-assigned, as for a plain create
+    try:
+        entry.prepared = resource_prepare(resource_type=entry.resource_type, content=entry.content)
+    except FhirError as error:
+        raise _in_entry(error, entry.path, entry.resource_type) from None
+
+
+def bundle_process(*, bundle: dict[str, Any], request: Any) -> tuple[dict[str, Any], int]:
+    """Process a transaction or batch Bundle; return the response Bundle and HTTP status.
+
+    A transaction is all-or-nothing: any failing entry raises FhirError and nothing is stored. A
+    batch applies each entry on its own and reports each entry's status.
+    """
+    source = getattr(request.user, "client_id", "")
+    raw_entries = bundle.get("entry") or []
+    if not isinstance(raw_entries, list) or not raw_entries:
+        raise FhirError.single(400, "required", "Bundle has no entries", "Bundle.entry")
+    if bundle["type"] == "batch":
+        return _batch(raw_entries, request, source), 200
+    entries = [_parse_entry(i, raw, request) for i, raw in enumerate(raw_entries)]
+    for entry in entries:
+        _prepare(entry)  # decode waveforms before the transaction opens
+    with transaction.atomic():
+        _apply(entries, source)
+    return _response_bundle("transaction-response", [e.response or {} for e in entries]), 200
+
+
+def _batch(raw_entries: list[Any], request: Any, source: str) -> dict[str, Any]:
+    responses: list[dict[str, Any]] = []
+    for index, raw in enumerate(raw_entries):
+        try:
+            entry = _parse_entry(index, raw, request)
+            _prepare(entry)
+            with transaction.atomic():
+                _apply([entry], source)
+            responses.append(entry.response or {})
+        except FhirError as error:
+            responses.append({"status": str(error.status), "outcome": operation_outcome(error)})
+    return _response_bundle("batch-response", responses)
+
+
+def _response_bundle(bundle_type: str, responses: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "id": uuid.uuid4().hex,
+        "type": bundle_type,
+        "entry": [
+            {"fullUrl": f"{settings.PUBLIC_BASE_URL}/fhir/{r['location'].split('/_history')[0]}", "response": r}
+            if "location" in r
+            else {"response": r}
+            for r in responses
+        ],
+    }

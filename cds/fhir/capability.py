@@ -1,0 +1,100 @@
+"""The CapabilityStatement: exactly what ``/fhir`` supports, nothing more."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from cds.fhir.selectors import DATE_PARAMS, REFERENCE_PARAMS, SORT_PARAMS, TOKEN_PARAMS
+
+_PARAM_DOCS = {
+    "_id": "Logical id",
+    "identifier": "Business identifier (system|value)",
+    "gender": "Administrative gender",
+    "code": "Observation code (system|code)",
+    "subject": "Subject reference",
+    "patient": "Patient reference",
+    "derived-from": "Observation this one was derived from",
+    "birthdate": "Birth date (prefixes eq, gt, lt, ge, le, sa, eb)",
+    "date": "Effective date (prefixes eq, gt, lt, ge, le, sa, eb)",
+}
+
+
+def _search_params(resource_type: str) -> list[dict[str, str]]:
+    params = []
+    kinds = (("token", TOKEN_PARAMS), ("reference", REFERENCE_PARAMS), ("date", DATE_PARAMS))
+    for kind, table in kinds:
+        for name in sorted(table.get(resource_type, set())):
+            params.append({"name": name, "type": kind, "documentation": _PARAM_DOCS.get(name, name)})
+    return params
+
+
+def _resource(resource_type: str, profile_note: str) -> dict[str, Any]:
+    return {
+        "type": resource_type,
+        "documentation": profile_note,
+        "interaction": [{"code": code} for code in ("create", "read", "vread", "search-type")],
+        "versioning": "versioned",
+        "readHistory": False,
+        "updateCreate": False,
+        "conditionalCreate": True,
+        "searchParam": _search_params(resource_type),
+        "searchInclude": [],
+    }
+
+
+def capability_statement() -> dict[str, Any]:
+    """Return the server's CapabilityStatement (FHIR 4.0.1, JSON only)."""
+    sorts = ", ".join(f"{t}: {', '.join(sorted(s))}" for t, s in SORT_PARAMS.items())
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-22",
+        "kind": "instance",
+        "software": {"name": "ecg-cds", "version": "0.1.0"},
+        "implementation": {
+            "description": "ECG clinical decision support FHIR facade",
+            "url": f"{settings.PUBLIC_BASE_URL}/fhir",
+        },
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": f"Search results page with _count and _offset; _sort supports {sorts}.",
+                "security": {
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "OAuth",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": (
+                        "OAuth2 client credentials: POST form grant_type=client_credentials to "
+                        f"{settings.PUBLIC_BASE_URL}/auth/token; send the token as Bearer. Scopes are SMART "
+                        "system scopes per resource type and action (e.g. system/Observation.cr)."
+                    ),
+                    "extension": [
+                        {
+                            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                            "extension": [{"url": "token", "valueUri": f"{settings.PUBLIC_BASE_URL}/auth/token"}],
+                        }
+                    ],
+                },
+                "resource": [
+                    _resource("Patient", "Demographics (gender, birthDate) used to derive age and sex at the ECG."),
+                    _resource(
+                        "Observation",
+                        "Resting ECG: code LOINC 11524-6 or MDC 131328; one component per lead coded in MDC "
+                        "(urn:iso:std:iso:11073:10101) with valueSampledData (µV or mV).",
+                    ),
+                ],
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            }
+        ],
+    }

@@ -1,0 +1,86 @@
+"""FHIR over HTTP: media types, ``_format``, body limits and JSON responses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from cds.core.exceptions import FhirError
+
+FHIR_JSON = "application/fhir+json"
+# Clients commonly send plain JSON; the DSTU2 spelling still appears in older integration engines.
+ACCEPTED_BODY_TYPES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
+_JSON_FORMATS = frozenset({"json", FHIR_JSON, "application/json", "application/json+fhir"})
+
+
+def check_response_format(request: HttpRequest) -> None:
+    """Refuse (406) a ``_format`` or ``Accept`` that asks only for something other than JSON."""
+    fmt = request.GET.get("_format")
+    if fmt is not None:
+        if fmt.split(";")[0].strip() not in _JSON_FORMATS:
+            raise FhirError.single(406, "not-supported", f"_format={fmt!r} is not supported; use json", "_format")
+        return
+    accept = request.headers.get("Accept", "")
+    if not accept:
+        return
+    types = [part.split(";")[0].strip() for part in accept.split(",")]
+    if not any(t in _JSON_FORMATS or t in {"*/*", "application/*"} for t in types):
+        raise FhirError.single(406, "not-supported", f"Accept {accept!r} offers no JSON type we can answer with")
+
+
+class _NonFiniteNumber(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity literals; JSON and FHIR do not.
+    raise _NonFiniteNumber(name)
+
+
+def parse_body(request: HttpRequest) -> dict[str, Any]:
+    """Return the request body as a JSON object, enforcing media type and size.
+
+    Raises FhirError: 413 above ``FHIR_MAX_BODY_BYTES``, 415 for a non-JSON media type, 400 for
+    malformed JSON or a body that is not an object.
+    """
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > settings.FHIR_MAX_BODY_BYTES:
+        raise FhirError.single(
+            413, "too-costly", f"body of {length} bytes exceeds the limit of {settings.FHIR_MAX_BODY_BYTES} bytes"
+        )
+    media_type = (request.content_type or "").lower()
+    if media_type not in ACCEPTED_BODY_TYPES:
+        raise FhirError.single(
+            415, "not-supported", f"Content-Type {media_type or '(none)'!r} is not supported; send {FHIR_JSON}"
+        )
+    body = request.body
+    if len(body) > settings.FHIR_MAX_BODY_BYTES:
+        raise FhirError.single(413, "too-costly", f"body exceeds the limit of {settings.FHIR_MAX_BODY_BYTES} bytes")
+    try:
+        parsed = json.loads(body, parse_constant=_reject_constant)
+    except _NonFiniteNumber as exc:
+        raise FhirError.single(400, "value", f"JSON contains {exc.args[0]}, which is not a valid FHIR number") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FhirError.single(400, "structure", f"body is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise FhirError.single(400, "structure", "body must be a JSON object (a FHIR resource)")
+    return parsed
+
+
+def fhir_response(
+    body: dict[str, Any] | None, *, status: int = 200, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    """Return a response with a FHIR JSON body (or none for ``Prefer: return=minimal``)."""
+    content = b"" if body is None else json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    response = HttpResponse(content, status=status, content_type=f"{FHIR_JSON}; charset=utf-8")
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def operation_outcome(error: FhirError) -> dict[str, Any]:
+    """Return the OperationOutcome for an error."""
+    return {"resourceType": "OperationOutcome", "issue": [issue.as_fhir() for issue in error.issues]}

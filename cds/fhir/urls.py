@@ -1,0 +1,27 @@
+"""FHIR routes under ``/fhir``."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from cds.fhir.apis import (
+    BundleProcessApi,
+    MetadataApi,
+    ResourceCreateApi,
+    ResourceReadApi,
+    ResourceSearchApi,
+    by_method,
+)
+
+_ID = "<str:resource_type>/<str:logical_id>"
+urlpatterns = [
+    path("", by_method(POST=BundleProcessApi.as_view()), name="fhir-system"),
+    path("metadata", by_method(GET=MetadataApi.as_view()), name="fhir-metadata"),
+    path(
+        "<str:resource_type>",
+        by_method(GET=ResourceSearchApi.as_view(), POST=ResourceCreateApi.as_view()),
+        name="fhir-type",
+    ),
+    path(f"{_ID}", by_method(GET=ResourceReadApi.as_view()), name="fhir-read"),
+    path(f"{_ID}/_history/<int:version_id>", by_method(GET=ResourceReadApi.as_view()), name="fhir-vread"),
+]

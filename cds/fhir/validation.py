@@ -1,0 +1,76 @@
+"""Validate incoming resources with the FHIR R4 (R4B) models, translating errors to OperationOutcome.
+
+``fhir.resources``' default models are R5 and would reject R4 SampledData, hence ``R4B``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from pydantic import ValidationError
+
+from cds.core.exceptions import FhirError, FhirIssue
+
+SUPPORTED_TYPES = ("Patient", "Observation")
+_R5_ONLY_SAMPLED_DATA = {"interval", "intervalUnit", "codeMap", "offsets"}
+_ISSUE_CODE_BY_ERROR = {"missing": "required", "extra_forbidden": "structure"}
+
+
+def fhirpath(resource_type: str, location: tuple[int | str, ...]) -> str:
+    """Return a FHIRPath such as ``Observation.component[3].valueSampledData.period``."""
+    path = resource_type
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "__root__":
+            path += f".{part}"
+    return path
+
+
+def _model_class(resource_type: str) -> Any:
+    module = importlib.import_module(f"fhir.resources.R4B.{resource_type.lower()}")
+    return getattr(module, resource_type)
+
+
+def resource_validate(content: dict[str, Any], *, expected_type: str | None, prefix: str = "") -> str:
+    """Check a resource's type and structure; return its resourceType.
+
+    Raises FhirError (400) naming each offending element; a ``prefix`` (``Bundle.entry[2].resource``)
+    makes expressions point inside a Bundle.
+    """
+    resource_type = content.get("resourceType")
+    where = f"{prefix}." if prefix else ""
+    if not isinstance(resource_type, str) or not resource_type:
+        raise FhirError.single(400, "required", "resourceType is missing", f"{where}resourceType")
+    if expected_type is not None and resource_type != expected_type:
+        raise FhirError.single(
+            400,
+            "invalid",
+            f"resourceType {resource_type!r} does not match the URL's {expected_type!r}",
+            f"{where}resourceType",
+        )
+    if resource_type not in SUPPORTED_TYPES:
+        raise FhirError.single(
+            422, "not-supported", f"resource type {resource_type!r} cannot be created here", f"{where}resourceType"
+        )
+    try:
+        _model_class(resource_type).model_validate(content)
+    except ValidationError as exc:
+        raise FhirError(status=400, issues=[_issue(resource_type, err, prefix) for err in exc.errors()[:20]]) from None
+    return resource_type
+
+
+def _issue(resource_type: str, error: Any, prefix: str) -> FhirIssue:
+    location = tuple(error.get("loc", ()))
+    expression = fhirpath(resource_type, location)
+    if prefix:
+        expression = prefix + expression[len(resource_type) :]
+    message = str(error.get("msg", "invalid"))
+    if location and location[-1] in _R5_ONLY_SAMPLED_DATA and "valueSampledData" in location:
+        message = f"{location[-1]} is an R5 SampledData element; FHIR R4 uses period (milliseconds)"
+    return FhirIssue(
+        code=_ISSUE_CODE_BY_ERROR.get(str(error.get("type")), "value"),
+        diagnostics=f"{expression}: {message}",
+        expression=(expression,),
+    )

@@ -1,0 +1,22 @@
+"""Admin for API clients: inspect, rescope and deactivate; creation is the management command's."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from cds.oauth.models import ApiClient
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    list_display = ("client_id", "name", "is_active", "scopes", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("client_id", "name")
+    # secret_hash is left out entirely: not even its hash is shown or editable here.
+    fields = ("name", "client_id", "scopes", "is_active", "created_at")
+    readonly_fields = ("client_id", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # The secret is shown once, at creation; `manage.py create_api_client` is where it can be shown.
+        return False

@@ -1,0 +1,11 @@
+"""OAuth2 routes under ``/auth/``."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from cds.oauth.apis import TokenApi
+
+urlpatterns = [
+    path("token", TokenApi.as_view(), name="oauth-token"),
+]

@@ -1,0 +1,145 @@
+"""Django settings, read from the environment (STYLE G8).
+
+Every variable is listed with a comment in ``deploy/.env.example``. Defaults give the embedded
+quick-start (SQLite, file-based Celery transport); production sets ``DATABASE_URL`` and
+``CELERY_BROKER_URL``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from cds.core.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("CDS_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+_secret = env_secret("SECRET_KEY")
+if not _secret:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is false")
+    _secret = "insecure-development-key-only-for-debug-mode"  # noqa: S105 - DEBUG only
+SECRET_KEY = _secret
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8080").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "cds.core",
+    "cds.oauth",
+    "cds.fhir",
+    "cds.ecg",
+    "cds.analysis",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cds.urls"
+WSGI_APPLICATION = "cds.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": database_from_url(env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'demo.sqlite3'}"), base_dir=BASE_DIR)
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Clinical timestamps are compared across systems: store and reason in UTC (system check cds.E002).
+TIME_ZONE = "UTC"
+USE_TZ = True
+LANGUAGE_CODE = "en-us"
+USE_I18N = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# Django's 2.5 MiB default is too small for multi-ECG Bundles (a 12-lead 10 s 500 Hz ECG is ~0.4 MB
+# of JSON); the FHIR parser enforces this limit itself and answers 413 with an OperationOutcome.
+FHIR_MAX_BODY_BYTES = env_int("FHIR_MAX_BODY_BYTES", 32 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = FHIR_MAX_BODY_BYTES
+FHIR_DEFAULT_PAGE_SIZE = env_int("FHIR_DEFAULT_PAGE_SIZE", 20)
+FHIR_MAX_PAGE_SIZE = env_int("FHIR_MAX_PAGE_SIZE", 200)
+
+# ECG acceptance limits (issue 2): recordings outside them are rejected with an OperationOutcome.
+ECG_MIN_SECONDS = env_float("ECG_MIN_SECONDS", 2.5)
+ECG_MAX_SECONDS = env_float("ECG_MAX_SECONDS", 60.0)
+ECG_MIN_RATE_HZ = env_float("ECG_MIN_RATE_HZ", 100.0)
+ECG_MAX_RATE_HZ = env_float("ECG_MAX_RATE_HZ", 1000.0)
+ECG_MAX_ABS_MV = env_float("ECG_MAX_ABS_MV", 20.0)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["cds.oauth.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "cds.core.exception_handler.handle_exception",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# OAuth2 client credentials (issue 2); tokens are short-lived JWTs signed with this key.
+OAUTH_TOKEN_SIGNING_KEY = env_secret("OAUTH_TOKEN_SIGNING_KEY") or SECRET_KEY
+OAUTH_TOKEN_LIFETIME_SECONDS = env_int("OAUTH_TOKEN_LIFETIME_SECONDS", 300)
+
+# Celery. The default is kombu's file-system transport so the demo needs no broker process.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = VAR_DIR / "celery-queue"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir),
+        "data_folder_out": str(_queue_dir),
+        "processed_folder": str(VAR_DIR / "celery-processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ACKS_LATE = True  # a job whose worker dies mid-run is redelivered, not lost
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 180)
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "analysis")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,17 @@
+"""Top-level routes: FHIR API, OAuth2 token endpoint, health probes, admin."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from cds.fhir.apis import BundleProcessApi, by_method
+
+urlpatterns = [
+    # The FHIR base is /fhir (no slash): [base] takes Bundles, [base]/{type} everything else.
+    path("fhir", by_method(POST=BundleProcessApi.as_view()), name="fhir-base"),
+    path("fhir/", include("cds.fhir.urls")),
+    path("auth/", include("cds.oauth.urls")),
+    path("", include("cds.core.urls")),
+    path("admin/", admin.site.urls),
+]

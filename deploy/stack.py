@@ -1,0 +1,262 @@
+"""Run the service stack locally: ``demo`` (foreground, sends sample ECGs), ``up`` and ``down``.
+
+``demo`` uses the embedded defaults (SQLite, kombu's file-system transport) unless the environment
+says otherwise; ``up``/``down`` run the same processes in the background, configured by
+``DATABASE_URL``, ``CELERY_BROKER_URL`` and ``PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+VAR = Path(os.environ.get("CDS_VAR_DIR", REPO / "var"))
+PIDS = VAR / "pids"
+LOGS = VAR / "logs"
+BIN = Path(sys.executable).parent
+
+
+def stack_env(embedded: bool) -> dict[str, str]:
+    """Return the environment for web and worker processes."""
+    env = dict(os.environ)
+    env.setdefault("CDS_VAR_DIR", str(VAR))
+    if embedded:
+        env.setdefault("DEBUG", "true")
+        env.setdefault("DATABASE_URL", f"sqlite:///{VAR / 'demo.sqlite3'}")
+        env.setdefault("CELERY_BROKER_URL", "filesystem://")
+    port = env.setdefault("PORT", "8080")
+    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    return env
+
+
+def manage(env: dict[str, str], *args: str, capture: bool = False) -> str:
+    """Run ``manage.py`` with ``args`` and return its stdout when ``capture``."""
+    result = subprocess.run(
+        [str(BIN / "python"), str(REPO / "manage.py"), *args],
+        env=env,
+        check=True,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+    )
+    return result.stdout or ""
+
+
+def start_processes(env: dict[str, str], *, background: bool) -> dict[str, subprocess.Popen[bytes]]:
+    """Start gunicorn (web) and a Celery worker; return them by name."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    PIDS.mkdir(parents=True, exist_ok=True)
+    commands = {
+        "web": [
+            str(BIN / "gunicorn"),
+            "cds.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{env['PORT']}",
+            "--workers",
+            env.get("WEB_CONCURRENCY", "2"),
+            "--access-logfile",
+            "-",
+        ],
+        "worker": [
+            str(BIN / "celery"),
+            "-A",
+            "cds",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            env.get("WORKER_CONCURRENCY", "1"),
+            "-Q",
+            "analysis",
+        ],
+    }
+    processes = {}
+    for name, command in commands.items():
+        log = (LOGS / f"{name}.log").open("ab")
+        processes[name] = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=background
+        )
+        (PIDS / f"{name}.pid").write_text(str(processes[name].pid))
+    wait_for_http(f"http://127.0.0.1:{env['PORT']}/healthz", timeout_s=60)
+    return processes
+
+
+def wait_for_http(url: str, *, timeout_s: float) -> None:
+    """Poll ``url`` until it answers 200 or the timeout passes (then raise)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout_s:.0f} s; see {LOGS}")
+
+
+def http_json(method: str, url: str, body: Any = None, token: str | None = None, form: bool = False) -> tuple[int, Any]:
+    """Send one request and return ``(status, parsed JSON)``."""
+    headers = {"Accept": "application/fhir+json"}
+    data = None
+    if body is not None:
+        if form:
+            data = urllib.parse.urlencode(body).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        else:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/fhir+json"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def send_samples(env: dict[str, str]) -> None:
+    """Act as an EHR: get a token, send each sample ECG with its patient, wait for the jobs."""
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+    import pandas as pd
+    import wfdb
+
+    from cds.ecg.encoding import ecg_observation, ecg_transaction_bundle
+
+    base = env["PUBLIC_BASE_URL"]
+    credentials = json.loads(manage(env, "create_api_client", "demo-ehr", capture=True))
+    _, token_body = http_json(
+        "POST",
+        credentials["token_url"],
+        {
+            "grant_type": "client_credentials",
+            "client_id": credentials["client_id"],
+            "client_secret": credentials["client_secret"],
+        },
+        form=True,
+    )
+    token = token_body["access_token"]
+    samples = REPO / "samples" / "ptbxl"
+    table = pd.read_csv(samples / "ptbxl_database.csv")
+    print(f"\nSending {len(table)} PTB-XL sample ECGs to {base}/fhir as transaction Bundles ...")
+    observation_ids = []
+    for row in table.itertuples():
+        record = wfdb.rdrecord(str(samples / row.filename_hr))
+        signal_uv = np.nan_to_num(record.p_signal.T) * 1000.0
+        leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+        patient = {
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:demo:ptbxl:patient", "value": str(int(row.patient_id))}],
+            "gender": "male" if row.sex == 0 else "female",
+            "birthDate": str(int(str(row.recording_date)[:4]) - int(row.age)) if row.age == row.age else None,
+        }
+        patient = {k: v for k, v in patient.items() if v is not None}
+        observation = ecg_observation(
+            signal_uv,
+            sample_rate_hz=record.fs,
+            leads=leads,
+            identifier=("urn:demo:ptbxl:ecg", str(row.ecg_id)),
+            effective=str(row.recording_date).replace(" ", "T") + "Z",
+        )
+        started = time.perf_counter()
+        status, body = http_json(
+            "POST", f"{base}/fhir", ecg_transaction_bundle(patient=patient, observation=observation), token
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        if status != 200:
+            print(f"  ecg {row.ecg_id}: HTTP {status}: {json.dumps(body)[:300]}")
+            continue
+        location = body["entry"][1]["response"]["location"]
+        observation_ids.append(location.split("/")[1])
+        print(
+            f"  ecg {row.ecg_id:>5} ({row.scp_codes[:40]:<40}) -> {body['entry'][1]['response']['status']:<11} {location}  {elapsed:.0f} ms"
+        )
+    print("\nWaiting for the analysis jobs ...")
+    deadline = time.monotonic() + 120
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        out = manage(env, "analysis_jobs", "--json", capture=True)
+        states = {job["observation"]: job["status"] for job in json.loads(out)}
+        if all(states.get(oid) in {"succeeded", "failed"} for oid in observation_ids):
+            break
+        time.sleep(1)
+    for oid in observation_ids:
+        print(f"  Observation/{oid}: job {states.get(oid, 'unknown')}")
+    print(
+        f"\nWhere to look:\n  FHIR API      {base}/fhir/metadata (CapabilityStatement, no token needed)\n"
+        f"  Search        curl -H 'Authorization: Bearer {token}' '{base}/fhir/Observation?_count=5'\n"
+        f"  Health        {base}/healthz\n  Logs          {LOGS}\n"
+    )
+
+
+def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Stop the processes: SIGTERM, then SIGKILL after 10 s."""
+    for process in processes.values():
+        if process.poll() is None:
+            process.terminate()
+    for process in processes.values():
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def command_demo() -> None:
+    """Run the embedded stack in the foreground, send the samples, serve until Ctrl-C."""
+    env = stack_env(embedded=True)
+    VAR.mkdir(parents=True, exist_ok=True)
+    manage(env, "migrate", "--no-input", "-v", "0")
+    processes = start_processes(env, background=False)
+    try:
+        send_samples(env)
+        print("Serving until Ctrl-C ...")
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while all(p.poll() is None for p in processes.values()):
+            time.sleep(1)
+        print("a stack process exited; see the logs", file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop(processes)
+
+
+def command_up() -> None:
+    """Migrate and start web and worker in the background (pid files under var/pids)."""
+    env = stack_env(embedded=os.environ.get("DATABASE_URL") is None)
+    VAR.mkdir(parents=True, exist_ok=True)
+    manage(env, "migrate", "--no-input", "-v", "0")
+    start_processes(env, background=True)
+    print(f"up: web on {env['PUBLIC_BASE_URL']} , worker running; logs in {LOGS}")
+
+
+def command_down() -> None:
+    """Stop what ``up`` started."""
+    for pid_file in sorted(PIDS.glob("*.pid")) if PIDS.exists() else []:
+        pid = int(pid_file.read_text())
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        pid_file.unlink()
+        print(f"down: stopped {pid_file.stem} ({pid})")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["demo", "up", "down"])
+    {"demo": command_demo, "up": command_up, "down": command_down}[parser.parse_args().command]()

@@ -1,0 +1,57 @@
+"""Analysis job transitions and the Celery task wrapper (called directly, STYLE G5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cds.analysis.models import AnalysisJob
+from cds.analysis.services import analysis_job_claim, analysis_job_execute
+from cds.analysis.tasks import analysis_job_run
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def job(service_account: Any, ecg_factory: Any) -> AnalysisJob:
+    response = service_account.post("/fhir/Observation", ecg_factory(9))
+    assert response.status_code == 201
+    return AnalysisJob.objects.get(recording__logical_id=response.json()["id"])
+
+
+def test_it_runs_a_pending_job_to_success(job: AnalysisJob) -> None:
+    assert analysis_job_run(job.pk) == "succeeded"
+    job.refresh_from_db()
+    assert job.status == AnalysisJob.Status.SUCCEEDED
+    assert job.attempts == 1 and job.started_at and job.finished_at
+    assert job.model_version == "leads=12,samples=5000"
+    assert "load_ms" in job.timings
+
+
+def test_it_is_safe_to_run_twice(job: AnalysisJob) -> None:
+    assert analysis_job_run(job.pk) == "succeeded"
+    assert analysis_job_run(job.pk) is None
+    job.refresh_from_db()
+    assert job.attempts == 1
+
+
+def test_it_lets_only_one_claim_through(job: AnalysisJob) -> None:
+    assert analysis_job_claim(job_id=job.pk) is not None
+    assert analysis_job_claim(job_id=job.pk) is None
+
+
+def test_it_skips_a_job_that_no_longer_exists() -> None:
+    assert analysis_job_execute(job_id=999_999) is None
+
+
+def test_it_marks_the_job_failed_with_the_reason_when_the_task_crashes(job: AnalysisJob) -> None:
+    # A waveform whose bytes do not match its metadata makes the load step raise.
+    recording = job.recording
+    recording.samples = b"\x00" * 10
+    recording.save(update_fields=["samples"])
+    result = analysis_job_run.apply(args=[job.pk])
+    assert result.failed()
+    job.refresh_from_db()
+    assert job.status == AnalysisJob.Status.FAILED
+    assert "ValueError" in job.error
