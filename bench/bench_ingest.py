@@ -180,9 +180,9 @@ def main() -> None:
 
         for _ in range(100):
             try:
-                requests.get(f"http://127.0.0.1:{args.port}/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
+                if requests.get(f"http://127.0.0.1:{args.port}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
                 time.sleep(0.2)
         token = requests.post(
             credentials["token_url"],

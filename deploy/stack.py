@@ -32,6 +32,9 @@ def stack_env(embedded: bool) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("CDS_VAR_DIR", str(VAR))
     if embedded:
+        # kombu's file-system transport expects its folders to exist.
+        for folder in ("celery-queue", "celery-processed"):
+            (VAR / folder).mkdir(parents=True, exist_ok=True)
         env.setdefault("DEBUG", "true")
         env.setdefault("DATABASE_URL", f"sqlite:///{VAR / 'demo.sqlite3'}")
         env.setdefault("CELERY_BROKER_URL", "filesystem://")
@@ -99,14 +102,14 @@ def wait_for_http(url: str, *, timeout_s: float) -> None:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused, reset or timed out while the server boots
             time.sleep(0.3)
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f} s; see {LOGS}")
 
 
 def http_json(method: str, url: str, body: Any = None, token: str | None = None, form: bool = False) -> tuple[int, Any]:
     """Send one request and return ``(status, parsed JSON)``."""
-    headers = {"Accept": "application/fhir+json"}
+    headers = {"Accept": "application/json" if form else "application/fhir+json"}
     data = None
     if body is not None:
         if form:
@@ -136,7 +139,7 @@ def send_samples(env: dict[str, str]) -> None:
 
     base = env["PUBLIC_BASE_URL"]
     credentials = json.loads(manage(env, "create_api_client", "demo-ehr", capture=True))
-    _, token_body = http_json(
+    token_status, token_body = http_json(
         "POST",
         credentials["token_url"],
         {
@@ -146,6 +149,8 @@ def send_samples(env: dict[str, str]) -> None:
         },
         form=True,
     )
+    if token_status != 200:
+        raise RuntimeError(f"token request failed: HTTP {token_status} {token_body}")
     token = token_body["access_token"]
     samples = REPO / "samples" / "ptbxl"
     table = pd.read_csv(samples / "ptbxl_database.csv")

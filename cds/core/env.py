@@ -76,7 +76,10 @@ def database_from_url(url: str, *, base_dir: Path) -> dict[str, Any]:
     """Translate ``postgres://user:pass@host:port/name`` or ``sqlite:///path`` into Django's dict."""
     parsed = urlparse(url)
     if parsed.scheme in {"postgres", "postgresql"}:
-        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        options: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        # Server-side binding sends parameters separately (bytea as raw bytes rather than escaped
+        # text); measured here it cuts the ECG insert cost noticeably.
+        options.setdefault("server_side_binding", True)
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parsed.path.lstrip("/")) or "postgres",

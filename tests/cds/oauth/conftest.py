@@ -1,19 +1,14 @@
-"""Fixtures for the OAuth2 tests: clients, tokens and the isolated authentication URLconf."""
+"""Fixtures for the OAuth2 tests: API clients and their tokens."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.test import Client
 
 from cds.oauth.services import CreatedApiClient, api_client_create
-
-_TEST_URLS = "cds_oauth_urls_for_tests"
 
 
 @pytest.fixture
@@ -52,19 +47,3 @@ def token_for(request_token: Callable[..., Any]) -> Callable[..., str]:
         return str(response.json()["access_token"])
 
     return get
-
-
-@pytest.fixture
-def auth_test_urls(settings: Any) -> None:
-    """Route requests to ``urls_for_tests.py``.
-
-    The module is loaded from its file because ``tests`` is not importable as a package here:
-    neurokit2 installs a top-level ``tests`` package into site-packages that shadows ours.
-    """
-    if _TEST_URLS not in sys.modules:
-        spec = importlib.util.spec_from_file_location(_TEST_URLS, Path(__file__).with_name("urls_for_tests.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_TEST_URLS] = module
-        spec.loader.exec_module(module)
-    settings.ROOT_URLCONF = _TEST_URLS

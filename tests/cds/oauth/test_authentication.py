@@ -52,7 +52,7 @@ def created(make_api_client: Callable[..., CreatedApiClient]) -> CreatedApiClien
     return make_api_client(scopes="system/Observation.crs system/Patient.read", name="EHR engine")
 
 
-@pytest.mark.usefixtures("auth_test_urls")
+@pytest.mark.urls("tests.cds.oauth.urls_for_tests")
 class TestIsolatedViews:
     def test_it_authenticates_a_valid_token(
         self, client: Client, created: CreatedApiClient, token_for: Callable[..., str]

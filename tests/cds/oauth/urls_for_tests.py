@@ -6,11 +6,14 @@ real FHIR routes (OperationOutcome).
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.urls import include, path
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cds.oauth.authentication import ApiClientPrincipal
 from cds.oauth.scopes import require_scope
 
 
@@ -18,11 +21,12 @@ class WhoAmIApi(APIView):
     """Echo the authenticated principal and the token's claims (project-default auth and permissions)."""
 
     def get(self, request: Request) -> Response:
+        principal = cast(ApiClientPrincipal, request.user)
         return Response(
             {
-                "client_id": request.user.client_id,
-                "name": request.user.name,
-                "scopes": sorted(request.user.scopes),
+                "client_id": principal.client_id,
+                "name": principal.name,
+                "scopes": sorted(principal.scopes),
                 "claims": request.auth,
             }
         )
