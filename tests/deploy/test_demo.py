@@ -1,0 +1,57 @@
+"""Smoke test of `make demo`'s stack on the embedded default (SQLite + file-based Celery transport)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.live
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_it_runs_the_demo_end_to_end_on_sqlite(tmp_path: Path) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "PUBLIC_BASE_URL"}
+    }
+    env.update(PORT=str(free_port()), CDS_VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "deploy/stack.py", "demo"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 240
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "Serving until Ctrl-C" in line or time.monotonic() > deadline:
+                break
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    output = "".join(lines)
+    assert "Serving until Ctrl-C" in output, output
+    assert output.count("201 Created") == 8, output
+    assert output.count("job succeeded") == 8, output
+    assert (tmp_path / "demo.sqlite3").exists()
+    assert process.returncode is not None
