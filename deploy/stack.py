@@ -33,7 +33,7 @@ def stack_env(embedded: bool) -> dict[str, str]:
     env.setdefault("CDS_VAR_DIR", str(VAR))
     if embedded:
         # kombu's file-system transport expects its folders to exist.
-        for folder in ("celery-queue", "celery-processed"):
+        for folder in ("celery-queue", "celery-processed", "celery-control"):
             (VAR / folder).mkdir(parents=True, exist_ok=True)
         env.setdefault("DEBUG", "true")
         env.setdefault("DATABASE_URL", f"sqlite:///{VAR / 'demo.sqlite3'}")
