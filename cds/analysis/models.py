@@ -44,3 +44,53 @@ class AnalysisJob(BaseModel):
     def is_finished(self) -> bool:
         """Return True in a terminal state."""
         return self.status in {self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED}
+
+
+class Prediction(BaseModel):
+    """One model version's output for one ECG, with what it was computed from (provenance).
+
+    Predictions are never edited: a re-analysis with another model version adds a row.
+    """
+
+    job = models.ForeignKey(AnalysisJob, on_delete=models.PROTECT, related_name="predictions")
+    recording = models.ForeignKey(EcgRecording, on_delete=models.PROTECT, related_name="predictions")
+    model_name = models.CharField(max_length=64)
+    model_version = models.CharField(max_length=64)
+    server_model_version = models.CharField(max_length=64, blank=True)
+    score = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    flagged = models.BooleanField(default=False)
+    probabilities = models.JSONField(default=dict, blank=True)
+    per_lead_scores = models.JSONField(default=dict, blank=True)
+    intervals = models.JSONField(default=list, blank=True)
+    # Anomaly map downsampled to ``map_rate_hz``, float16 (leads, samples) in ``map_leads`` order.
+    anomaly_map = models.BinaryField(blank=True, default=b"")
+    map_rate_hz = models.FloatField(null=True, blank=True)
+    map_leads = models.JSONField(default=list, blank=True)
+    report_text = models.TextField(blank=True)
+    quality = models.JSONField(default=list, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    # Inputs' provenance: the waveform fingerprint and lead set the models saw.
+    input_provenance = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "model_name", "model_version"], name="prediction_one_per_model_version"
+            )
+        ]
+        indexes = [models.Index(fields=["model_name", "model_version", "created_at"], name="prediction_model_time")]
+
+    def __str__(self) -> str:
+        return f"{self.model_name}@{self.model_version} for job {self.job_id}"
+
+
+class ResultResource(models.Model):
+    """Links a job to each FHIR resource written for it (our store), for idempotent re-runs."""
+
+    job = models.ForeignKey(AnalysisJob, on_delete=models.PROTECT, related_name="result_resources")
+    resource = models.OneToOneField("fhir.StoredResource", on_delete=models.PROTECT, related_name="analysis_link")
+    role = models.CharField(max_length=32)
+
+    def __str__(self) -> str:
+        return f"{self.role} of job {self.job_id}"

@@ -20,7 +20,7 @@ from cds.fhir.http import check_response_format, fhir_response, parse_body
 from cds.fhir.models import StoredResource
 from cds.fhir.selectors import resource_read, resource_search, unsupported_params
 from cds.fhir.services import resource_create
-from cds.fhir.validation import SUPPORTED_TYPES, resource_validate
+from cds.fhir.validation import READABLE_TYPES, SUPPORTED_TYPES, resource_validate
 from cds.oauth.scopes import require_scope
 
 
@@ -35,9 +35,13 @@ def resource_headers(resource: StoredResource) -> dict[str, str]:
     }
 
 
-def _known_type(resource_type: str) -> None:
-    if resource_type not in SUPPORTED_TYPES:
+def _known_type(resource_type: str, *, create: bool = False) -> None:
+    if resource_type not in READABLE_TYPES:
         raise FhirError.single(404, "not-supported", f"resource type {resource_type!r} is not served here")
+    if create and resource_type not in SUPPORTED_TYPES:
+        raise FhirError.single(
+            405, "not-supported", f"{resource_type} is written by the service itself; clients may read and search it"
+        )
 
 
 class FhirContentNegotiation(BaseContentNegotiation):
@@ -74,7 +78,7 @@ class ResourceCreateApi(FhirApi):
     """``POST /fhir/{type}``: create, or conditional create with ``If-None-Exist``."""
 
     def post(self, request: Request, resource_type: str) -> HttpResponse:
-        _known_type(resource_type)
+        _known_type(resource_type, create=True)
         require_scope(request, resource_type, "c")
         content = parse_body(request)
         resource_validate(content, expected_type=resource_type)

@@ -86,7 +86,7 @@ def _parse_entry(index: int, raw: Any, request: Any) -> _Entry:
     )
 
 
-def _rewrite_references(node: Any, mapping: dict[str, str]) -> None:
+def rewrite_references(node: Any, mapping: dict[str, str]) -> None:
     """Replace ``urn:uuid`` references (and other fullUrls) with the server's ``Type/id``."""
     if isinstance(node, dict):
         reference = node.get("reference")
@@ -94,10 +94,10 @@ def _rewrite_references(node: Any, mapping: dict[str, str]) -> None:
             node["reference"] = mapping[reference]
         for value in node.values():
             if isinstance(value, (dict, list)):
-                _rewrite_references(value, mapping)
+                rewrite_references(value, mapping)
     elif isinstance(node, list):
         for item in node:
-            _rewrite_references(item, mapping)
+            rewrite_references(item, mapping)
 
 
 def _check_unresolved(entry: _Entry) -> None:
@@ -145,7 +145,7 @@ def _apply(entries: list[_Entry], source: str) -> None:
             if entry.full_url:
                 mapping[entry.full_url] = f"{entry.resource_type}/{entry.content['id']}"
     for entry in entries:
-        _rewrite_references(entry.content, mapping)
+        rewrite_references(entry.content, mapping)
     for entry in sorted(entries, key=lambda e: (_CREATE_ORDER.get(e.resource_type, 1), e.index)):
         if entry.response is not None:
             continue

@@ -30,15 +30,16 @@ def _search_params(resource_type: str) -> list[dict[str, str]]:
     return params
 
 
-def _resource(resource_type: str, profile_note: str) -> dict[str, Any]:
+def _resource(resource_type: str, profile_note: str, *, creatable: bool = True) -> dict[str, Any]:
+    codes = ("create", "read", "vread", "search-type") if creatable else ("read", "vread", "search-type")
     return {
         "type": resource_type,
         "documentation": profile_note,
-        "interaction": [{"code": code} for code in ("create", "read", "vread", "search-type")],
+        "interaction": [{"code": code} for code in codes],
         "versioning": "versioned",
         "readHistory": False,
         "updateCreate": False,
-        "conditionalCreate": True,
+        "conditionalCreate": creatable,
         "searchParam": _search_params(resource_type),
         "searchInclude": [],
     }
@@ -91,8 +92,14 @@ def capability_statement() -> dict[str, Any]:
                     _resource(
                         "Observation",
                         "Resting ECG: code LOINC 11524-6 or MDC 131328; one component per lead coded in MDC "
-                        "(urn:iso:std:iso:11073:10101) with valueSampledData (µV or mV).",
+                        "(urn:iso:std:iso:11073:10101) with valueSampledData (µV or mV). The service also writes "
+                        "read-only AI result Observations (code urn:ecg-cds:CodeSystem:ecg-ai|anomaly-score, "
+                        "derivedFrom the ECG).",
                     ),
+                    _resource("DiagnosticReport", "Draft ECG report (preliminary until signed).", creatable=False),
+                    _resource("Task", "Review task for a flagged ECG (code approve, focus = report).", creatable=False),
+                    _resource("Device", "The AI models (name and version) behind each result.", creatable=False),
+                    _resource("Provenance", "Which model produced which results from which ECG.", creatable=False),
                 ],
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
             }

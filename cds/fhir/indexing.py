@@ -40,15 +40,35 @@ def search_entries(resource_type: str, content: dict[str, Any]) -> list[dict[str
         entries += _date("birthdate", content.get("birthDate"))
     elif resource_type == "Observation":
         entries += _tokens("code", (content.get("code") or {}).get("coding"))
-        subject = (content.get("subject") or {}).get("reference")
-        if subject:
-            entries.append({"name": "subject", "value": subject})
-            if subject.startswith("Patient/"):
-                entries.append({"name": "patient", "value": subject})
+        entries += _subject_entries(content.get("subject"))
         entries += _date(
             "date", content.get("effectiveDateTime") or (content.get("effectivePeriod") or {}).get("start")
         )
-        for derived in content.get("derivedFrom") or []:
-            if derived.get("reference"):
-                entries.append({"name": "derived-from", "value": derived["reference"]})
+        entries += _references("derived-from", content.get("derivedFrom"))
+    elif resource_type == "DiagnosticReport":
+        entries += _subject_entries(content.get("subject"))
+        entries += _references("result", content.get("result"))
+        entries += _tokens("code", (content.get("code") or {}).get("coding"))
+        entries.append({"name": "status", "value": content.get("status", "")})
+    elif resource_type == "Task":
+        entries += _subject_entries(content.get("for"))
+        entries += _references("focus", [content["focus"]] if content.get("focus") else [])
+        entries += _tokens("code", (content.get("code") or {}).get("coding"))
+        entries.append({"name": "status", "value": content.get("status", "")})
+    elif resource_type == "Provenance":
+        entries += _references("target", content.get("target"))
     return entries
+
+
+def _references(name: str, references: list[dict[str, Any]] | None) -> Iterator[dict[str, Any]]:
+    for reference in references or []:
+        if reference.get("reference"):
+            yield {"name": name, "value": reference["reference"]}
+
+
+def _subject_entries(subject: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+    reference = (subject or {}).get("reference")
+    if reference:
+        yield {"name": "subject", "value": reference}
+        if reference.startswith("Patient/"):
+            yield {"name": "patient", "value": reference}

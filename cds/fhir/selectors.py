@@ -15,11 +15,26 @@ from cds.fhir.models import SearchIndexEntry, StoredResource
 TOKEN_PARAMS = {
     "Patient": {"_id", "identifier", "gender"},
     "Observation": {"_id", "identifier", "code"},
+    "DiagnosticReport": {"_id", "identifier", "code", "status"},
+    "Task": {"_id", "identifier", "code", "status"},
+    "Device": {"_id", "identifier"},
+    "Provenance": {"_id"},
 }
-REFERENCE_PARAMS = {"Patient": set(), "Observation": {"subject", "patient", "derived-from"}}
+REFERENCE_PARAMS = {
+    "Patient": set(),
+    "Observation": {"subject", "patient", "derived-from"},
+    "DiagnosticReport": {"subject", "patient", "result"},
+    "Task": {"subject", "patient", "focus"},
+    "Device": set(),
+    "Provenance": {"target"},
+}
 DATE_PARAMS = {"Patient": {"birthdate"}, "Observation": {"date"}}
-SORT_PARAMS = {"Patient": {"_lastUpdated", "birthdate"}, "Observation": {"_lastUpdated", "date"}}
+SORT_PARAMS = {t: {"_lastUpdated"} for t in TOKEN_PARAMS} | {
+    "Patient": {"_lastUpdated", "birthdate"},
+    "Observation": {"_lastUpdated", "date"},
+}
 RESULT_PARAMS = {"_count", "_sort", "_offset", "_format", "_total"}
+_REFERENCE_TARGET = {"patient": "Patient", "subject": "Patient", "focus": "DiagnosticReport"}
 _DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
 
@@ -60,8 +75,7 @@ def _reference_filter(resource_type: str, name: str, raw: str) -> QuerySet[Searc
     for value in raw.split(","):
         value = value.removeprefix(base)
         if "/" not in value:
-            target = "Patient" if name in {"patient", "subject"} else "Observation"
-            value = f"{target}/{value}"
+            value = f"{_REFERENCE_TARGET.get(name, 'Observation')}/{value}"
         values.append(value)
     return _entries(resource_type, name).filter(value__in=values)
 

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 
 from cds.core.exceptions import FhirError, FhirIssue
 
-SUPPORTED_TYPES = ("Patient", "Observation")
+SUPPORTED_TYPES = ("Patient", "Observation")  # what clients may create
+# What /fhir serves read-only: the results the service writes for each analysed ECG.
+READABLE_TYPES = (*SUPPORTED_TYPES, "DiagnosticReport", "Task", "Device", "Provenance")
 _R5_ONLY_SAMPLED_DATA = {"interval", "intervalUnit", "codeMap", "offsets"}
 _ISSUE_CODE_BY_ERROR = {"missing": "required", "extra_forbidden": "structure"}
 

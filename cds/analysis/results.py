@@ -1,0 +1,132 @@
+"""Store one analysis' results: predictions, FHIR result resources in our store, and the EHR outbox."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from cds.analysis.fhir_results import ResultEntry, result_entries, transaction_bundle
+from cds.analysis.models import AnalysisJob, Prediction, ResultResource
+from cds.ecg.models import EcgRecording
+from cds.fhir.bundles import rewrite_references
+from cds.fhir.services import fhir_resource_store
+from inference.results import AnalysisResult
+
+RESULT_SOURCE = "ecg-cds"
+
+
+def _map_bytes(anomaly_map: np.ndarray) -> bytes:
+    return np.ascontiguousarray(anomaly_map, dtype="<f2").tobytes()
+
+
+def _provenance(recording: EcgRecording) -> dict[str, Any]:
+    return {
+        "waveform_sha256": recording.waveform_sha256,
+        "observation": f"Observation/{recording.logical_id}",
+        "leads": recording.leads,
+        "sample_rate_hz": recording.sample_rate_hz,
+        "n_samples": recording.n_samples,
+        "received_from": recording.received_from,
+    }
+
+
+def predictions_create(*, job: AnalysisJob, result: AnalysisResult) -> list[Prediction]:
+    """Create one Prediction per model version that ran."""
+    detector = result.detector
+    rows = [
+        Prediction(
+            job=job,
+            recording=job.recording,
+            model_name=detector.model_name,
+            model_version=detector.model_version,
+            server_model_version=detector.server_model_version,
+            score=detector.score,
+            threshold=detector.threshold,
+            flagged=detector.flagged,
+            per_lead_scores=detector.per_lead_scores,
+            intervals=[vars(i) for i in detector.intervals],
+            anomaly_map=_map_bytes(detector.anomaly_map),
+            map_rate_hz=detector.map_rate_hz,
+            map_leads=list(detector.leads),
+            quality=list(detector.quality),
+            timings=detector.timings_ms,
+            input_provenance=_provenance(job.recording),
+        )
+    ]
+    foundation = result.foundation
+    if foundation is not None:
+        rows.append(
+            Prediction(
+                job=job,
+                recording=job.recording,
+                model_name=foundation.model_name,
+                model_version=foundation.model_version,
+                server_model_version=foundation.server_model_version,
+                score=foundation.probability_abnormal,
+                probabilities={"abnormal": foundation.probability_abnormal, **foundation.superclass_probabilities},
+                report_text=foundation.report_text,
+                timings=foundation.timings_ms,
+                input_provenance=_provenance(job.recording) | {"leads_used": list(foundation.leads_used)},
+            )
+        )
+    return Prediction.objects.bulk_create(rows)
+
+
+def _local_references(recording: EcgRecording) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    ecg = {"reference": f"Observation/{recording.logical_id}"}
+    patient = {"reference": f"Patient/{recording.patient.logical_id}"} if recording.patient else None
+    return ecg, patient
+
+
+def _remote_references(recording: EcgRecording) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Reference the EHR's own resources by business identifier, with our absolute URL beside it."""
+    base = f"{settings.PUBLIC_BASE_URL}/fhir"
+    ecg: dict[str, Any] = {"reference": f"{base}/Observation/{recording.logical_id}", "type": "Observation"}
+    identifiers = recording.resource.content.get("identifier") or []
+    if identifiers:
+        ecg["identifier"] = identifiers[0]
+    patient = None
+    if recording.patient:
+        patient = {"reference": f"{base}/Patient/{recording.patient.logical_id}", "type": "Patient"}
+        patient_identifiers = recording.patient.resource.content.get("identifier") or []
+        if patient_identifiers:
+            patient["identifier"] = patient_identifiers[0]
+    return ecg, patient
+
+
+def _store_locally(job: AnalysisJob, entries: list[ResultEntry]) -> None:
+    mapping = {}
+    for entry in entries:
+        entry.resource["id"] = entry.logical_id or uuid.uuid4().hex
+        mapping[entry.full_url] = f"{entry.resource_type}/{entry.resource['id']}"
+    for entry in entries:
+        rewrite_references(entry.resource, mapping)
+        stored = fhir_resource_store(resource_type=entry.resource_type, content=entry.resource, source=RESULT_SOURCE)
+        ResultResource.objects.create(job=job, resource=stored, role=entry.role)
+
+
+@transaction.atomic
+def analysis_results_store(*, job: AnalysisJob, result: AnalysisResult) -> list[Prediction]:
+    """Store predictions and result resources and queue the EHR write-back, all in one transaction.
+
+    Idempotent per job: a job that already has predictions is left as it is (a redelivered task).
+    """
+    if Prediction.objects.filter(job=job).exists():
+        return list(Prediction.objects.filter(job=job))
+    predictions = predictions_create(job=job, result=result)
+    issued = timezone.now().isoformat().replace("+00:00", "Z")
+    job_key = f"job-{job.pk}"
+    ecg, patient = _local_references(job.recording)
+    _store_locally(job, result_entries(result, job_key=job_key, ecg=ecg, patient=patient, issued=issued))
+    if getattr(settings, "WRITEBACK_ENABLED", False):
+        from cds.writeback.services import outbox_enqueue
+
+        ecg, patient = _remote_references(job.recording)
+        bundle = transaction_bundle(result_entries(result, job_key=job_key, ecg=ecg, patient=patient, issued=issued))
+        outbox_enqueue(key=f"analysis-job:{job.pk}", bundle=bundle)
+    return predictions

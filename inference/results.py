@@ -1,0 +1,72 @@
+"""What one analysis produces, independent of where the models ran (Triton or in-process).
+
+numpy only: the Django service imports these types, and it never imports torch (STYLE G14).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AnomalyInterval:
+    """A localized finding: one lead, a time span in ms from the start of the recording."""
+
+    lead: str
+    start_ms: float
+    end_ms: float
+    score: float
+
+
+@dataclass(frozen=True)
+class DetectorResult:
+    """The anomaly detector's output for one ECG.
+
+    ``anomaly_map`` is ``(leads, samples)`` at ``map_rate_hz``, in ``leads`` order; ``score`` is the
+    raw restoration-based score (higher = more abnormal) and ``threshold`` the operating point it is
+    compared with; ``quality`` names input problems (flat lead, NaN stretch, no beats found...).
+    """
+
+    model_name: str
+    model_version: str
+    score: float
+    threshold: float
+    per_lead_scores: dict[str, float]
+    anomaly_map: np.ndarray
+    map_rate_hz: float
+    leads: tuple[str, ...]
+    intervals: tuple[AnomalyInterval, ...] = ()
+    quality: tuple[str, ...] = ()
+    server_model_version: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> bool:
+        """Return True when the score is at or above the operating point."""
+        return self.score >= self.threshold
+
+
+@dataclass(frozen=True)
+class FoundationResult:
+    """The foundation model's output for one ECG: probabilities, report text, re-annotation value."""
+
+    model_name: str
+    model_version: str
+    probability_abnormal: float
+    superclass_probabilities: dict[str, float]
+    report_text: str
+    leads_used: tuple[str, ...]
+    review_priority: float | None = None
+    server_model_version: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Both models' results for one ECG."""
+
+    detector: DetectorResult
+    foundation: FoundationResult | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
