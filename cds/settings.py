@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "cds.fhir",
     "cds.ecg",
     "cds.analysis",
+    "cds.hooks",
 ]
 
 MIDDLEWARE = [

@@ -12,6 +12,7 @@ urlpatterns = [
     path("fhir", by_method(POST=BundleProcessApi.as_view()), name="fhir-base"),
     path("fhir/", include("cds.fhir.urls")),
     path("auth/", include("cds.oauth.urls")),
+    path("", include("cds.hooks.urls")),
     path("", include("cds.core.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -119,7 +119,7 @@ class ResourceSearchApi(FhirApi):
             links.append(link("next", page.offset + page.count))
         if page.offset > 0:
             links.append(link("previous", max(page.offset - page.count, 0)))
-        bundle = {
+        bundle: dict[str, Any] = {
             "resourceType": "Bundle",
             "type": "searchset",
             "total": page.total,

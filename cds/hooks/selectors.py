@@ -1,0 +1,55 @@
+"""Read what a CDS Hooks card shows: the patient's analysed ECGs and their predictions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cds.analysis.models import Prediction
+from cds.ecg.models import Patient
+
+
+def patients_for_hook(*, patient_id: str, prefetch_patient: dict[str, Any] | None) -> list[Patient]:
+    """Return our Patients matching the EHR's patient: by business identifier, else by our id.
+
+    The EHR's ``patientId`` is its own FHIR id, which we never see on ingest; its identifiers (MRN)
+    are what both sides share, so the prefetched Patient is matched on them first.
+    """
+    from cds.fhir.models import SearchIndexEntry
+
+    identifiers = [i for i in (prefetch_patient or {}).get("identifier") or [] if i.get("value")]
+    if identifiers:
+        matches = SearchIndexEntry.objects.none()
+        for identifier in identifiers:
+            matches = matches | SearchIndexEntry.objects.filter(
+                resource_type="Patient",
+                name="identifier",
+                system=identifier.get("system", ""),
+                value=identifier["value"],
+            )
+        patients = list(Patient.objects.filter(resource__in=matches.values("resource_id"), resource__is_current=True))
+        if patients:
+            return patients
+    return list(Patient.objects.filter(logical_id=patient_id))
+
+
+def latest_detector_predictions(*, patients: list[Patient], limit: int = 5) -> list[Prediction]:
+    """Return the newest detector prediction of each of the patients' latest analysed ECGs."""
+    predictions = (
+        Prediction.objects.filter(recording__patient__in=patients, threshold__isnull=False)
+        .select_related("recording", "job")
+        .order_by("-recording__effective_at", "-created_at")
+    )
+    seen: set[int] = set()
+    latest = []
+    for prediction in predictions[: limit * 3]:
+        if prediction.recording_id in seen:
+            continue
+        seen.add(prediction.recording_id)
+        latest.append(prediction)
+    return latest[:limit]
+
+
+def report_text_for(prediction: Prediction) -> str:
+    """Return the report text written for the same job by the report model, if any."""
+    report = Prediction.objects.filter(job_id=prediction.job_id).exclude(report_text="").first()
+    return report.report_text if report else ""
