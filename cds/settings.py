@@ -136,6 +136,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 180)
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "analysis")
+# Periodic recovery (celery beat): re-enqueue lost jobs, reset jobs whose worker died mid-run.
+ANALYSIS_SWEEP_PENDING_AFTER_S = env_int("ANALYSIS_SWEEP_PENDING_AFTER_S", 300)
+ANALYSIS_MAX_ATTEMPTS = env_int("ANALYSIS_MAX_ATTEMPTS", 3)
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "analysis-sweep": {"task": "analysis.sweep", "schedule": env_float("ANALYSIS_SWEEP_INTERVAL_S", 60.0)},
+}
 
 LOGGING = {
     "version": 1,

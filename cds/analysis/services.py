@@ -75,3 +75,44 @@ def analysis_job_fail(*, job_id: int, error: str) -> None:
     ).update(
         status=AnalysisJob.Status.FAILED, error=error[:4000], finished_at=timezone.now(), updated_at=timezone.now()
     )
+
+
+def analysis_jobs_requeue_stuck(*, pending_after_s: int, running_after_s: int, max_attempts: int) -> dict[str, int]:
+    """Re-enqueue jobs whose message was lost and recover jobs whose worker died mid-run.
+
+    1. Pending jobs older than ``pending_after_s`` are enqueued again (the claim makes a duplicate
+       message harmless).
+    2. Running jobs started more than ``running_after_s`` ago (beyond the task's hard time limit)
+       go back to pending and are enqueued, or fail once they used ``max_attempts``.
+    Returns counts per action.
+    """
+    from datetime import timedelta
+
+    from cds.analysis.tasks import analysis_job_run
+
+    now = timezone.now()
+    counts = {"requeued_pending": 0, "recovered_running": 0, "failed": 0}
+    stale_pending = AnalysisJob.objects.filter(
+        status=AnalysisJob.Status.PENDING, updated_at__lt=now - timedelta(seconds=pending_after_s)
+    ).values_list("pk", flat=True)
+    for job_id in list(stale_pending[:500]):
+        AnalysisJob.objects.filter(pk=job_id).update(updated_at=now)
+        analysis_job_run.delay(job_id)
+        counts["requeued_pending"] += 1
+    stuck = AnalysisJob.objects.filter(
+        status=AnalysisJob.Status.RUNNING, started_at__lt=now - timedelta(seconds=running_after_s)
+    )
+    for job in list(stuck[:500]):
+        if job.attempts >= max_attempts:
+            analysis_job_fail(job_id=job.pk, error=f"worker lost the job {job.attempts} times; giving up")
+            counts["failed"] += 1
+            continue
+        # Conditional: only the sweep that still sees it running resets it.
+        if AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, started_at=job.started_at).update(
+            status=AnalysisJob.Status.PENDING, updated_at=now
+        ):
+            analysis_job_run.delay(job.pk)
+            counts["recovered_running"] += 1
+    if any(counts.values()):
+        logger.warning("analysis sweep: %s", counts)
+    return counts

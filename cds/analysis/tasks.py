@@ -32,3 +32,17 @@ def analysis_job_run(self: Task, job_id: int) -> str | None:
         logger.error("analysis job %s crashed", job_id, exc_info=True)
         raise
     return job.status if job else None
+
+
+@shared_task(name="analysis.sweep")  # type: ignore[misc]
+def analysis_sweep() -> dict[str, int]:
+    """Periodic (beat): recover analysis jobs that were lost or stuck."""
+    from django.conf import settings
+
+    from cds.analysis.services import analysis_jobs_requeue_stuck
+
+    return analysis_jobs_requeue_stuck(
+        pending_after_s=settings.ANALYSIS_SWEEP_PENDING_AFTER_S,
+        running_after_s=settings.CELERY_TASK_TIME_LIMIT + 60,
+        max_attempts=settings.ANALYSIS_MAX_ATTEMPTS,
+    )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
+from unittest import mock
 
 import pytest
+import time_machine
 
 from cds.analysis.models import AnalysisJob
-from cds.analysis.services import analysis_job_claim, analysis_job_execute
+from cds.analysis.services import analysis_job_claim, analysis_job_execute, analysis_jobs_requeue_stuck
 from cds.analysis.tasks import analysis_job_run
 
 pytestmark = pytest.mark.django_db
@@ -55,3 +58,34 @@ def test_it_marks_the_job_failed_with_the_reason_when_the_task_crashes(job: Anal
     job.refresh_from_db()
     assert job.status == AnalysisJob.Status.FAILED
     assert "ValueError" in job.error
+
+
+def test_it_requeues_lost_pending_jobs_and_recovers_stuck_running_ones(
+    job: AnalysisJob, django_capture_on_commit_callbacks: Any
+) -> None:
+    assert analysis_job_claim(job_id=job.pk) is not None  # a worker took it, then died
+    with mock.patch("cds.analysis.tasks.analysis_job_run.delay", autospec=True) as delay:
+        assert (
+            analysis_jobs_requeue_stuck(pending_after_s=300, running_after_s=240, max_attempts=3)["recovered_running"]
+            == 0
+        )
+        with time_machine.travel(job.created_at + datetime.timedelta(minutes=10)):
+            counts = analysis_jobs_requeue_stuck(pending_after_s=300, running_after_s=240, max_attempts=3)
+    assert counts == {"requeued_pending": 0, "recovered_running": 1, "failed": 0}
+    delay.assert_called_once_with(job.pk)
+    job.refresh_from_db()
+    assert job.status == AnalysisJob.Status.PENDING
+    assert analysis_job_run(job.pk) == "succeeded"
+
+
+def test_it_fails_a_job_whose_worker_keeps_dying(job: AnalysisJob) -> None:
+    AnalysisJob.objects.filter(pk=job.pk).update(attempts=2)
+    analysis_job_claim(job_id=job.pk)
+    with (
+        mock.patch("cds.analysis.tasks.analysis_job_run.delay", autospec=True),
+        time_machine.travel(job.created_at + datetime.timedelta(minutes=10)),
+    ):
+        counts = analysis_jobs_requeue_stuck(pending_after_s=300, running_after_s=240, max_attempts=3)
+    assert counts["failed"] == 1
+    job.refresh_from_db()
+    assert job.status == AnalysisJob.Status.FAILED and "3 times" in job.error
