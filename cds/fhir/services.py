@@ -54,6 +54,50 @@ def fhir_resource_store(
     return resource
 
 
+@transaction.atomic
+def fhir_resource_update(
+    *, resource_type: str, logical_id: str, content: dict[str, Any], source: str, expected_version: int | None = None
+) -> StoredResource:
+    """Store a new version of an existing resource; the old version stays readable (vread).
+
+    Raises FhirError 404 when the resource does not exist and 412 when ``expected_version`` (an
+    ``If-Match`` version) is not the current one.
+    """
+    # Lock the current row so two concurrent updates cannot both become version N+1.
+    current = (
+        StoredResource.objects.select_for_update()
+        .filter(resource_type=resource_type, logical_id=logical_id, is_current=True)
+        .first()
+    )
+    if current is None:
+        raise FhirError.single(404, "not-found", f"{resource_type}/{logical_id} is not known")
+    if expected_version is not None and expected_version != current.version_id:
+        raise FhirError.single(
+            412, "conflict", f"{resource_type}/{logical_id} is at version {current.version_id}, not {expected_version}"
+        )
+    now = timezone.now()
+    version = current.version_id + 1
+    stored_content = {**content, "id": logical_id}
+    meta = dict(stored_content.get("meta") or {})
+    meta.update({"versionId": str(version), "lastUpdated": now.isoformat().replace("+00:00", "Z")})
+    stored_content["meta"] = meta
+    StoredResource.objects.filter(pk=current.pk).update(is_current=False)
+    current.search_entries.all().delete()  # the index describes current versions only
+    resource = StoredResource.objects.create(
+        resource_type=resource_type,
+        logical_id=logical_id,
+        version_id=version,
+        last_updated=now,
+        content=stored_content,
+        source=source,
+    )
+    SearchIndexEntry.objects.bulk_create(
+        SearchIndexEntry(resource=resource, resource_type=resource_type, **entry)
+        for entry in search_entries(resource_type, stored_content)
+    )
+    return resource
+
+
 def _lock_conditional_key(resource_type: str, query: str) -> None:
     """Serialize conditional creates on one key so two identical requests cannot both create.
 
