@@ -1,0 +1,348 @@
+"""Train the ECG anomaly detector on normal ECGs: ``python -m training.train_detector``.
+
+Reads top to bottom: config -> data -> model -> optimizer -> loop -> validation/checkpoint.
+Defaults live in :class:`TrainConfig`; ``--config training/configs/detector.toml`` overrides them
+and ``--key=value`` flags override both (``--model.d_model=64`` for model fields). Unknown keys
+and values of the wrong type are errors.
+
+Data: normals (NORM-only) of PTB-XL folds 1–8 from every PTB-XL-layout folder under ``--data_dir``
+plus ptb-xl-extra normals with ``source_split == "train"``. Validation (model selection and the
+operating point) = fold 9, normals and abnormals. Fold 10 is never read here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ecg_models.anomaly_detector import AnomalyDetector, DetectorConfig, build_detector
+from training.data.splits import excluded_report, load_index, split_id, split_records
+from training.detector_attributes import cached_attribute_table, normalised_targets
+from training.detector_data import (
+    DetectorArrays,
+    arrays_from_index,
+    attribute_deviation,
+    choose_threshold,
+    detection_metrics,
+    score_arrays,
+    to_tensors,
+)
+
+logger = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class TrainConfig:
+    """Training defaults (the shipped model's run)."""
+
+    data_dir: str = str(REPO_ROOT / ".." / "shared" / "data")  # folder holding PTB-XL-layout folders
+    out_dir: str = str(REPO_ROOT / "training" / "runs" / "detector")  # checkpoints and logs
+    attribute_cache: str = str(REPO_ROOT / "training" / "runs" / "detector_attributes.csv")
+    export_path: str = ""  # if set, copy the best weights (no optimizer) here, e.g. ecg_models/weights/detector.pt
+    seed: int = 0
+    num_threads: int = 1  # torch intra-op threads (the CPU box is shared)
+    device: str = "cpu"  # "cuda" to train on a GPU (e.g. full PTB-XL)
+    epochs: int = 40
+    time_budget_s: float = 0.0  # stop after the epoch that crosses this wall time (0 = no limit)
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    lead_dropout: float = 0.15  # probability per ECG of zeroing 1–11 random leads (bad-input robustness)
+    attribute_weight: float = 0.1
+    val_every: int = 2  # epochs between validation passes
+    max_train_records: int = 0  # cap for smoke tests (0 = all)
+    max_val_records: int = 0  # cap for smoke tests (0 = all)
+    model: DetectorConfig = field(default_factory=DetectorConfig)
+
+
+def _coerce(value: Any, target: Any, key: str) -> Any:
+    """Convert a flag string or TOML value to the type of ``target``; raise ValueError on mismatch."""
+    kind = type(target)
+    if isinstance(value, str) and kind is not str:
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"{key}: expected a bool, got {value!r}")
+            return value.lower() in ("true", "1")
+        try:
+            return kind(value)
+        except ValueError as exc:
+            raise ValueError(f"{key}: expected {kind.__name__}, got {value!r}") from exc
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind):
+        raise ValueError(f"{key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """Return ``cfg`` with dotted-key overrides applied (``model.x`` targets the model config)."""
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+    model_fields = {f.name for f in dataclasses.fields(DetectorConfig)}
+    train_updates: dict[str, Any] = {}
+    model_updates: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key.startswith("model."):
+            name = key.removeprefix("model.")
+            if name not in model_fields:
+                raise ValueError(f"unknown model config key {key!r}")
+            model_updates[name] = _coerce(value, getattr(cfg.model, name), key)
+        elif key in train_fields:
+            train_updates[key] = _coerce(value, getattr(cfg, key), key)
+        else:
+            raise ValueError(f"unknown config key {key!r}")
+    model = dataclasses.replace(cfg.model, **model_updates)
+    return dataclasses.replace(cfg, model=model, **train_updates)
+
+
+def parse_config(argv: list[str]) -> TrainConfig:
+    """Build the config from defaults, an optional ``--config FILE.toml`` and ``--key=value`` flags."""
+    cfg = TrainConfig()
+    flags: dict[str, Any] = {}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--config":
+            with Path(args.pop(0)).open("rb") as fh:
+                raw = tomllib.load(fh)
+            flat = {k: v for k, v in raw.items() if k != "model"}
+            flat.update({f"model.{k}": v for k, v in raw.get("model", {}).items()})
+            cfg = apply_overrides(cfg, flat)
+        elif arg.startswith("--") and "=" in arg:
+            key, value = arg[2:].split("=", 1)
+            flags[key] = value
+        else:
+            raise ValueError(f"unrecognised argument {arg!r}; use --config FILE or --key=value")
+    return apply_overrides(cfg, flags)
+
+
+def git_sha() -> str:
+    """Return the current git commit, or "unknown" outside a repository / before the first commit."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _augment(batch: list[torch.Tensor], rate: float, generator: torch.Generator) -> list[torch.Tensor]:
+    """Zero random leads in some ECGs so the model copes with missing leads at serving time."""
+    record, beats, beat_valid, lead_valid, sample_valid, r_track = (t.clone() for t in batch)
+    for i in range(record.shape[0]):
+        if torch.rand(1, generator=generator).item() < rate:
+            n_drop = int(torch.randint(1, 12, (1,), generator=generator))
+            drop = torch.randperm(12, generator=generator)[:n_drop]
+            record[i, drop] = 0.0
+            beats[i, :, drop] = 0.0
+            lead_valid[i, drop] = False
+    return [record, beats, beat_valid, lead_valid, sample_valid, r_track]
+
+
+BEAT_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def _choose_beat_weight(model: AnomalyDetector, val: DetectorArrays, labelled: np.ndarray) -> float:
+    """Set and return the record/beat score mix with the best validation AUROC (scores are linear in it)."""
+    if not model.cfg.use_beat_view:
+        return model.cfg.beat_score_weight
+    model.cfg.beat_score_weight = 0.0
+    record_only, _, _ = score_arrays(model, val)
+    model.cfg.beat_score_weight = 1.0
+    beat_part = score_arrays(model, val)[0] - record_only
+    aurocs = [
+        detection_metrics((record_only + w * beat_part)[labelled], val.labels[labelled], np.inf)["auroc"]
+        for w in BEAT_WEIGHT_GRID
+    ]
+    model.cfg.beat_score_weight = BEAT_WEIGHT_GRID[int(np.argmax(aurocs))]
+    return model.cfg.beat_score_weight
+
+
+def validate(model: AnomalyDetector, val: DetectorArrays, val_attr: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+    """Score validation ECGs; choose the beat weight, attribute use and threshold there.
+
+    Returns AUROC (restoration only and with attribute deviation), the choices and score
+    statistics. Only fold 9 is used, so the operating point never sees the test fold.
+    """
+    labelled = val.labels >= 0
+    labels = val.labels[labelled]
+    beat_weight = _choose_beat_weight(model, val, labelled)
+    scores, attrs, _ = score_arrays(model, val)
+    dev = attribute_deviation(attrs, *val_attr)
+    normal = val.labels == 0
+    stats = {
+        "rest_mean": float(scores[normal].mean()),
+        "rest_std": float(scores[normal].std() + 1e-8),
+        "dev_mean": float(dev[normal].mean()),
+        "dev_std": float(dev[normal].std() + 1e-8),
+    }
+    combined = (scores - stats["rest_mean"]) / stats["rest_std"] + (dev - stats["dev_mean"]) / stats["dev_std"]
+    auroc_rest = detection_metrics(scores[labelled], labels, np.inf)["auroc"]
+    auroc_comb = (
+        detection_metrics(combined[labelled], labels, np.inf)["auroc"] if model.cfg.use_attribute_head else float("nan")
+    )
+    use_attr = bool(model.cfg.use_attribute_head and auroc_comb > auroc_rest)
+    z_rest = (scores - stats["rest_mean"]) / stats["rest_std"]
+    chosen = combined if use_attr else z_rest
+    return {
+        "auroc_restoration": auroc_rest,
+        "auroc_combined": auroc_comb,
+        "use_attribute_deviation": use_attr,
+        "beat_score_weight": beat_weight,
+        "auroc": auroc_comb if use_attr else auroc_rest,
+        "threshold": choose_threshold(chosen[labelled], labels),
+        # For data without measured intervals (e.g. Challenge directories): z(restoration) only.
+        "threshold_restoration": choose_threshold(z_rest[labelled], labels),
+        "score_stats": stats,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Train, validate and checkpoint; return the best validation summary."""
+    cfg = parse_config(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.set_num_threads(cfg.num_threads)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # Data: the split rule is shared with the foundation model (training/data/splits.py).
+    index = load_index(Path(cfg.data_dir))
+    splits = split_records(index)
+    train_df = splits["train"][splits["train"]["label"] == "normal"]
+    val_df = splits["val"]
+    if cfg.max_train_records:
+        train_df = train_df.sample(min(cfg.max_train_records, len(train_df)), random_state=cfg.seed)
+    if cfg.max_val_records:
+        val_df = val_df.groupby("label", group_keys=False).head(cfg.max_val_records // 2)
+    logger.info("train normals %d, val %d, excluded %s", len(train_df), len(val_df), excluded_report(splits))
+    t0 = time.time()
+    train = arrays_from_index(train_df)
+    val = arrays_from_index(val_df)
+    train_attr = normalised_targets(cached_attribute_table(train_df, Path(cfg.attribute_cache)))
+    val_attr = normalised_targets(cached_attribute_table(val_df, Path(cfg.attribute_cache)))
+    logger.info("preprocessed in %.1f s", time.time() - t0)
+
+    # Model and optimizer.
+    model = build_detector(cfg.model).to(cfg.device)
+    n_params = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, len(train) // cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / cfg.warmup_steps) * 0.5 * (1 + np.cos(np.pi * min(s, total_steps) / total_steps)),
+    )
+    generator = torch.Generator().manual_seed(cfg.seed)
+    targets = torch.from_numpy(train_attr[0])
+    valid = torch.from_numpy(train_attr[1])
+
+    # Loop.
+    best: dict[str, Any] = {"auroc": -1.0}
+    history = []
+    step = 0
+    start = time.time()
+    for epoch in range(cfg.epochs):
+        model.train()
+        epoch_start = time.time()
+        order = torch.randperm(len(train), generator=generator).numpy()
+        losses = []
+        for b in range(steps_per_epoch):
+            idx = np.sort(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+            record, beats, beat_valid, lead_valid, sample_valid, r_track = (
+                t.to(cfg.device) for t in _augment(to_tensors(train.arrays, idx), cfg.lead_dropout, generator)
+            )
+            loss, parts = model.loss(
+                record,
+                beats,
+                beat_valid,
+                lead_valid,
+                sample_valid,
+                r_track,
+                targets[idx].to(cfg.device),
+                valid[idx].to(cfg.device),
+                generator,
+                cfg.attribute_weight,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            losses.append(loss.item())
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "epoch_seconds": time.time() - epoch_start, **parts}
+        last = epoch == cfg.epochs - 1 or (cfg.time_budget_s and time.time() - start > cfg.time_budget_s)
+        if (epoch + 1) % cfg.val_every == 0 or last:
+            summary = validate(model, val, val_attr)
+            record.update({k: summary[k] for k in ("auroc_restoration", "auroc_combined", "beat_score_weight")})
+            if summary["auroc"] > best["auroc"]:
+                best = {**summary, "epoch": epoch, "step": step}
+                _save(out_dir / "best.pt", model, optimizer, cfg, best, splits, n_params)
+        history.append(record)
+        logger.info(json.dumps(record))
+        if last:
+            break
+
+    best["train_seconds"] = time.time() - start
+    best["epochs_run"] = len(history)
+    best["seconds_per_epoch"] = float(np.mean([h["epoch_seconds"] for h in history]))
+    best["n_params"] = n_params
+    (out_dir / "history.json").write_text(json.dumps({"history": history, "best": best}, indent=1, default=str))
+    if cfg.export_path:
+        ckpt = torch.load(out_dir / "best.pt", weights_only=False)
+        ckpt.pop("optimizer", None)
+        ckpt["summary"] = best
+        torch.save(ckpt, cfg.export_path)
+    print(json.dumps({k: v for k, v in best.items() if k != "score_stats"}, default=str))
+    return best
+
+
+def _save(
+    path: Path,
+    model: AnomalyDetector,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    best: dict[str, Any],
+    splits: dict[str, Any],
+    n_params: int,
+) -> None:
+    """Write a self-describing checkpoint (G13): configs, step, metric, optimizer, split id, SHA."""
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "model_config": asdict(model.cfg),  # includes the beat_score_weight chosen on validation
+            "train_config": {k: v for k, v in asdict(cfg).items() if k != "model"},
+            "step": best["step"],
+            "epoch": best["epoch"],
+            "best_metric": {"val_auroc": best["auroc"]},
+            "operating_point": {
+                "threshold": best["threshold"],
+                "threshold_restoration": best["threshold_restoration"],
+                "use_attribute_deviation": best["use_attribute_deviation"],
+                "score_stats": best["score_stats"],
+                "chosen_on": "validation (PTB-XL fold 9)",
+            },
+            "optimizer": optimizer.state_dict(),
+            "data_split_id": split_id(splits),
+            "n_params": n_params,
+            "git_sha": git_sha(),
+        },
+        path,
+    )
+
+
+if __name__ == "__main__":
+    main()
