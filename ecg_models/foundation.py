@@ -1,0 +1,385 @@
+"""ECG foundation model: conv encoder -> latent sequence, CPC context network, report decoder, heads.
+
+Reading order (STYLE G10): config, building blocks (``Foundation*``), backbone, heads, then the
+pure functions used by training (CPC loss, any-lead alignment loss) and decoding (greedy, beam,
+and a TorchScript-scriptable greedy generator for serving).
+
+Serving signature (``FoundationModel.forward``)::
+
+    signal (B, 12, 1000) float32, lead_mask (B, 12) bool
+      -> abnormal_logit (B,), superclass_logits (B, 5), statement_logits (B, S), embedding (B, D)
+
+and ``FoundationGreedyGenerator.forward(signal, lead_mask) -> token_ids (B, max_len) int64``
+(BOS not included; PAD after EOS). Inputs come from ``inference.preprocessing.foundation_inputs``.
+No file or network I/O here except ``from_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3  # fixed by the tokenizer trainer (special tokens first)
+
+
+@dataclass
+class FoundationConfig:
+    """Architecture of the foundation model (stored in every checkpoint)."""
+
+    n_leads: int = 12  # input leads (LEADS_12 order); absent ones are zero and masked
+    n_samples: int = 1000  # 10 s at 100 Hz
+    channels: tuple[int, ...] = (32, 64, 128)  # conv stem widths, each block strides by 2 -> x8 down
+    kernel: int = 7  # conv kernel size of the strided blocks
+    d_model: int = 128  # latent / embedding width
+    n_res_blocks: int = 2  # stride-1 residual conv blocks after the stem
+    cpc_steps: int = 6  # CPC predicts k = 1..cpc_steps future latents
+    n_superclasses: int = 5  # PTB-XL diagnostic superclasses (SUPERCLASSES order)
+    statement_codes: tuple[str, ...] = ()  # SCP statements with a head, in output order
+    vocab_size: int = 512  # tokenizer vocabulary (special ids PAD/BOS/EOS/UNK = 0/1/2/3)
+    dec_layers: int = 2  # transformer decoder layers
+    dec_heads: int = 4  # attention heads in the decoder
+    dec_ff: int = 256  # decoder feed-forward width
+    max_len: int = 40  # longest generated report in tokens (EOS included)
+    dropout: float = 0.1  # dropout in the decoder and before the heads
+
+    @property
+    def n_statements(self) -> int:
+        return len(self.statement_codes)
+
+
+# --- building blocks --------------------------------------------------------------------------
+
+
+class FoundationConvBlock(nn.Module):
+    """Conv1d -> GroupNorm -> GELU, optionally strided; residual when the shape is unchanged."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=kernel // 2)
+        self.norm = nn.GroupNorm(8, c_out)
+        self.residual = c_in == c_out and stride == 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.gelu(self.norm(self.conv(x)))
+        return x + y if self.residual else y
+
+
+class FoundationEncoder(nn.Module):
+    """(B, 12, N) signal + (B, 12) lead mask -> (B, T, D) latents, T = N / 2**len(channels).
+
+    Masked leads are zeroed, and the mask itself is embedded and added to every latent step, so
+    the encoder knows which leads it was given (any-lead input).
+    """
+
+    def __init__(self, cfg: FoundationConfig) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        c_in = cfg.n_leads
+        for c in cfg.channels:
+            blocks.append(FoundationConvBlock(c_in, c, cfg.kernel, 2))
+            c_in = c
+        blocks.append(FoundationConvBlock(c_in, cfg.d_model, 3, 1))
+        blocks.extend(FoundationConvBlock(cfg.d_model, cfg.d_model, 3, 1) for _ in range(cfg.n_res_blocks))
+        self.blocks = nn.Sequential(*blocks)
+        self.mask_embed = nn.Linear(cfg.n_leads, cfg.d_model)
+        self.norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+        m = lead_mask.to(signal.dtype)
+        h = self.blocks(signal * m.unsqueeze(-1)).transpose(1, 2)  # (B, T, D)
+        return self.norm(h + self.mask_embed(m).unsqueeze(1))
+
+
+class FoundationCPC(nn.Module):
+    """Autoregressive GRU context over latents plus one linear predictor per future step k."""
+
+    def __init__(self, cfg: FoundationConfig) -> None:
+        super().__init__()
+        self.gru = nn.GRU(cfg.d_model, cfg.d_model, batch_first=True)
+        self.predictors = nn.ModuleList(nn.Linear(cfg.d_model, cfg.d_model) for _ in range(cfg.cpc_steps))
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        """Return the InfoNCE loss of predicting z_{t+k} from c_t (negatives: other ECGs at t+k)."""
+        context, _ = self.gru(latents)
+        return cpc_info_nce(context, latents, self.predictors)
+
+
+def cpc_info_nce(
+    context: torch.Tensor, latents: torch.Tensor, predictors: nn.ModuleList, shifts: tuple[int, ...] = (13, 29, 47, 71)
+) -> torch.Tensor:
+    """InfoNCE over k = 1..K: context (B, T, D), latents (B, T, D) -> scalar loss.
+
+    For each k and time t, the positive is the same ECG's z_{t+k}. Negatives: the other ECGs'
+    z_{t+k} in the batch (B - 1), plus the same ECG's latents at other times (circular shifts
+    by ``shifts`` steps), so that recognising the record is not enough: the context has to
+    predict *when* in the cycle the future step falls. Logits are cosine similarities / 0.1.
+    """
+    b, t, _ = latents.shape
+    z = F.normalize(latents, dim=-1)
+    rolled = torch.stack([z.roll(s, dims=1) for s in shifts], dim=2) if shifts else z[:, :, :0]  # (B, T, S, D)
+    target = torch.arange(b, device=latents.device)
+    losses = []
+    for k, predictor in enumerate(predictors, start=1):
+        if t - k <= 0:
+            break
+        pred = F.normalize(predictor(context[:, : t - k]), dim=-1)  # (B, T-k, D)
+        batch_logits = torch.einsum("btd,ctd->tbc", pred, z[:, k:])  # (T-k, B, B)
+        self_logits = torch.einsum("btd,btsd->tbs", pred, rolled[:, k:])  # (T-k, B, S)
+        logits = torch.cat([batch_logits, self_logits], dim=-1) / 0.1
+        losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.repeat(t - k)))
+    return torch.stack(losses).mean()
+
+
+class FoundationPositional(nn.Module):
+    """Fixed sinusoidal positions (B, L, D) -> (B, L, D), used for latents and tokens."""
+
+    def __init__(self, d_model: int, max_len: int = 2048) -> None:
+        super().__init__()
+        pos = torch.arange(max_len).unsqueeze(1)
+        div = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+        pe = torch.zeros(max_len, d_model)
+        pe[:, 0::2] = torch.sin(pos * div)
+        pe[:, 1::2] = torch.cos(pos * div)
+        self.register_buffer("pe", pe, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pe[: x.shape[1]].unsqueeze(0)
+
+
+class FoundationReportDecoder(nn.Module):
+    """Transformer decoder: token ids (B, L) + memory (B, T, D) -> next-token logits (B, L, V)."""
+
+    def __init__(self, cfg: FoundationConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=PAD_ID)
+        self.pos = FoundationPositional(cfg.d_model)
+        layer = nn.TransformerDecoderLayer(
+            cfg.d_model, cfg.dec_heads, cfg.dec_ff, cfg.dropout, batch_first=True, norm_first=True
+        )
+        self.layers = nn.TransformerDecoder(layer, cfg.dec_layers)
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.vocab_size)
+
+    def forward(self, tokens: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        n = tokens.shape[1]
+        causal = torch.triu(torch.full((n, n), float("-inf"), device=tokens.device), diagonal=1)
+        h = self.pos(self.embed(tokens) * math.sqrt(self.embed.embedding_dim))
+        h = self.layers(h, memory, tgt_mask=causal)
+        return self.out(self.norm(h))
+
+
+# --- backbone and heads -----------------------------------------------------------------------
+
+
+class FoundationHeads(nn.Module):
+    """Pooled embedding (B, D) -> abnormal logit (B,), superclass (B, 5), statement (B, S) logits."""
+
+    def __init__(self, cfg: FoundationConfig) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(cfg.dropout)
+        self.abnormal = nn.Linear(cfg.d_model, 1)
+        self.superclass = nn.Linear(cfg.d_model, cfg.n_superclasses)
+        self.statement = nn.Linear(cfg.d_model, max(cfg.n_statements, 0))
+
+    def forward(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.drop(embedding)
+        return self.abnormal(h).squeeze(-1), self.superclass(h), self.statement(h)
+
+
+class FoundationModel(nn.Module):
+    """Encoder + heads + report decoder (+ CPC context network, used in pretraining only)."""
+
+    def __init__(self, cfg: FoundationConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = FoundationEncoder(cfg)
+        self.memory_pos = FoundationPositional(cfg.d_model)
+        self.pool_norm = nn.LayerNorm(cfg.d_model)
+        self.heads = FoundationHeads(cfg)
+        self.decoder = FoundationReportDecoder(cfg)
+        self.cpc = FoundationCPC(cfg)
+
+    def encode(self, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+        """Latent sequence (B, T, D)."""
+        return self.encoder(signal, lead_mask)
+
+    def pool(self, latents: torch.Tensor) -> torch.Tensor:
+        """Mean-pool latents (B, T, D) -> embedding (B, D)."""
+        return self.pool_norm(latents.mean(dim=1))
+
+    def memory(self, latents: torch.Tensor) -> torch.Tensor:
+        """Decoder memory: latents with positions (B, T, D)."""
+        return self.memory_pos(latents)
+
+    def forward(
+        self, signal: torch.Tensor, lead_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        embedding = self.pool(self.encode(signal, lead_mask))
+        abnormal, superclass, statement = self.heads(embedding)
+        return abnormal, superclass, statement, embedding
+
+    def report_logits(self, tokens: torch.Tensor, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced next-token logits (B, L, V) for input ``tokens`` (BOS-prefixed)."""
+        return self.decoder(tokens, self.memory(self.encode(signal, lead_mask)))
+
+
+def build_foundation(cfg: FoundationConfig | dict[str, Any]) -> FoundationModel:
+    """Build a model from a config object or the dict stored in a checkpoint."""
+    if isinstance(cfg, dict):
+        cfg = FoundationConfig(
+            **{**cfg, "channels": tuple(cfg["channels"]), "statement_codes": tuple(cfg["statement_codes"])}
+        )
+    return FoundationModel(cfg)
+
+
+def config_dict(cfg: FoundationConfig) -> dict[str, Any]:
+    """Return the config as a plain dict (stored in checkpoints)."""
+    return asdict(cfg)
+
+
+def from_checkpoint(path: str | Path, map_location: str = "cpu") -> FoundationModel:
+    """Rebuild the model from a checkpoint that embeds its ``model_config`` (eval mode)."""
+    ckpt = torch.load(Path(path), map_location=map_location, weights_only=False)
+    model = build_foundation(ckpt["model_config"])
+    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()}, strict=True)
+    return model.eval()
+
+
+# --- training losses (pure) -------------------------------------------------------------------
+
+
+def alignment_loss(sub: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """Feature-distribution alignment of subset-lead embeddings (B, D) with 12-lead ones (B, D).
+
+    MSE between paired embeddings plus matching of the batch mean and standard deviation per
+    feature. ``full`` is detached: the 12-lead encoder is the teacher.
+    """
+    full = full.detach()
+    pair = F.mse_loss(sub, full)
+    mean = F.mse_loss(sub.mean(0), full.mean(0))
+    std = F.mse_loss(sub.std(0, unbiased=False), full.std(0, unbiased=False))
+    return pair + mean + std
+
+
+def random_lead_masks(batch: int, n_leads: int, p_drop: float, generator: torch.Generator) -> torch.Tensor:
+    """Bool (batch, n_leads): with probability ``p_drop`` per ECG keep a random non-empty subset."""
+    mask = torch.ones(batch, n_leads, dtype=torch.bool)
+    for i in range(batch):
+        if torch.rand(1, generator=generator).item() < p_drop:
+            keep = int(torch.randint(1, n_leads, (1,), generator=generator))
+            mask[i] = False
+            mask[i, torch.randperm(n_leads, generator=generator)[:keep]] = True
+    return mask
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def greedy_decode(model: FoundationModel, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+    """Greedy report ids (B, max_len) int64 (no BOS, PAD after EOS); eager twin of the generator."""
+    return FoundationGreedyGenerator(model)(signal, lead_mask)
+
+
+@torch.no_grad()
+def beam_decode(
+    model: FoundationModel, signal: torch.Tensor, lead_mask: torch.Tensor, beam: int = 3, length_penalty: float = 0.7
+) -> list[list[int]]:
+    """Beam search per ECG; returns token id lists (no BOS/EOS). Score = log p / len**length_penalty."""
+    memory = model.memory(model.encode(signal, lead_mask))
+    out: list[list[int]] = []
+    for i in range(signal.shape[0]):
+        mem = memory[i : i + 1]
+        beams: list[tuple[float, list[int]]] = [(0.0, [BOS_ID])]
+        done: list[tuple[float, list[int]]] = []
+        for _ in range(model.cfg.max_len):
+            tokens = torch.tensor([b[1] for b in beams], dtype=torch.long)
+            logp = model.decoder(tokens, mem.expand(len(beams), -1, -1))[:, -1].log_softmax(-1)
+            cand: list[tuple[float, list[int]]] = []
+            for (score, seq), row in zip(beams, logp, strict=True):
+                top = row.topk(beam)
+                cand.extend((score + float(v), [*seq, int(j)]) for v, j in zip(top.values, top.indices, strict=True))
+            cand.sort(key=lambda c: -c[0])
+            beams = []
+            for score, seq in cand:
+                if seq[-1] == EOS_ID:
+                    done.append((score / (len(seq) - 1) ** length_penalty, seq[1:-1]))
+                elif len(beams) < beam:
+                    beams.append((score, seq))
+                if len(beams) == beam:
+                    break
+            if not beams or len(done) >= beam:
+                break
+        if not done:  # hit max_len: keep the best unfinished beam
+            done = [(s / (len(q) - 1) ** length_penalty, q[1:]) for s, q in beams]
+        out.append(max(done, key=lambda d: d[0])[1])
+    return out
+
+
+class FoundationGreedyGenerator(nn.Module):
+    """Scriptable greedy report generator: (signal, lead_mask) -> token ids (B, max_len) int64.
+
+    The whole decoding loop runs inside one call (``torch.jit.script``-able), so a server does
+    not round-trip per token. Output excludes BOS; after EOS every position is PAD.
+    """
+
+    def __init__(self, model: FoundationModel) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+        self.memory_pos = model.memory_pos
+        self.decoder = model.decoder
+        self.max_len = model.cfg.max_len
+        self.bos_id = BOS_ID
+        self.eos_id = EOS_ID
+        self.pad_id = PAD_ID
+
+    def forward(self, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+        memory = self.memory_pos(self.encoder(signal, lead_mask))
+        b = signal.shape[0]
+        tokens = torch.full((b, 1), self.bos_id, dtype=torch.long, device=signal.device)
+        finished = torch.zeros(b, dtype=torch.bool, device=signal.device)
+        for _ in range(self.max_len):
+            nxt = self.decoder(tokens, memory)[:, -1].argmax(-1)
+            nxt = torch.where(finished, torch.full_like(nxt, self.pad_id), nxt)
+            tokens = torch.cat([tokens, nxt.unsqueeze(1)], dim=1)
+            finished = finished | (nxt == self.eos_id)
+            if bool(finished.all()):
+                break
+        out = torch.full((b, self.max_len), self.pad_id, dtype=torch.long, device=signal.device)
+        out[:, : tokens.shape[1] - 1] = tokens[:, 1:]
+        return out
+
+
+def strip_ids(ids: list[int]) -> list[int]:
+    """Cut a generated id row at EOS and drop PAD/BOS (for the tokenizer's ``decode``)."""
+    out: list[int] = []
+    for i in ids:
+        if i == EOS_ID:
+            break
+        if i not in (PAD_ID, BOS_ID):
+            out.append(int(i))
+    return out
+
+
+@dataclass
+class FoundationOutput:
+    """Friendlier view of one forward pass (wraps, does not replace, the tensor signature)."""
+
+    prob_abnormal: torch.Tensor  # (B,)
+    superclass_probs: torch.Tensor  # (B, 5)
+    statement_probs: torch.Tensor  # (B, S)
+    embedding: torch.Tensor  # (B, D)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def predict(model: FoundationModel, signal: torch.Tensor, lead_mask: torch.Tensor) -> FoundationOutput:
+    """Run ``forward`` and apply sigmoids."""
+    abnormal, superclass, statement, embedding = model(signal, lead_mask)
+    return FoundationOutput(abnormal.sigmoid(), superclass.sigmoid(), statement.sigmoid(), embedding)
