@@ -143,6 +143,24 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "analysis-sweep": {"task": "analysis.sweep", "schedule": env_float("ANALYSIS_SWEEP_INTERVAL_S", 60.0)},
 }
 
+# --- Inference (issue 5): how analysis jobs reach the models. ---
+# triton: production and the default everywhere Triton runs (make demo/up start a local one);
+# inprocess: the same checkpoints with torch inside the worker, where Triton cannot run.
+INFERENCE_BACKEND = env_str("INFERENCE_BACKEND", "triton")
+TRITON_URL = env_str("TRITON_URL", "127.0.0.1:8101")  # host:port, no scheme (tritonclient's form)
+TRITON_PROTOCOL = env_str("TRITON_PROTOCOL", "grpc")  # what TRITON_URL speaks: grpc | http
+TRITON_HTTP_URL = env_str("TRITON_HTTP_URL", "127.0.0.1:8100")  # HTTP fallback; empty = none
+TRITON_TIMEOUT_S = env_float("TRITON_TIMEOUT_S", 10.0)
+# Pins such as "ecg_detector=1": the client then refuses any other served version.
+TRITON_MODEL_VERSIONS = dict(item.split("=", 1) for item in env_list("TRITON_MODEL_VERSIONS", []) if "=" in item)
+INFERENCE_DETECTOR_CHECKPOINT = env_str(
+    "INFERENCE_DETECTOR_CHECKPOINT", str(BASE_DIR / "ecg_models" / "weights" / "detector.pt")
+)
+# Celery-level retries of a job whose inference failed transiently (Triton down or slow), after
+# the client's own quick retries; then the job is visibly failed.
+ANALYSIS_MAX_RETRIES = env_int("ANALYSIS_MAX_RETRIES", 5)
+ANALYSIS_RETRY_BACKOFF_MAX_S = env_int("ANALYSIS_RETRY_BACKOFF_MAX_S", 120)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

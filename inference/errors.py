@@ -37,3 +37,7 @@ class ModelVersionMismatch(InferenceError):
 
 class InferenceFailed(InferenceError):
     """Triton rejected the request or the model failed on it (bad input, model error)."""
+
+
+class UnscorableEcg(InferenceError):
+    """The ECG itself cannot be scored (too short, no usable lead): retrying will not help."""

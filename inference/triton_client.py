@@ -103,6 +103,10 @@ class Transport:
         """Return the versions of ``model`` that Triton serves; raise ModelNotFound if none."""
         raise NotImplementedError
 
+    def model_config(self, model: str, version: str) -> dict[str, Any]:
+        """Return ``model``'s configuration as Triton's JSON form (``parameters``, ``input``...)."""
+        raise NotImplementedError
+
     def infer(
         self,
         model: str,
@@ -193,6 +197,12 @@ class GrpcTransport(Transport):
         metadata = _guard(model, lambda: self._client.get_model_metadata(model, client_timeout=self.timeout_s))
         return list(metadata.versions)
 
+    def model_config(self, model: str, version: str) -> dict[str, Any]:
+        answer = _guard(
+            model, lambda: self._client.get_model_config(model, version, as_json=True, client_timeout=self.timeout_s)
+        )
+        return dict(answer.get("config", answer))
+
     def infer(
         self,
         model: str,
@@ -245,6 +255,9 @@ class HttpTransport(Transport):
     def model_versions(self, model: str) -> list[str]:
         metadata = _guard(model, lambda: self._client.get_model_metadata(model))
         return [str(version) for version in metadata.get("versions", [])]
+
+    def model_config(self, model: str, version: str) -> dict[str, Any]:
+        return dict(_guard(model, lambda: self._client.get_model_config(model, version)))
 
     def infer(
         self,
@@ -342,6 +355,15 @@ class TritonClient:
                 extra={"model": name, "expected": wanted, "served": versions},
             )
         return versions
+
+    def model_parameters(self, name: str, version: str | None = None) -> dict[str, str]:
+        """Return the string ``parameters`` of ``name``'s config (the operating point travels there).
+
+        Raises ModelNotFound, or TritonUnavailable after the retries.
+        """
+        wanted = self._version(name, version)
+        config = self._with_retries(f"model_config({name})", lambda transport: transport.model_config(name, wanted))
+        return {key: str(value.get("string_value", "")) for key, value in config.get("parameters", {}).items()}
 
     def infer(
         self,

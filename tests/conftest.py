@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -115,3 +115,16 @@ def patient_resource() -> dict[str, Any]:
         "gender": "female",
         "birthDate": "1968-05",
     }
+
+
+@pytest.fixture
+def live_stack(tmp_path: Path) -> Iterator[Any]:
+    """Start gunicorn and a Celery worker on the test database (see ``tests/livestack.py``)."""
+    from tests.livestack import LiveStack
+
+    stack = LiveStack(tmp_path)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()

@@ -105,6 +105,18 @@ def store_operating_point(
     return op
 
 
+def store_map_threshold(checkpoint: Path, threshold: float) -> None:
+    """Save the anomaly-map level that marks an interval (chosen on fold-9 injections) in ``checkpoint``.
+
+    Serving turns the map into per-lead intervals at this level (``inference.export`` copies it
+    into the Triton config); it is the localization benchmark's best-Dice threshold on validation.
+    """
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt["operating_point"]["map_threshold"] = float(threshold)
+    ckpt["operating_point"]["map_threshold_chosen_on"] = "synthetic anomalies injected into fold-9 normals (best Dice)"
+    torch.save(ckpt, checkpoint)
+
+
 def evaluate_ptbxl(model: torch.nn.Module, data_dir: Path, attribute_cache: Path) -> dict[str, Any]:
     """Evaluate on fold 10 with the operating point from fold 9."""
     splits = split_records(load_index(data_dir))
@@ -219,6 +231,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
+        "--store-map-threshold",
+        action="store_true",
+        help="with --localization: save the fold-9 best-Dice map threshold into the checkpoint (for serving)",
+    )
+    parser.add_argument(
         "--store-operating-point",
         action="store_true",
         help="recompute the fold-9 operating point and save it into the checkpoint",
@@ -231,6 +248,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = store_operating_point(model, args.checkpoint, args.data, args.attribute_cache)
     elif args.localization:
         result = evaluate_localization(model, args.data)
+        if args.store_map_threshold:
+            store_map_threshold(args.checkpoint, result["dice_threshold"])
     elif is_challenge_dir(args.data):
         result = evaluate_challenge(model, ckpt, args.data)
     else:

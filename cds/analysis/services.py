@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from cds.analysis.models import AnalysisJob
 from cds.ecg.models import EcgRecording
+from inference.errors import InferenceError
 
 logger = logging.getLogger(__name__)
 
@@ -43,29 +44,57 @@ def analysis_job_claim(*, job_id: int) -> AnalysisJob | None:
 
 
 def analysis_job_execute(*, job_id: int) -> AnalysisJob | None:
-    """Run one job: claim it, load and check its waveform, and record the outcome.
+    """Run one job: claim it, analyse its ECG, store the results and mark it done.
 
-    Returns None when the job was not claimable (already done, running elsewhere, or deleted).
-    Model inference arrives with the Triton pipeline; for now the step verifies that the stored
-    waveform loads and matches its metadata.
+    1. Claim (conditional UPDATE): returns None when the job is gone, done, or another worker has it.
+    2. Analyse outside any transaction (STYLE G7: never hold one across a Triton call).
+    3. Store predictions, result resources and the write-back outbox row and mark the job
+       succeeded, all in one transaction, so a crash leaves either everything or nothing.
+    A transient inference error (Triton down or slow) puts the job back to pending and re-raises
+    it for the task's retry; a permanent one (model missing, ECG not scorable) fails the job with
+    the reason and returns it.
     """
+    from cds.analysis.analyzer import analyzer, ecg_input_for
+    from cds.analysis.results import analysis_results_store
+
     job = analysis_job_claim(job_id=job_id)
     if job is None:
         logger.info("analysis job %s not claimable; skipping", job_id)
         return None
     started = time.perf_counter()
-    waveform = job.recording.waveform()
-    timings = {"load_ms": round((time.perf_counter() - started) * 1000, 3)}
-    AnalysisJob.objects.filter(pk=job.pk).update(
-        status=AnalysisJob.Status.SUCCEEDED,
-        finished_at=timezone.now(),
-        updated_at=timezone.now(),
-        timings=timings,
-        model_name="waveform-check",
-        model_version=f"leads={waveform.shape[0]},samples={waveform.shape[1]}",
-    )
+    ecg = ecg_input_for(job.recording)
+    load_ms = round((time.perf_counter() - started) * 1000, 3)
+    try:
+        result = analyzer().analyse(ecg)
+    except InferenceError as exc:
+        if exc.transient:
+            analysis_job_release(job_id=job.pk, error=f"{type(exc).__name__}: {exc.message}")
+            raise
+        analysis_job_fail(job_id=job.pk, error=f"{type(exc).__name__}: {exc.message}")
+        job.refresh_from_db()
+        return job
+    with transaction.atomic():
+        analysis_results_store(job=job, result=result)
+        detector = result.detector
+        AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING).update(
+            status=AnalysisJob.Status.SUCCEEDED,
+            finished_at=timezone.now(),
+            updated_at=timezone.now(),
+            timings={"load_ms": load_ms, **result.timings_ms},
+            model_name=detector.model_name,
+            model_version=detector.model_version,
+            triton_model_version=detector.server_model_version,
+            error="",
+        )
     job.refresh_from_db()
     return job
+
+
+def analysis_job_release(*, job_id: int, error: str) -> None:
+    """Put a running job back to pending after a transient failure, keeping the reason visible."""
+    AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.RUNNING).update(
+        status=AnalysisJob.Status.PENDING, error=error[:4000], updated_at=timezone.now()
+    )
 
 
 def analysis_job_fail(*, job_id: int, error: str) -> None:

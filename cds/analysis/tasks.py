@@ -6,6 +6,9 @@ import logging
 from typing import Any
 
 from celery import Task, shared_task
+from django.conf import settings
+
+from inference.errors import TritonUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -20,13 +23,28 @@ class AnalysisTask(Task):
         analysis_job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
 
 
-@shared_task(bind=True, base=AnalysisTask, acks_late=True, name="analysis.job_run")  # type: ignore[misc]
+@shared_task(
+    bind=True,
+    base=AnalysisTask,
+    acks_late=True,
+    name="analysis.job_run",
+    # Only Triton being down or slow is worth waiting for; the service has already put the job
+    # back to pending, so the retried task can claim it again.
+    autoretry_for=(TritonUnavailable,),
+    retry_backoff=5,
+    retry_backoff_max=settings.ANALYSIS_RETRY_BACKOFF_MAX_S,
+    retry_jitter=True,
+    max_retries=settings.ANALYSIS_MAX_RETRIES,
+)  # type: ignore[misc]
 def analysis_job_run(self: Task, job_id: int) -> str | None:
     """Run analysis job ``job_id``; safe to run twice (the claim lets only one through)."""
     from cds.analysis.services import analysis_job_execute
 
     try:
         job = analysis_job_execute(job_id=job_id)
+    except TritonUnavailable:
+        logger.warning("analysis job %s: Triton unavailable; will retry", job_id)
+        raise
     except Exception:
         # Worker boundary: log with the traceback and re-raise so on_failure records the reason.
         logger.error("analysis job %s crashed", job_id, exc_info=True)

@@ -21,4 +21,10 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if not settings.DEBUG and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         # SQLite is the embedded demo's store only; production relies on Postgres locks and JSONB.
         errors.append(Error("SQLite is for DEBUG (demo) only; set DATABASE_URL to PostgreSQL.", id="cds.E005"))
+    if settings.INFERENCE_BACKEND not in {"triton", "inprocess"}:
+        errors.append(Error("INFERENCE_BACKEND must be 'triton' or 'inprocess'.", id="cds.E006"))
+    if settings.INFERENCE_BACKEND == "triton" and not (settings.TRITON_URL or settings.TRITON_HTTP_URL):
+        errors.append(Error("INFERENCE_BACKEND=triton needs TRITON_URL (or TRITON_HTTP_URL).", id="cds.E007"))
+    if settings.TRITON_PROTOCOL not in {"grpc", "http"}:
+        errors.append(Error("TRITON_PROTOCOL must be 'grpc' or 'http'.", id="cds.E008"))
     return errors

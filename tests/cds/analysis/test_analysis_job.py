@@ -6,12 +6,14 @@ import datetime
 from typing import Any
 from unittest import mock
 
+import numpy as np
 import pytest
 import time_machine
 
-from cds.analysis.models import AnalysisJob
+from cds.analysis.models import AnalysisJob, Prediction
 from cds.analysis.services import analysis_job_claim, analysis_job_execute, analysis_jobs_requeue_stuck
 from cds.analysis.tasks import analysis_job_run
+from tests.conftest import LEADS_12
 
 pytestmark = pytest.mark.django_db
 
@@ -28,8 +30,57 @@ def test_it_runs_a_pending_job_to_success(job: AnalysisJob) -> None:
     job.refresh_from_db()
     assert job.status == AnalysisJob.Status.SUCCEEDED
     assert job.attempts == 1 and job.started_at and job.finished_at
-    assert job.model_version == "leads=12,samples=5000"
-    assert "load_ms" in job.timings
+    assert job.model_name == "ecg-anomaly-detector"
+    assert job.model_version.startswith("detector-") and job.triton_model_version == "in-process"
+    assert {"load_ms", "preprocess_ms", "model_ms", "postprocess_ms"} <= set(job.timings)
+    (prediction,) = Prediction.objects.filter(job=job)
+    assert prediction.model_version == job.model_version
+    assert prediction.score is not None and np.isfinite(prediction.score)
+    assert prediction.flagged == (prediction.score >= prediction.threshold)
+    assert set(prediction.per_lead_scores) == set(LEADS_12)
+    assert prediction.input_provenance["waveform_sha256"] == job.recording.waveform_sha256
+
+
+def test_it_fails_the_job_with_the_reason_when_the_ecg_cannot_be_scored(service_account: Any, ecg_factory: Any) -> None:
+    from cds.ecg.encoding import ecg_observation
+
+    flat = ecg_observation(
+        np.zeros((12, 5000)), sample_rate_hz=500, leads=LEADS_12, identifier=("urn:oid:1.2.3.4.ecg", "flat-1")
+    )
+    response = service_account.post("/fhir/Observation", flat)
+    assert response.status_code == 201, response.content
+    job = AnalysisJob.objects.get(recording__logical_id=response.json()["id"])
+    assert analysis_job_run(job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.status == AnalysisJob.Status.FAILED
+    assert "UnscorableEcg" in job.error and "no usable lead" in job.error
+    assert not Prediction.objects.filter(job=job).exists()
+
+
+def test_it_puts_the_job_back_and_retries_when_triton_is_unreachable(job: AnalysisJob, settings: Any) -> None:
+    from cds.analysis.analyzer import analyzer
+    from inference.errors import TritonUnavailable
+    from inference.local_triton import free_port
+
+    # A real client against a port nobody listens on: connection refused, a transient error.
+    settings.INFERENCE_BACKEND = "triton"
+    settings.TRITON_URL = f"127.0.0.1:{free_port()}"
+    settings.TRITON_HTTP_URL = ""
+    settings.TRITON_TIMEOUT_S = 1.0
+    analyzer.cache_clear()
+    try:
+        with pytest.raises(TritonUnavailable):
+            analysis_job_execute(job_id=job.pk)
+        job.refresh_from_db()
+        assert job.status == AnalysisJob.Status.PENDING and "TritonUnavailable" in job.error
+        # Through Celery, on its last allowed retry: visibly failed, never dropped.
+        result = analysis_job_run.apply(args=[job.pk], retries=settings.ANALYSIS_MAX_RETRIES)
+    finally:
+        analyzer.cache_clear()
+    assert result.failed()
+    job.refresh_from_db()
+    assert job.status == AnalysisJob.Status.FAILED and "TritonUnavailable" in job.error
+    assert not Prediction.objects.filter(job=job).exists()
 
 
 def test_it_is_safe_to_run_twice(job: AnalysisJob) -> None:

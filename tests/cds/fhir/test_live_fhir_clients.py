@@ -8,129 +8,17 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from django.db import connection
 
-from tests.conftest import REPO_ROOT
+from tests.livestack import LiveStack, wait_for_job
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class LiveStack:
-    """A gunicorn web process and a Celery worker sharing the test database and a private queue."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        db = connection.settings_dict
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-            "PUBLIC_BASE_URL": self.base,
-            "CELERY_TASK_DEFAULT_QUEUE": f"analysis-test-{uuid.uuid4().hex[:8]}",
-            "CDS_VAR_DIR": str(tmp),
-        }
-        self.logs = tmp
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> None:
-        self._spawn(
-            "web", [str(BIN / "gunicorn"), "cds.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers", "2"]
-        )
-        queue = self.env["CELERY_TASK_DEFAULT_QUEUE"]
-        self._spawn(
-            "worker", [str(BIN / "celery"), "-A", "cds", "worker", "--pool", "solo", "-Q", queue, "--loglevel", "INFO"]
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise RuntimeError(f"web did not start: {(self.logs / 'web.log').read_text()[-2000:]}")
-
-    def _spawn(self, name: str, command: list[str]) -> None:
-        log = (self.logs / f"{name}.log").open("wb")
-        self.processes.append(
-            subprocess.Popen(command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        )
-
-    def token(self, scopes: str = "system/*.cruds") -> str:
-        out = subprocess.run(
-            [str(BIN / "python"), "manage.py", "create_api_client", "live-test", "--scopes", scopes],
-            cwd=REPO_ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        credentials = json.loads(out)
-        response = requests.post(
-            credentials["token_url"],
-            data={"grant_type": "client_credentials"},
-            auth=(credentials["client_id"], credentials["client_secret"]),
-            timeout=10,
-        )
-        response.raise_for_status()
-        return str(response.json()["access_token"])
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        # Connections of killed children may linger for a moment; the test database must be droppable.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-
-
-@pytest.fixture
-def live_stack(tmp_path: Path) -> Iterator[LiveStack]:
-    stack = LiveStack(tmp_path)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
-
-
-def wait_for_job(observation_id: str, timeout_s: float = 60) -> str:
-    from cds.analysis.models import AnalysisJob
-
-    deadline = time.monotonic() + timeout_s
-    status = "missing"
-    while time.monotonic() < deadline:
-        job = AnalysisJob.objects.filter(recording__logical_id=observation_id).first()
-        status = job.status if job else "missing"
-        if status in {"succeeded", "failed"}:
-            return status
-        time.sleep(0.3)
-    return status
 
 
 def test_it_ingests_reads_searches_and_deduplicates_with_fhirpy(
@@ -152,8 +40,11 @@ def test_it_ingests_reads_searches_and_deduplicates_with_fhirpy(
         fetched["component"][7]["valueSampledData"]["data"]
         == observation_json["component"][7]["valueSampledData"]["data"]
     )
-    found = client.resources("Observation").search(patient=f"Patient/{patient.id}").fetch_all()
-    assert [r.id for r in found] == [observation.id]
+    # The patient now has the ECG and the analysis' own Observations (score, intervals).
+    ecgs = client.resources("Observation").search(patient=f"Patient/{patient.id}", code="http://loinc.org|11524-6")
+    assert [r.id for r in ecgs.fetch_all()] == [observation.id]
+    derived = client.resources("Observation").search(**{"derived-from": f"Observation/{observation.id}"}).fetch_all()
+    assert derived and all(r["subject"]["reference"] == f"Patient/{patient.id}" for r in derived)
     assert client.resources("Observation").search(identifier="urn:oid:1.2.3.4.ecg|fhirpy-1").count() == 1
 
     # Replay as a conditional create: the same resource comes back, nothing new is stored.
@@ -168,7 +59,9 @@ def test_it_ingests_reads_searches_and_deduplicates_with_fhirpy(
         timeout=30,
     )
     assert replay.status_code == 200 and replay.json()["id"] == observation.id
-    assert client.resources("Observation").search().count() == 1
+    # Nothing new: still one ECG, and still one analysis result set (the replay enqueued no job).
+    assert client.resources("Observation").search(code="http://loinc.org|11524-6").count() == 1
+    assert client.resources("Observation").search().count() == 1 + len(derived)
 
 
 def test_it_ingests_reads_searches_and_replays_bundles_with_fhirclient(

@@ -1,0 +1,260 @@
+"""Analyse one ECG with the served models: preprocess, infer (Triton or in-process), post-process.
+
+Two backends share one interface (``Analyzer.analyse``) and every step but the forward pass:
+
+- ``TritonAnalyzer``: the production path and the default wherever Triton runs; the operating
+  point and model version label come from the served model's config ``parameters`` (written by
+  ``python -m inference.export``), so a served version and its threshold cannot drift apart.
+- ``InProcessAnalyzer``: runs the same checkpoints with torch in this process, for machines where
+  Triton cannot run. It needs the ``ml`` extra; the service image never takes this path.
+
+numpy + tritonclient only at import time (STYLE G14); torch is imported lazily by the in-process
+backend alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from inference.errors import InferenceFailed, UnscorableEcg
+from inference.postprocessing import anomaly_intervals, downsample_map
+from inference.preprocessing import (
+    DETECTOR_RATE_HZ,
+    LEADS_12,
+    RECORD_SAMPLES,
+    DetectorInputs,
+    detector_inputs,
+    stack_detector_inputs,
+)
+from inference.results import AnalysisResult, AnomalyInterval, DetectorResult
+from inference.triton_client import TritonClient
+
+DETECTOR_MODEL = "ecg_detector"
+DETECTOR_NAME = "ecg-anomaly-detector"
+DETECTOR_OUTPUTS = ("score__0", "anomaly_map__1", "attributes__2")
+# The stored map: 50 Hz keeps a QRS-wide peak (80-120 ms) visible at a fifth of the size.
+STORED_MAP_RATE_HZ = 50.0
+
+
+@dataclass(frozen=True)
+class EcgInput:
+    """One ECG as the service stores it: ``signal`` is (leads, samples) in mV, NaN where missing."""
+
+    signal: np.ndarray
+    rate_hz: float
+    leads: tuple[str, ...]
+    age_years: float | None = None
+    sex: str | None = None
+
+
+@dataclass(frozen=True)
+class DetectorServing:
+    """The detector's operating point and version label (from the served config or the checkpoint)."""
+
+    version_label: str
+    score_mean: float  # raw-score mean of validation normals: the calibrated score is a z-score
+    score_std: float
+    threshold: float  # on the calibrated score; at or above = flagged
+    map_threshold: float  # anomaly-map level that marks an interval
+    map_rate_hz: float = float(DETECTOR_RATE_HZ)
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, str], model: str = DETECTOR_MODEL) -> DetectorServing:
+        """Build from a Triton config's string parameters; raise InferenceFailed naming a missing key."""
+        keys = ("model_version_label", "score_mean", "score_std", "threshold", "map_threshold")
+        missing = [key for key in keys if not parameters.get(key)]
+        if missing:
+            raise InferenceFailed(
+                f"{model}: config parameters lack {missing}; rebuild the repository with python -m inference.export",
+                extra={"model": model, "missing": missing},
+            )
+        return cls(
+            version_label=parameters["model_version_label"],
+            score_mean=float(parameters["score_mean"]),
+            score_std=float(parameters["score_std"]),
+            threshold=float(parameters["threshold"]),
+            map_threshold=float(parameters["map_threshold"]),
+            map_rate_hz=float(parameters.get("map_rate_hz") or DETECTOR_RATE_HZ),
+        )
+
+
+class Analyzer(Protocol):
+    """What the analysis job calls."""
+
+    def analyse(self, ecg: EcgInput) -> AnalysisResult:
+        """Return both models' results for ``ecg``; raise ``inference.errors`` classes."""
+        ...
+
+
+def prepare_detector_inputs(ecg: EcgInput) -> DetectorInputs:
+    """Return the detector's inputs; raise UnscorableEcg naming why the ECG cannot be scored."""
+    try:
+        return detector_inputs(np.asarray(ecg.signal, dtype=np.float64), ecg.rate_hz, ecg.leads)
+    except ValueError as exc:
+        raise UnscorableEcg(f"the detector cannot score this ECG: {exc}", extra={"reason": str(exc)}) from exc
+
+
+def record_view_offset_ms(n_samples: int, rate_hz: float) -> float:
+    """Return where the detector's centred 9.6 s view starts in the recording, in ms.
+
+    Mirrors ``inference.preprocessing``: resample to 250 Hz (polyphase, ``ceil(n * up / down)``
+    samples), then centre-crop; shorter recordings are padded at the end, so they start at 0.
+    """
+    frac = Fraction(DETECTOR_RATE_HZ / rate_hz).limit_denominator(1000)
+    resampled = (
+        n_samples if abs(rate_hz - DETECTOR_RATE_HZ) < 1e-9 else -(-n_samples * frac.numerator // frac.denominator)
+    )
+    start = max(0, (resampled - RECORD_SAMPLES) // 2)
+    return start * 1000.0 / DETECTOR_RATE_HZ
+
+
+def detector_result(
+    ecg: EcgInput,
+    inputs: DetectorInputs,
+    *,
+    raw_score: float,
+    anomaly_map: np.ndarray,
+    serving: DetectorServing,
+    server_model_version: str,
+    timings_ms: dict[str, float],
+) -> DetectorResult:
+    """Turn one ECG's raw outputs into what is stored and shown.
+
+    1. Calibrate: z-score against validation normals; flagged at or above the operating point.
+    2. Per-lead scores: mean map over the lead's real samples (unusable leads are left out).
+    3. Intervals (flagged ECGs only: below the operating point the map's peaks are ordinary beat-to-beat
+       variation, and boxes on a normal ECG would invite over-reading): spans above the map
+       threshold, shifted to ms from the start of the recording.
+    4. Stored map: pooled to 50 Hz; NaN on unusable leads and padding so nobody reads them as normal.
+    Raises InferenceFailed on a non-finite score (the model must never return one silently).
+    """
+    started = time.perf_counter()
+    score = (raw_score - serving.score_mean) / serving.score_std
+    if not np.isfinite(score):
+        raise InferenceFailed(f"{DETECTOR_MODEL}: non-finite score {raw_score}", extra={"quality": inputs.flags})
+    valid = inputs.lead_valid[:, None] & inputs.sample_valid[None, :]
+    amap = np.where(valid, anomaly_map, np.nan).astype(np.float32)
+    per_lead = {lead: round(float(np.nanmean(amap[i])), 4) for i, lead in enumerate(LEADS_12) if inputs.lead_valid[i]}
+    offset_ms = record_view_offset_ms(ecg.signal.shape[1], ecg.rate_hz)
+    intervals: tuple[AnomalyInterval, ...] = ()
+    if score >= serving.threshold:
+        intervals = tuple(
+            replace(interval, start_ms=interval.start_ms + offset_ms, end_ms=interval.end_ms + offset_ms)
+            for interval in anomaly_intervals(
+                amap, rate_hz=serving.map_rate_hz, leads=LEADS_12, point_threshold=serving.map_threshold
+            )
+        )
+    stored = downsample_map(amap, serving.map_rate_hz, STORED_MAP_RATE_HZ)
+    timings = {**timings_ms, "postprocess_ms": round((time.perf_counter() - started) * 1000, 3)}
+    return DetectorResult(
+        model_name=DETECTOR_NAME,
+        model_version=serving.version_label,
+        score=round(float(score), 4),
+        threshold=round(serving.threshold, 4),
+        per_lead_scores=per_lead,
+        anomaly_map=stored,
+        map_rate_hz=serving.map_rate_hz / round(serving.map_rate_hz / STORED_MAP_RATE_HZ),
+        leads=LEADS_12,
+        intervals=intervals,
+        quality=inputs.flags,
+        server_model_version=server_model_version,
+        timings_ms=timings,
+    )
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+@dataclass
+class TritonAnalyzer:
+    """Analyse ECGs with the models Triton serves."""
+
+    client: TritonClient
+    detector_model: str = DETECTOR_MODEL
+    _serving: dict[str, DetectorServing] | None = None
+
+    def detector_serving(self) -> DetectorServing:
+        """Return the served detector's operating point (fetched once per process)."""
+        if self._serving is None:
+            self._serving = {}
+        if self.detector_model not in self._serving:
+            parameters = self.client.model_parameters(self.detector_model)
+            self._serving[self.detector_model] = DetectorServing.from_parameters(parameters, self.detector_model)
+        return self._serving[self.detector_model]
+
+    def analyse(self, ecg: EcgInput) -> AnalysisResult:
+        """Return the detector's result for ``ecg`` (the foundation model joins when it is served)."""
+        started = time.perf_counter()
+        inputs = prepare_detector_inputs(ecg)
+        timings = {"preprocess_ms": _ms_since(started)}
+        serving = self.detector_serving()
+        started = time.perf_counter()
+        answer = self.client.infer_result(self.detector_model, stack_detector_inputs([inputs]), DETECTOR_OUTPUTS)
+        timings["triton_ms"] = _ms_since(started)
+        detector = detector_result(
+            ecg,
+            inputs,
+            raw_score=float(answer.outputs["score__0"].reshape(-1)[0]),
+            anomaly_map=answer.outputs["anomaly_map__1"][0],
+            serving=serving,
+            server_model_version=f"{answer.model_name}/{answer.model_version}",
+            timings_ms=timings,
+        )
+        return AnalysisResult(detector=detector, timings_ms=dict(detector.timings_ms))
+
+
+@dataclass
+class InProcessAnalyzer:
+    """Analyse ECGs with the checkpoints in this process (torch needed; no Triton)."""
+
+    detector_checkpoint: Path
+    threads: int = 1
+    _model: Any = None
+    _serving: DetectorServing | None = None
+
+    def _load(self) -> tuple[Any, DetectorServing]:
+        if self._model is None or self._serving is None:
+            import torch
+
+            from ecg_models.anomaly_detector import from_checkpoint
+            from inference.export import detector_parameters
+
+            torch.set_num_threads(self.threads)
+            ckpt = torch.load(self.detector_checkpoint, map_location="cpu", weights_only=False)
+            self._serving = DetectorServing.from_parameters(
+                detector_parameters(self.detector_checkpoint, ckpt["operating_point"])
+            )
+            self._model = from_checkpoint(self.detector_checkpoint).eval()
+        return self._model, self._serving
+
+    def analyse(self, ecg: EcgInput) -> AnalysisResult:
+        """Return the detector's result for ``ecg``, computed here."""
+        import torch
+
+        model, serving = self._load()
+        started = time.perf_counter()
+        inputs = prepare_detector_inputs(ecg)
+        timings = {"preprocess_ms": _ms_since(started)}
+        started = time.perf_counter()
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(array) for array in stack_detector_inputs([inputs]).values()]
+            score, anomaly_map, _ = model(*tensors)
+        timings["model_ms"] = _ms_since(started)
+        detector = detector_result(
+            ecg,
+            inputs,
+            raw_score=float(score[0]),
+            anomaly_map=anomaly_map[0].numpy(),
+            serving=serving,
+            server_model_version="in-process",
+            timings_ms=timings,
+        )
+        return AnalysisResult(detector=detector, timings_ms=dict(detector.timings_ms))
