@@ -1,0 +1,127 @@
+"""End to end on real parts: FHIR POST -> Celery worker -> local Triton -> PostgreSQL -> our FHIR API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+
+from cds.ecg.encoding import ecg_observation, ecg_transaction_bundle
+from inference.analyzer import EcgInput, InProcessAnalyzer, TritonAnalyzer
+from inference.errors import ModelNotFound, ModelVersionMismatch
+from inference.local_triton import LocalTriton
+from inference.triton_client import TritonClient
+from tests.conftest import LEADS_12, REPO_ROOT, read_sample_record
+from tests.livestack import LiveStack, wait_for_job
+
+pytestmark = pytest.mark.live
+DETECTOR_CHECKPOINT = REPO_ROOT / "ecg_models" / "weights" / "detector.pt"
+
+
+def sample_input(ecg_id: int) -> EcgInput:
+    samples_uv, header = read_sample_record(ecg_id)
+    return EcgInput(signal=samples_uv / 1000.0, rate_hz=float(header["fs"]), leads=LEADS_12)
+
+
+def test_it_scores_through_triton_exactly_as_in_process(model_server: LocalTriton) -> None:
+    served = TritonAnalyzer(client=TritonClient(grpc_url=model_server.grpc_url))
+    local = InProcessAnalyzer(detector_checkpoint=DETECTOR_CHECKPOINT)
+    for ecg_id in (9, 63, 131):
+        ecg = sample_input(ecg_id)
+        remote, here = served.analyse(ecg).detector, local.analyse(ecg).detector
+        assert remote.model_version == here.model_version  # the label travels in the served config
+        assert remote.server_model_version == "ecg_detector/1"
+        assert remote.score == pytest.approx(here.score, abs=1e-3)
+        assert remote.threshold == here.threshold and remote.flagged == here.flagged
+        assert [(i.lead, i.start_ms) for i in remote.intervals] == [(i.lead, i.start_ms) for i in here.intervals]
+        np.testing.assert_allclose(remote.anomaly_map, here.anomaly_map, atol=1e-2, equal_nan=True)
+        assert {"preprocess_ms", "triton_ms", "postprocess_ms"} <= set(remote.timings_ms)
+
+
+def test_it_answers_over_http_too(model_server: LocalTriton) -> None:
+    served = TritonAnalyzer(client=TritonClient(http_url=model_server.http_url))
+    assert served.analyse(sample_input(9)).detector.server_model_version == "ecg_detector/1"
+
+
+def test_it_names_a_missing_model_or_a_version_it_does_not_serve(model_server: LocalTriton) -> None:
+    with pytest.raises(ModelNotFound, match="ecg_nope"):
+        TritonAnalyzer(client=TritonClient(grpc_url=model_server.grpc_url), detector_model="ecg_nope").analyse(
+            sample_input(9)
+        )
+    pinned = TritonClient(grpc_url=model_server.grpc_url, expected_versions={"ecg_detector": "7"})
+    with pytest.raises(ModelVersionMismatch, match="version 7"):
+        TritonAnalyzer(client=pinned).analyse(sample_input(9))
+
+
+@pytest.fixture
+def triton_stack(tmp_path: Path, model_server: LocalTriton) -> Any:
+    stack = LiveStack(
+        tmp_path,
+        env={
+            "INFERENCE_BACKEND": "triton",
+            "TRITON_URL": model_server.grpc_url,
+            "TRITON_PROTOCOL": "grpc",
+            "TRITON_HTTP_URL": model_server.http_url,
+        },
+    )
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_takes_an_ecg_from_fhir_post_to_stored_results_on_our_fhir_api(triton_stack: LiveStack) -> None:
+    from cds.analysis.models import AnalysisJob, Prediction
+
+    samples_uv, header = read_sample_record(131)
+    observation = ecg_observation(
+        samples_uv,
+        sample_rate_hz=header["fs"],
+        leads=LEADS_12,
+        identifier=("urn:oid:1.2.3.4.ecg", "e2e-131"),
+        effective="2024-03-01T10:00:00Z",
+    )
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:1.2.3.4.mrn", "value": "E2E-1"}],
+        "gender": "male",
+        "birthDate": "1950",
+    }
+    headers = {"Authorization": f"Bearer {triton_stack.token()}", "Content-Type": "application/fhir+json"}
+    base = f"{triton_stack.base}/fhir"
+    response = requests.post(
+        base,
+        data=json.dumps(ecg_transaction_bundle(patient=patient, observation=observation)),
+        headers=headers,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    ecg_id = response.json()["entry"][1]["response"]["location"].split("/")[1]
+    assert wait_for_job(ecg_id, timeout_s=90) == "succeeded"
+
+    job = AnalysisJob.objects.get(recording__logical_id=ecg_id)
+    assert job.triton_model_version == "ecg_detector/1" and job.model_version.startswith("detector-")
+    assert job.timings["triton_ms"] > 0
+    (prediction,) = Prediction.objects.filter(job=job)
+    assert prediction.server_model_version == "ecg_detector/1"
+
+    found = requests.get(
+        f"{base}/Observation", params={"derived-from": f"Observation/{ecg_id}"}, headers=headers, timeout=30
+    )
+    assert found.status_code == 200
+    results = [e["resource"] for e in found.json()["entry"] if e["resource"]["resourceType"] == "Observation"]
+    (score,) = [r for r in results if r["code"]["coding"][0]["code"] == "anomaly-score"]
+    assert score["valueQuantity"]["value"] == pytest.approx(prediction.score, abs=1e-3)
+    assert score["interpretation"][0]["coding"][0]["code"] == ("A" if prediction.flagged else "N")
+    assert {"code": "AIAST"}.items() <= score["meta"]["security"][0].items()
+    reports = requests.get(
+        f"{base}/DiagnosticReport", params={"result": f"Observation/{score['id']}"}, headers=headers, timeout=30
+    ).json()
+    (report,) = [e["resource"] for e in reports["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
+    assert report["status"] == "preliminary"
