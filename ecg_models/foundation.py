@@ -7,7 +7,7 @@ and a TorchScript-scriptable greedy generator for serving).
 Serving signature (``FoundationModel.forward``)::
 
     signal (B, 12, 1000) float32, lead_mask (B, 12) bool
-      -> abnormal_logit (B,), superclass_logits (B, 5), statement_logits (B, S), embedding (B, D)
+      -> abnormal_logit (B,), superclass_logits (B, 5), statement_logits (B, S), embedding (B, 2 * d_model)
 
 and ``FoundationGreedyGenerator.forward(signal, lead_mask) -> token_ids (B, max_len) int64``
 (BOS not included; PAD after EOS). Inputs come from ``inference.preprocessing.foundation_inputs``.
@@ -35,11 +35,11 @@ class FoundationConfig:
 
     n_leads: int = 12  # input leads (LEADS_12 order); absent ones are zero and masked
     n_samples: int = 1000  # 10 s at 100 Hz
-    channels: tuple[int, ...] = (32, 64, 128)  # conv stem widths, each block strides by 2 -> x8 down
-    kernel: int = 7  # conv kernel size of the strided blocks
-    d_model: int = 128  # latent / embedding width
-    n_res_blocks: int = 2  # stride-1 residual conv blocks after the stem
-    cpc_steps: int = 6  # CPC predicts k = 1..cpc_steps future latents
+    channels: tuple[int, ...] = (32, 64, 128)  # residual stage widths after a stride-2 stem; stages 2.. stride 2
+    kernel: int = 7  # conv kernel size in the residual stages
+    d_model: int = 128  # latent width (the pooled embedding is 2 * d_model: mean and max)
+    n_res_blocks: int = 1  # stride-1 residual blocks at d_model after the stages
+    cpc_offsets: tuple[int, ...] = (2, 4, 8, 12, 16)  # CPC predicts z_{t+k} for these k (latent steps, 80 ms each)
     n_superclasses: int = 5  # PTB-XL diagnostic superclasses (SUPERCLASSES order)
     statement_codes: tuple[str, ...] = ()  # SCP statements with a head, in output order
     vocab_size: int = 512  # tokenizer vocabulary (special ids PAD/BOS/EOS/UNK = 0/1/2/3)
@@ -57,36 +57,41 @@ class FoundationConfig:
 # --- building blocks --------------------------------------------------------------------------
 
 
-class FoundationConvBlock(nn.Module):
-    """Conv1d -> GroupNorm -> GELU, optionally strided; residual when the shape is unchanged."""
+class FoundationResBlock(nn.Module):
+    """Two Conv1d -> GroupNorm -> GELU with a (projected) shortcut; the first conv may stride."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=kernel // 2)
-        self.norm = nn.GroupNorm(8, c_out)
-        self.residual = c_in == c_out and stride == 1
+        self.conv1 = nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=kernel // 2)
+        self.norm1 = nn.GroupNorm(8, c_out)
+        self.conv2 = nn.Conv1d(c_out, c_out, kernel, padding=kernel // 2)
+        self.norm2 = nn.GroupNorm(8, c_out)
+        self.short = nn.Identity() if c_in == c_out and stride == 1 else nn.Conv1d(c_in, c_out, 1, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.gelu(self.norm(self.conv(x)))
-        return x + y if self.residual else y
+        y = F.gelu(self.norm1(self.conv1(x)))
+        return F.gelu(self.norm2(self.conv2(y)) + self.short(x))
 
 
 class FoundationEncoder(nn.Module):
     """(B, 12, N) signal + (B, 12) lead mask -> (B, T, D) latents, T = N / 2**len(channels).
 
+    A stride-2 stem, then one residual stage per entry of ``channels`` (the first at stride 1,
+    the others at stride 2), a 1x1 projection to ``d_model`` and ``n_res_blocks`` more blocks.
     Masked leads are zeroed, and the mask itself is embedded and added to every latent step, so
     the encoder knows which leads it was given (any-lead input).
     """
 
     def __init__(self, cfg: FoundationConfig) -> None:
         super().__init__()
-        blocks: list[nn.Module] = []
-        c_in = cfg.n_leads
-        for c in cfg.channels:
-            blocks.append(FoundationConvBlock(c_in, c, cfg.kernel, 2))
+        c0 = cfg.channels[0]
+        blocks: list[nn.Module] = [nn.Conv1d(cfg.n_leads, c0, 15, stride=2, padding=7), nn.GroupNorm(8, c0), nn.GELU()]
+        c_in = c0
+        for i, c in enumerate(cfg.channels):
+            blocks.append(FoundationResBlock(c_in, c, cfg.kernel, 1 if i == 0 else 2))
             c_in = c
-        blocks.append(FoundationConvBlock(c_in, cfg.d_model, 3, 1))
-        blocks.extend(FoundationConvBlock(cfg.d_model, cfg.d_model, 3, 1) for _ in range(cfg.n_res_blocks))
+        blocks.append(nn.Conv1d(c_in, cfg.d_model, 1))
+        blocks.extend(FoundationResBlock(cfg.d_model, cfg.d_model, 3, 1) for _ in range(cfg.n_res_blocks))
         self.blocks = nn.Sequential(*blocks)
         self.mask_embed = nn.Linear(cfg.n_leads, cfg.d_model)
         self.norm = nn.LayerNorm(cfg.d_model)
@@ -103,18 +108,23 @@ class FoundationCPC(nn.Module):
     def __init__(self, cfg: FoundationConfig) -> None:
         super().__init__()
         self.gru = nn.GRU(cfg.d_model, cfg.d_model, batch_first=True)
-        self.predictors = nn.ModuleList(nn.Linear(cfg.d_model, cfg.d_model) for _ in range(cfg.cpc_steps))
+        self.offsets = tuple(cfg.cpc_offsets)
+        self.predictors = nn.ModuleList(nn.Linear(cfg.d_model, cfg.d_model) for _ in cfg.cpc_offsets)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        """Return the InfoNCE loss of predicting z_{t+k} from c_t (negatives: other ECGs at t+k)."""
+        """Return the InfoNCE loss of predicting z_{t+k} from c_t (see :func:`cpc_info_nce`)."""
         context, _ = self.gru(latents)
-        return cpc_info_nce(context, latents, self.predictors)
+        return cpc_info_nce(context, latents, self.predictors, self.offsets)
 
 
 def cpc_info_nce(
-    context: torch.Tensor, latents: torch.Tensor, predictors: nn.ModuleList, shifts: tuple[int, ...] = (13, 29, 47, 71)
+    context: torch.Tensor,
+    latents: torch.Tensor,
+    predictors: nn.ModuleList,
+    offsets: tuple[int, ...],
+    shifts: tuple[int, ...] = (5, 13, 21, 29, 37, 47, 59, 71),
 ) -> torch.Tensor:
-    """InfoNCE over k = 1..K: context (B, T, D), latents (B, T, D) -> scalar loss.
+    """InfoNCE over the offsets k: context (B, T, D), latents (B, T, D) -> scalar loss.
 
     For each k and time t, the positive is the same ECG's z_{t+k}. Negatives: the other ECGs'
     z_{t+k} in the batch (B - 1), plus the same ECG's latents at other times (circular shifts
@@ -126,9 +136,9 @@ def cpc_info_nce(
     rolled = torch.stack([z.roll(s, dims=1) for s in shifts], dim=2) if shifts else z[:, :, :0]  # (B, T, S, D)
     target = torch.arange(b, device=latents.device)
     losses = []
-    for k, predictor in enumerate(predictors, start=1):
+    for k, predictor in zip(offsets, predictors, strict=True):
         if t - k <= 0:
-            break
+            continue
         pred = F.normalize(predictor(context[:, : t - k]), dim=-1)  # (B, T-k, D)
         batch_logits = torch.einsum("btd,ctd->tbc", pred, z[:, k:])  # (T-k, B, B)
         self_logits = torch.einsum("btd,btsd->tbs", pred, rolled[:, k:])  # (T-k, B, S)
@@ -179,14 +189,14 @@ class FoundationReportDecoder(nn.Module):
 
 
 class FoundationHeads(nn.Module):
-    """Pooled embedding (B, D) -> abnormal logit (B,), superclass (B, 5), statement (B, S) logits."""
+    """Pooled embedding (B, 2D) -> abnormal logit (B,), superclass (B, 5), statement (B, S) logits."""
 
     def __init__(self, cfg: FoundationConfig) -> None:
         super().__init__()
         self.drop = nn.Dropout(cfg.dropout)
-        self.abnormal = nn.Linear(cfg.d_model, 1)
-        self.superclass = nn.Linear(cfg.d_model, cfg.n_superclasses)
-        self.statement = nn.Linear(cfg.d_model, max(cfg.n_statements, 0))
+        self.abnormal = nn.Linear(2 * cfg.d_model, 1)
+        self.superclass = nn.Linear(2 * cfg.d_model, cfg.n_superclasses)
+        self.statement = nn.Linear(2 * cfg.d_model, max(cfg.n_statements, 0))
 
     def forward(self, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = self.drop(embedding)
@@ -201,7 +211,7 @@ class FoundationModel(nn.Module):
         self.cfg = cfg
         self.encoder = FoundationEncoder(cfg)
         self.memory_pos = FoundationPositional(cfg.d_model)
-        self.pool_norm = nn.LayerNorm(cfg.d_model)
+        self.pool_norm = nn.LayerNorm(2 * cfg.d_model)
         self.heads = FoundationHeads(cfg)
         self.decoder = FoundationReportDecoder(cfg)
         self.cpc = FoundationCPC(cfg)
@@ -211,8 +221,8 @@ class FoundationModel(nn.Module):
         return self.encoder(signal, lead_mask)
 
     def pool(self, latents: torch.Tensor) -> torch.Tensor:
-        """Mean-pool latents (B, T, D) -> embedding (B, D)."""
-        return self.pool_norm(latents.mean(dim=1))
+        """Mean- and max-pool latents (B, T, D) -> embedding (B, 2D) (max catches brief events)."""
+        return self.pool_norm(torch.cat([latents.mean(dim=1), latents.amax(dim=1)], dim=-1))
 
     def memory(self, latents: torch.Tensor) -> torch.Tensor:
         """Decoder memory: latents with positions (B, T, D)."""
@@ -233,9 +243,7 @@ class FoundationModel(nn.Module):
 def build_foundation(cfg: FoundationConfig | dict[str, Any]) -> FoundationModel:
     """Build a model from a config object or the dict stored in a checkpoint."""
     if isinstance(cfg, dict):
-        cfg = FoundationConfig(
-            **{**cfg, "channels": tuple(cfg["channels"]), "statement_codes": tuple(cfg["statement_codes"])}
-        )
+        cfg = FoundationConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()})
     return FoundationModel(cfg)
 
 

@@ -31,7 +31,7 @@ def tiny_config() -> FoundationConfig:
         channels=(16, 16, 32),
         d_model=32,
         n_res_blocks=1,
-        cpc_steps=2,
+        cpc_offsets=(1, 3),
         statement_codes=("NORM", "SR", "IMI"),
         vocab_size=20,
         dec_layers=1,
@@ -58,7 +58,7 @@ def test_it_returns_every_head_with_its_shape() -> None:
     assert abnormal.shape == (3,)
     assert superclass.shape == (3, 5)
     assert statement.shape == (3, 3)
-    assert embedding.shape == (3, 32)
+    assert embedding.shape == (3, 64)
     assert model.encode(*batch()).shape == (3, 125, 32)
     tokens = torch.ones(3, 5, dtype=torch.long)
     assert model.report_logits(tokens, *batch()).shape == (3, 5, 20)

@@ -1,0 +1,128 @@
+"""Export the foundation model for serving: ``python -m training.foundation_export --out DIR``.
+
+Writes, then checks each against the eager model on a fresh batch (max abs difference printed):
+
+- ``DIR/foundation_classifier.torchscript.pt`` (traced) and ``DIR/foundation_classifier.onnx``
+  (dynamic batch): signal (B, 12, 1000) float32, lead_mask (B, 12) bool ->
+  abnormal_logit (B,), superclass_logits (B, 5), statement_logits (B, S), embedding (B, D);
+- ``DIR/foundation_generator.torchscript.pt`` (``torch.jit.script``, the whole greedy loop in
+  one call): signal, lead_mask -> token_ids (B, max_len) int64 (no BOS; PAD = 0 after EOS = 2);
+- ``DIR/foundation_tokenizer.json`` (copy of the shipped tokenizer) and ``DIR/foundation_io.json``
+  (names, dtypes, shapes, special ids, statement codes, threshold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ecg_models.foundation import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    UNK_ID,
+    FoundationGreedyGenerator,
+    FoundationModel,
+    from_checkpoint,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INPUT_NAMES = ["signal", "lead_mask"]
+OUTPUT_NAMES = ["abnormal_logit", "superclass_logits", "statement_logits", "embedding"]
+
+
+def example_inputs(model: FoundationModel, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random inputs with serving shapes; the second ECG lacks the chest leads."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, model.cfg.n_leads, model.cfg.n_samples, generator=g) * 0.2
+    mask = torch.ones(batch, model.cfg.n_leads, dtype=torch.bool)
+    if batch > 1:
+        mask[1, 6:] = False
+    return x, mask
+
+
+def export(checkpoint: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any]:
+    """Write the artefacts; return the differences vs eager."""
+    model = from_checkpoint(checkpoint)
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    args = example_inputs(model)
+    result: dict[str, Any] = {}
+    with torch.no_grad():
+        traced = torch.jit.trace(model, args)
+        traced.save(str(out_dir / "foundation_classifier.torchscript.pt"))
+        generator = torch.jit.script(FoundationGreedyGenerator(model).eval())
+        generator.save(str(out_dir / "foundation_generator.torchscript.pt"))
+        check = example_inputs(model, batch=3, seed=1)
+        eager = model(*check)
+        loaded = torch.jit.load(str(out_dir / "foundation_classifier.torchscript.pt"))(*check)
+        result["torchscript_classifier_max_abs_diff"] = max(
+            float((a - b).abs().max()) for a, b in zip(eager, loaded, strict=True)
+        )
+        ids_eager = FoundationGreedyGenerator(model).eval()(*check)
+        ids_script = torch.jit.load(str(out_dir / "foundation_generator.torchscript.pt"))(*check)
+        result["torchscript_generator_ids_equal"] = bool(torch.equal(ids_eager, ids_script))
+        if onnx:
+            import onnxruntime as ort
+
+            path = out_dir / "foundation_classifier.onnx"
+            torch.onnx.export(
+                model,
+                args,
+                str(path),
+                input_names=INPUT_NAMES,
+                output_names=OUTPUT_NAMES,
+                dynamic_axes={n: {0: "batch"} for n in INPUT_NAMES + OUTPUT_NAMES},
+                dynamo=False,
+            )
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            got = session.run(None, {n: a.numpy() for n, a in zip(INPUT_NAMES, check, strict=True)})
+            result["onnx_classifier_max_abs_diff"] = max(
+                float(np.abs(a.numpy() - b).max()) for a, b in zip(eager, got, strict=True)
+            )
+    tok = checkpoint.parent / ckpt["tokenizer"]
+    shutil.copy(tok, out_dir / "foundation_tokenizer.json")
+    cfg = model.cfg
+    io = {
+        "classifier": {
+            "inputs": {"signal": ["FP32", [-1, cfg.n_leads, cfg.n_samples]], "lead_mask": ["BOOL", [-1, cfg.n_leads]]},
+            "outputs": {
+                "abnormal_logit": ["FP32", [-1]],
+                "superclass_logits": ["FP32", [-1, cfg.n_superclasses]],
+                "statement_logits": ["FP32", [-1, cfg.n_statements]],
+                "embedding": ["FP32", [-1, 2 * cfg.d_model]],
+            },
+        },
+        "generator": {
+            "inputs": {"signal": ["FP32", [-1, cfg.n_leads, cfg.n_samples]], "lead_mask": ["BOOL", [-1, cfg.n_leads]]},
+            "outputs": {"token_ids": ["INT64", [-1, cfg.max_len]]},
+        },
+        "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID},
+        "superclasses": ["NORM", "MI", "STTC", "CD", "HYP"],
+        "statement_codes": list(cfg.statement_codes),
+        "threshold_prob_abnormal": ckpt["operating_point"]["threshold_prob_abnormal"],
+        "preprocessing": "inference.preprocessing.foundation_inputs (100 Hz, 10 s, 0.5-40 Hz, robust per-lead scale)",
+    }
+    (out_dir / "foundation_io.json").write_text(json.dumps(io, indent=1))
+    result["files"] = sorted(p.name for p in out_dir.iterdir())
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=REPO_ROOT / "ecg_models" / "weights" / "foundation.pt")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--no-onnx", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    print(json.dumps(export(args.checkpoint, args.out, onnx=not args.no_onnx)))
+
+
+if __name__ == "__main__":
+    main()
