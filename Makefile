@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= serve,ml,dev
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint typecheck up down clean
+.PHONY: venv demo test lint typecheck up down triton export clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,16 @@ up: venv
 
 down:
 	$(BIN)/python deploy/stack.py down
+
+# A real Triton on CPU (nvidia-pytriton's tritonserver in .venv-triton) serving the bundled models
+# on 127.0.0.1:8100 (HTTP) / 8101 (gRPC) / 8102 (metrics), in the foreground.
+triton: venv
+	$(BIN)/python -m inference.local_triton install
+	$(BIN)/python -m inference.local_triton serve --repository deploy/triton/model_repository --config-name cpu
+
+# Rebuild deploy/triton/model_repository from the checkpoints in ecg_models/weights.
+export: venv
+	$(BIN)/python -m inference.export
 
 test: venv
 	$(BIN)/pytest -m "not gpu" $(PYTEST_ARGS)

@@ -1,8 +1,14 @@
 """Run the service stack locally: ``demo`` (foreground, sends sample ECGs), ``up`` and ``down``.
 
-``demo`` uses the embedded defaults (SQLite, kombu's file-system transport) unless the environment
-says otherwise; ``up``/``down`` run the same processes in the background, configured by
-``DATABASE_URL``, ``CELERY_BROKER_URL`` and ``PORT``.
+``demo`` uses the embedded defaults (SQLite, kombu's file-system transport, a local Triton serving
+the bundled models) unless the environment says otherwise; ``up``/``down`` run the same processes
+in the background, configured by ``DATABASE_URL``, ``CELERY_BROKER_URL`` and ``PORT``.
+
+Triton is the ``tritonserver`` bundled in ``nvidia-pytriton`` (``inference/local_triton.py``; its
+own virtualenv ``.venv-triton`` is created on first use), serving
+``deploy/triton/model_repository`` with the CPU config variants on ``TRITON_HTTP_PORT`` /
+``TRITON_GRPC_PORT`` / ``TRITON_METRICS_PORT`` (8100-8102). ``INFERENCE_BACKEND=inprocess`` skips
+it and runs the models inside the worker instead.
 """
 
 from __future__ import annotations
@@ -40,7 +46,41 @@ def stack_env(embedded: bool) -> dict[str, str]:
         env.setdefault("CELERY_BROKER_URL", "filesystem://")
     port = env.setdefault("PORT", "8080")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+    env.setdefault("INFERENCE_BACKEND", "triton")
+    if env["INFERENCE_BACKEND"] == "triton":
+        env.setdefault("TRITON_HTTP_PORT", "8100")
+        env.setdefault("TRITON_GRPC_PORT", "8101")
+        env.setdefault("TRITON_METRICS_PORT", "8102")
+        env.setdefault("TRITON_URL", f"127.0.0.1:{env['TRITON_GRPC_PORT']}")
+        env.setdefault("TRITON_PROTOCOL", "grpc")
+        env.setdefault("TRITON_HTTP_URL", f"127.0.0.1:{env['TRITON_HTTP_PORT']}")
     return env
+
+
+def triton_command(env: dict[str, str]) -> list[str] | None:
+    """Return the local Triton's command line, or None when the models run in-process."""
+    if env["INFERENCE_BACKEND"] != "triton":
+        return None
+    # Create or verify the server's own virtualenv first (minutes on a fresh machine, then instant).
+    subprocess.run([str(BIN / "python"), "-m", "inference.local_triton", "install"], cwd=REPO, env=env, check=True)
+    return [
+        str(BIN / "python"),
+        "-m",
+        "inference.local_triton",
+        "serve",
+        "--repository",
+        str(REPO / "deploy" / "triton" / "model_repository"),
+        "--config-name",
+        "cpu",
+        "--http-port",
+        env["TRITON_HTTP_PORT"],
+        "--grpc-port",
+        env["TRITON_GRPC_PORT"],
+        "--metrics-port",
+        env["TRITON_METRICS_PORT"],
+        "--work-dir",
+        str(VAR / "triton"),
+    ]
 
 
 def manage(env: dict[str, str], *args: str, capture: bool = False) -> str:
@@ -56,10 +96,14 @@ def manage(env: dict[str, str], *args: str, capture: bool = False) -> str:
 
 
 def start_processes(env: dict[str, str], *, background: bool) -> dict[str, subprocess.Popen[bytes]]:
-    """Start gunicorn (web) and a Celery worker; return them by name."""
+    """Start Triton (unless in-process), gunicorn (web) and a Celery worker; return them by name."""
     LOGS.mkdir(parents=True, exist_ok=True)
     PIDS.mkdir(parents=True, exist_ok=True)
-    commands = {
+    commands: dict[str, list[str]] = {}
+    triton = triton_command(env)
+    if triton:
+        commands["triton"] = triton
+    commands |= {
         "web": [
             str(BIN / "gunicorn"),
             "cds.wsgi:application",
@@ -91,6 +135,8 @@ def start_processes(env: dict[str, str], *, background: bool) -> dict[str, subpr
         )
         (PIDS / f"{name}.pid").write_text(str(processes[name].pid))
     wait_for_http(f"http://127.0.0.1:{env['PORT']}/healthz", timeout_s=60)
+    if triton:
+        wait_for_http(f"http://127.0.0.1:{env['TRITON_HTTP_PORT']}/v2/health/ready", timeout_s=120)
     return processes
 
 
@@ -196,11 +242,23 @@ def send_samples(env: dict[str, str]) -> None:
         if all(states.get(oid) in {"succeeded", "failed"} for oid in observation_ids):
             break
         time.sleep(1)
+    jobs = {job["observation"]: job for job in json.loads(manage(env, "analysis_jobs", "--json", capture=True))}
     for oid in observation_ids:
-        print(f"  Observation/{oid}: job {states.get(oid, 'unknown')}")
+        job = jobs.get(oid, {})
+        finding = ""
+        if job.get("score") is not None:
+            verdict = "FLAGGED" if job["flagged"] else "not flagged"
+            finding = f"  anomaly score {job['score']:+.2f} (operating point {job['threshold']:+.2f}) {verdict}"
+            finding += f", {job['intervals']} localized interval(s)" if job["flagged"] else ""
+        elif job.get("error"):
+            finding = f"  {job['error'][:120]}"
+        print(f"  Observation/{oid}: job {states.get(oid, 'unknown')}{finding}")
+    print("\nDecision support only: every finding is preliminary until a clinician signs it.")
     print(
         f"\nWhere to look:\n  FHIR API      {base}/fhir/metadata (CapabilityStatement, no token needed)\n"
         f"  Search        curl -H 'Authorization: Bearer {token}' '{base}/fhir/Observation?_count=5'\n"
+        f"  Results       curl -H 'Authorization: Bearer {token}' '{base}/fhir/Observation?derived-from=Observation/{observation_ids[0] if observation_ids else 'ID'}'\n"
+        f"  CDS Hooks     {base}/cds-services\n"
         f"  Health        {base}/healthz\n  Logs          {LOGS}\n"
     )
 

@@ -33,11 +33,10 @@ from inference.preprocessing import (
     detector_inputs,
     stack_detector_inputs,
 )
-from inference.results import AnalysisResult, AnomalyInterval, DetectorResult
+from inference.results import DETECTOR_NAME, AnalysisResult, AnomalyInterval, DetectorResult
 from inference.triton_client import TritonClient
 
 DETECTOR_MODEL = "ecg_detector"
-DETECTOR_NAME = "ecg-anomaly-detector"
 DETECTOR_OUTPUTS = ("score__0", "anomaly_map__1", "attributes__2")
 # The stored map: 50 Hz keeps a QRS-wide peak (80-120 ms) visible at a fifth of the size.
 STORED_MAP_RATE_HZ = 50.0

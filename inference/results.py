@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+DETECTOR_NAME = "ecg-anomaly-detector"  # model_name of every detector Prediction
+
 
 @dataclass(frozen=True)
 class AnomalyInterval:

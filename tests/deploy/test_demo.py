@@ -27,9 +27,13 @@ def test_it_runs_the_demo_end_to_end_on_sqlite(tmp_path: Path) -> None:
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "PUBLIC_BASE_URL"}
+        # The demo's own defaults, not the test run's (the suite runs the detector in-process).
+        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "PUBLIC_BASE_URL", "INFERENCE_BACKEND"}
     }
     env.update(PORT=str(free_port()), CDS_VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    env.update(
+        TRITON_HTTP_PORT=str(free_port()), TRITON_GRPC_PORT=str(free_port()), TRITON_METRICS_PORT=str(free_port())
+    )
     process = subprocess.Popen(
         [sys.executable, "deploy/stack.py", "demo"],
         cwd=REPO_ROOT,
@@ -53,5 +57,8 @@ def test_it_runs_the_demo_end_to_end_on_sqlite(tmp_path: Path) -> None:
     assert "Serving until Ctrl-C" in output, output
     assert output.count("201 Created") == 8, output
     assert output.count("job succeeded") == 8, output
+    # Scored through the local Triton: each ECG gets its anomaly score against the operating point.
+    assert output.count("anomaly score") == 8, output
+    assert "FLAGGED" in output and "not flagged" in output, output
     assert (tmp_path / "demo.sqlite3").exists()
     assert process.returncode is not None
