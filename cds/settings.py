@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "cds.ecg",
     "cds.analysis",
     "cds.hooks",
+    "cds.writeback",
 ]
 
 MIDDLEWARE = [
@@ -160,6 +161,28 @@ INFERENCE_DETECTOR_CHECKPOINT = env_str(
 # the client's own quick retries; then the job is visibly failed.
 ANALYSIS_MAX_RETRIES = env_int("ANALYSIS_MAX_RETRIES", 5)
 ANALYSIS_RETRY_BACKOFF_MAX_S = env_int("ANALYSIS_RETRY_BACKOFF_MAX_S", 120)
+
+# --- EHR write-back (issue 5; cds/writeback, checks cds.E010-E012) ------------------------------
+# One transaction Bundle per analysed ECG through an outbox with retries; off unless an EHR is set.
+WRITEBACK_ENABLED = env_bool("WRITEBACK_ENABLED", False)
+WRITEBACK_FHIR_BASE_URL = env_str("WRITEBACK_FHIR_BASE_URL", "").rstrip("/")
+WRITEBACK_AUTH = env_str("WRITEBACK_AUTH", "none")  # none | client_secret | private_key_jwt
+WRITEBACK_TOKEN_URL = env_str("WRITEBACK_TOKEN_URL", "")
+WRITEBACK_CLIENT_ID = env_str("WRITEBACK_CLIENT_ID", "")
+WRITEBACK_CLIENT_SECRET = env_secret("WRITEBACK_CLIENT_SECRET")
+WRITEBACK_PRIVATE_KEY = env_secret("WRITEBACK_PRIVATE_KEY")  # PEM; WRITEBACK_PRIVATE_KEY_FILE for a mounted key
+WRITEBACK_KEY_ID = env_str("WRITEBACK_KEY_ID", "")
+WRITEBACK_ALGORITHM = env_str("WRITEBACK_ALGORITHM", "RS384")  # RS384 | ES384 (SMART Backend Services)
+WRITEBACK_SCOPE = env_str("WRITEBACK_SCOPE", "system/*.crus")
+WRITEBACK_TIMEOUT_S = env_float("WRITEBACK_TIMEOUT_S", 30.0)
+WRITEBACK_MAX_ATTEMPTS = env_int("WRITEBACK_MAX_ATTEMPTS", 8)
+WRITEBACK_BACKOFF_BASE_S = env_float("WRITEBACK_BACKOFF_BASE_S", 30.0)
+WRITEBACK_BACKOFF_MAX_S = env_float("WRITEBACK_BACKOFF_MAX_S", 3600.0)
+# A message "sending" longer than this lost its worker; it must exceed a full delivery (token + POST + retry).
+WRITEBACK_SENDING_TIMEOUT_S = env_int("WRITEBACK_SENDING_TIMEOUT_S", 600)
+WRITEBACK_SWEEP_INTERVAL_S = env_float("WRITEBACK_SWEEP_INTERVAL_S", 60.0)
+CELERY_BEAT_SCHEDULE["writeback-sweep"] = {"task": "writeback.sweep", "schedule": WRITEBACK_SWEEP_INTERVAL_S}
+# --- end EHR write-back ----------------------------------------------------------------------------
 
 LOGGING = {
     "version": 1,

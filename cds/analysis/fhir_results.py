@@ -15,6 +15,7 @@ import base64
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from cds.ecg.leads import LOINC_EKG_STUDY, LOINC_SYSTEM, MDC_CODE_BY_LEAD, MDC_SYSTEM
 from inference.results import AnalysisResult
@@ -46,7 +47,10 @@ class ResultEntry:
         identifiers = self.resource.get("identifier") or []
         if not identifiers:
             return None
-        return f"identifier={identifiers[0]['system']}|{identifiers[0]['value']}"
+        # ifNoneExist is a URL query: percent-encode the token, or a '+' in a version string (the
+        # Device's) reads as a space on the server, matches nothing and a replay creates a duplicate.
+        token = f"{identifiers[0]['system']}|{identifiers[0]['value']}"
+        return f"identifier={quote(token, safe=':|/')}"
 
 
 def _meta() -> dict[str, Any]:
