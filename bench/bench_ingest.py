@@ -151,6 +151,8 @@ def main() -> None:
         "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
         "CELERY_TASK_DEFAULT_QUEUE": queue,
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{args.port}",
+        # The drain worker runs the detector in-process: this bench measures ingest, not Triton.
+        "INFERENCE_BACKEND": "inprocess",
     }
     subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB], check=True)
     subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB], check=True)

@@ -91,6 +91,10 @@ class Analyzer(Protocol):
         """Return both models' results for ``ecg``; raise ``inference.errors`` classes."""
         ...
 
+    def ready(self) -> bool:
+        """Return whether the models can be reached now (readiness probe; never raises)."""
+        ...
+
 
 def prepare_detector_inputs(ecg: EcgInput) -> DetectorInputs:
     """Return the detector's inputs; raise UnscorableEcg naming why the ECG cannot be scored."""
@@ -189,6 +193,10 @@ class TritonAnalyzer:
             self._serving[self.detector_model] = DetectorServing.from_parameters(parameters, self.detector_model)
         return self._serving[self.detector_model]
 
+    def ready(self) -> bool:
+        """Return whether Triton answers and serves the detector."""
+        return self.client.model_ready(self.detector_model)
+
     def analyse(self, ecg: EcgInput) -> AnalysisResult:
         """Return the detector's result for ``ecg`` (the foundation model joins when it is served)."""
         started = time.perf_counter()
@@ -233,6 +241,10 @@ class InProcessAnalyzer:
             )
             self._model = from_checkpoint(self.detector_checkpoint).eval()
         return self._model, self._serving
+
+    def ready(self) -> bool:
+        """Return whether the checkpoint is there to load."""
+        return self.detector_checkpoint.is_file()
 
     def analyse(self, ecg: EcgInput) -> AnalysisResult:
         """Return the detector's result for ``ecg``, computed here."""

@@ -85,8 +85,10 @@ def config_pbtxt(
         f"max_queue_delay_microseconds: {MAX_QUEUE_DELAY_US} }}\n"
     )
     # GPU: two instances per GPU overlap one batch's host-device copies with the next one's
-    # compute. CPU (local/CI, 2 cores): one instance with both cores beats two single-threaded ones.
-    kind, count, threads = ("KIND_GPU", 2, 1) if gpu else ("KIND_CPU", 1, 2)
+    # compute. CPU (local/CI, 2 cores): single-threaded instances, one per core. Measured here
+    # (bench/bench_pipeline.py, docs/benchmarks.md): with 2 intra-op threads on a busy 2-core
+    # machine, OpenMP's threads wait on each other and the detector fell from 71 to 1.5 ECG/s.
+    kind, count, threads = ("KIND_GPU", 2, 1) if gpu else ("KIND_CPU", 2, 1)
     text += f"instance_group [ {{ kind: {kind} count: {count} }} ]\n"
     params = {"INTRA_OP_THREAD_COUNT": str(threads), "INFERENCE_MODE": "true", **parameters}
     for key, value in params.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,3 +20,29 @@ class HealthApi(APIView):
             cursor.execute("SELECT 1")
             cursor.fetchone()
         return Response({"status": "ok"})
+
+
+class ReadinessApi(APIView):
+    """Report whether the database and the models answer; 503 names what does not.
+
+    For monitoring and the worker's probe. The web tier's own readiness stays ``/healthz``: FHIR
+    ingest must go on (jobs queue) while Triton is down.
+    """
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> Response:
+        from cds.analysis.analyzer import analyzer
+
+        checks = {}
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+            checks["database"] = "ok"
+        except DatabaseError as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        checks["models"] = "ok" if analyzer().ready() else "unavailable"
+        ready = all(value == "ok" for value in checks.values())
+        return Response({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)

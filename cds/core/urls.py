@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.urls import path
 
-from cds.core.apis import HealthApi
+from cds.core.apis import HealthApi, ReadinessApi
 
 urlpatterns = [
     path("healthz", HealthApi.as_view(), name="healthz"),
+    path("readyz", ReadinessApi.as_view(), name="readyz"),
 ]

@@ -125,3 +125,19 @@ def test_it_takes_an_ecg_from_fhir_post_to_stored_results_on_our_fhir_api(triton
     ).json()
     (report,) = [e["resource"] for e in reports["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
     assert report["status"] == "preliminary"
+
+
+@pytest.mark.django_db
+def test_it_reports_ready_when_triton_serves_the_detector(model_server: LocalTriton, settings: Any) -> None:
+    from django.test import Client
+
+    from cds.analysis.analyzer import analyzer
+
+    settings.INFERENCE_BACKEND = "triton"
+    settings.TRITON_URL, settings.TRITON_HTTP_URL = model_server.grpc_url, model_server.http_url
+    analyzer.cache_clear()
+    try:
+        response = Client().get("/readyz")
+    finally:
+        analyzer.cache_clear()
+    assert response.status_code == 200, response.content
