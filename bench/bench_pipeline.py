@@ -6,7 +6,7 @@
 2. End to end: gunicorn + a Celery worker (prefork) on a scratch PostgreSQL database and RabbitMQ,
    with that Triton; ECGs offered open-loop at each ``--rates`` for ``--seconds``. Latency is from
    the POST to the job's ``finished_at`` (results stored); stage shares come from the jobs' own
-   timings (load, preprocess, triton, postprocess), the queue wait (``started_at - created_at``)
+   timings (load, preprocess, triton, postprocess, store), the queue wait (``started_at - created_at``)
    and the POST itself.
 
 Usage: ``.venv/bin/python bench/bench_pipeline.py [--rates 1 5 20] [--seconds 20] [--worker-concurrency 2]``.
@@ -265,7 +265,7 @@ def measure_rate(url: str, token: str, bodies: list[bytes], rate: float, drain_s
     last_done = max(float(r[4]) for r in done) if done else first_post
     stages: dict[str, float] = {"post_ms": statistics.mean(s[2] for s in sent)}
     stages["queue_ms"] = statistics.mean((float(r[3]) - float(r[2])) * 1000 for r in done) if done else 0.0
-    for key in ("load_ms", "preprocess_ms", "triton_ms", "postprocess_ms"):
+    for key in ("load_ms", "preprocess_ms", "triton_ms", "postprocess_ms", "store_ms"):
         stages[key] = statistics.mean(float(r[5].get(key, 0.0)) for r in done) if done else 0.0
     stage_total = sum(stages.values())
     return {

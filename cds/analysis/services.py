@@ -74,13 +74,15 @@ def analysis_job_execute(*, job_id: int) -> AnalysisJob | None:
         job.refresh_from_db()
         return job
     with transaction.atomic():
+        started = time.perf_counter()
         analysis_results_store(job=job, result=result)
+        store_ms = round((time.perf_counter() - started) * 1000, 3)
         detector = result.detector
         AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING).update(
             status=AnalysisJob.Status.SUCCEEDED,
             finished_at=timezone.now(),
             updated_at=timezone.now(),
-            timings={"load_ms": load_ms, **result.timings_ms},
+            timings={"load_ms": load_ms, **result.timings_ms, "store_ms": store_ms},
             model_name=detector.model_name,
             model_version=detector.model_version,
             triton_model_version=detector.server_model_version,
