@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from inference.local_triton import LocalTriton
+from tests.cds.writeback.conftest import Sekmet
 from tests.conftest import REPO_ROOT
 from tests.inference.conftest import require_triton_venv
 
@@ -36,5 +37,13 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrit
         log_path=root / "tritonserver.log",
     )
     server.start(timeout_s=120)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ehr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sekmet]:
+    """A real R4 server (sekmet-fhir on 127.0.0.1) playing the hospital's EHR."""
+    server = Sekmet(tmp_path_factory.mktemp("ehr")).start()
     yield server
     server.stop()

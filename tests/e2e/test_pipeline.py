@@ -1,8 +1,9 @@
-"""End to end on real parts: FHIR POST -> Celery worker -> local Triton -> PostgreSQL -> our FHIR API."""
+"""End to end on real parts: FHIR POST -> Celery worker -> local Triton -> PostgreSQL -> our FHIR API -> EHR."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from inference.analyzer import EcgInput, InProcessAnalyzer, TritonAnalyzer
 from inference.errors import ModelNotFound, ModelVersionMismatch
 from inference.local_triton import LocalTriton
 from inference.triton_client import TritonClient
+from tests.cds.writeback.conftest import Sekmet
 from tests.conftest import LEADS_12, REPO_ROOT, read_sample_record
 from tests.livestack import LiveStack, wait_for_job
 
@@ -58,7 +60,7 @@ def test_it_names_a_missing_model_or_a_version_it_does_not_serve(model_server: L
 
 
 @pytest.fixture
-def triton_stack(tmp_path: Path, model_server: LocalTriton) -> Any:
+def triton_stack(tmp_path: Path, model_server: LocalTriton, ehr: Sekmet) -> Any:
     stack = LiveStack(
         tmp_path,
         env={
@@ -66,6 +68,9 @@ def triton_stack(tmp_path: Path, model_server: LocalTriton) -> Any:
             "TRITON_URL": model_server.grpc_url,
             "TRITON_PROTOCOL": "grpc",
             "TRITON_HTTP_URL": model_server.http_url,
+            "WRITEBACK_ENABLED": "true",
+            "WRITEBACK_FHIR_BASE_URL": ehr.base_url,
+            "WRITEBACK_AUTH": "none",
         },
     )
     try:
@@ -76,8 +81,11 @@ def triton_stack(tmp_path: Path, model_server: LocalTriton) -> Any:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_takes_an_ecg_from_fhir_post_to_stored_results_on_our_fhir_api(triton_stack: LiveStack) -> None:
+def test_it_takes_an_ecg_from_fhir_post_to_our_fhir_api_and_writes_it_back_to_the_ehr(
+    triton_stack: LiveStack, ehr: Sekmet
+) -> None:
     from cds.analysis.models import AnalysisJob, Prediction
+    from cds.writeback.models import OutboxMessage
 
     samples_uv, header = read_sample_record(131)
     observation = ecg_observation(
@@ -125,6 +133,23 @@ def test_it_takes_an_ecg_from_fhir_post_to_stored_results_on_our_fhir_api(triton
     ).json()
     (report,) = [e["resource"] for e in reports["entry"] if e["resource"]["resourceType"] == "DiagnosticReport"]
     assert report["status"] == "preliminary"
+
+    # Written back to the EHR once, through the outbox.
+    deadline = time.monotonic() + 60
+    message = OutboxMessage.objects.get(key=f"analysis-job:{job.pk}")
+    while message.status != OutboxMessage.Status.DELIVERED and time.monotonic() < deadline:
+        time.sleep(0.5)
+        message.refresh_from_db()
+    assert message.status == OutboxMessage.Status.DELIVERED, message.last_error
+    (remote_score,) = ehr.search(
+        "Observation", identifier=score["identifier"][0]["system"] + "|" + score["identifier"][0]["value"]
+    )
+    assert remote_score["valueQuantity"]["value"] == pytest.approx(prediction.score, abs=1e-3)
+    (remote_report,) = ehr.search(
+        "DiagnosticReport", identifier=report["identifier"][0]["system"] + "|" + report["identifier"][0]["value"]
+    )
+    assert remote_report["status"] == "preliminary"
+    assert remote_report["result"][0]["reference"].startswith("Observation/")
 
 
 @pytest.mark.django_db
