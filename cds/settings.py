@@ -50,6 +50,13 @@ INSTALLED_APPS = [
     "cds.analysis",
     "cds.hooks",
     "cds.writeback",
+    # --- review (issue 6): audit trail, login lockout, optional TOTP ---
+    "auditlog",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "cds.review",
+    # --- end review ---
 ]
 
 MIDDLEWARE = [
@@ -58,8 +65,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # review (issue 6): request.user.is_verified()
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "auditlog.middleware.AuditlogMiddleware",  # review (issue 6): the actor of each LogEntry
+    "axes.middleware.AxesMiddleware",  # review (issue 6): answers locked-out logins; keep last
 ]
 
 ROOT_URLCONF = "cds.urls"
@@ -183,6 +193,22 @@ WRITEBACK_SENDING_TIMEOUT_S = env_int("WRITEBACK_SENDING_TIMEOUT_S", 600)
 WRITEBACK_SWEEP_INTERVAL_S = env_float("WRITEBACK_SWEEP_INTERVAL_S", 60.0)
 CELERY_BEAT_SCHEDULE["writeback-sweep"] = {"task": "writeback.sweep", "schedule": WRITEBACK_SWEEP_INTERVAL_S}
 # --- end EHR write-back ----------------------------------------------------------------------------
+
+# --- Review and audit (issue 6; cds/review) ----------------------------------------------------
+# Admin login lockout (django-axes): AXES_FAILURE_LIMIT failures per username+IP lock for the cool-off.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_float("AXES_COOLOFF_HOURS", 1.0)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# TOTP second factor for the admin (django-otp): off by default, on for production deployments.
+ADMIN_OTP_REQUIRED = env_bool("ADMIN_OTP_REQUIRED", False)
+OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "ecg-cds")
+AUDITLOG_INCLUDE_ALL_MODELS = False
+# Not-flagged ECGs whose active-learning priority reaches this go to the re-annotation queue.
+REVIEW_REANNOTATION_MIN_PRIORITY = env_float("REVIEW_REANNOTATION_MIN_PRIORITY", 0.5)
+# --- end review and audit ----------------------------------------------------------------------
 
 LOGGING = {
     "version": 1,

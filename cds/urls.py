@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
 from cds.fhir.apis import BundleProcessApi, by_method
+
+if settings.ADMIN_OTP_REQUIRED:  # review (issue 6): admin pages need a verified TOTP device
+    from django_otp.admin import OTPAdminSite
+
+    admin.site.__class__ = OTPAdminSite
 
 urlpatterns = [
     # The FHIR base is /fhir (no slash): [base] takes Bundles, [base]/{type} everything else.

@@ -128,3 +128,65 @@ def live_stack(tmp_path: Path) -> Iterator[Any]:
         yield stack
     finally:
         stack.stop()
+
+
+# --- Review personas (issue 6): admin users in role groups, on or off a source's care team. ---
+CARE_TEAM_SOURCE = "ward-a"  # the source (EcgRecording.received_from) the clinicians' care team covers
+OTHER_SOURCE = "ward-b"
+
+
+class Persona:
+    """An admin user in a role group with a logged-in Django test client."""
+
+    def __init__(self, user: Any) -> None:
+        self.user = user
+        self.client = Client()
+        self.client.force_login(user)
+
+
+def _persona(username: str, role: str, sources: tuple[str, ...] = ()) -> Persona:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from cds.review.models import CareTeam, CareTeamSource
+    from cds.review.roles import roles_setup
+
+    if not Group.objects.filter(name=role).exists():
+        roles_setup()
+    user = get_user_model().objects.create_user(username, password="pw-" + username, is_staff=True)
+    user.groups.add(Group.objects.get(name=role))
+    for source in sources:
+        team, _ = CareTeam.objects.get_or_create(name=f"team {source}")
+        CareTeamSource.objects.get_or_create(team=team, source=source)
+        team.members.add(user)
+    return Persona(user)
+
+
+@pytest.fixture
+def clinician(db: None) -> Persona:
+    """Persona: a clinician on the care team of ward-a (reviews, cannot sign)."""
+    return _persona("clin", "clinician", (CARE_TEAM_SOURCE,))
+
+
+@pytest.fixture
+def senior_clinician(db: None) -> Persona:
+    """Persona: a senior clinician on the care team of ward-a (can sign)."""
+    return _persona("senior", "senior clinician", (CARE_TEAM_SOURCE,))
+
+
+@pytest.fixture
+def outside_clinician(db: None) -> Persona:
+    """Persona: a clinician whose care team covers ward-b only."""
+    return _persona("outsider", "clinician", (OTHER_SOURCE,))
+
+
+@pytest.fixture
+def auditor(db: None) -> Persona:
+    """Persona: a quality auditor (read-only on clinical data, sees every source)."""
+    return _persona("auditor", "quality auditor")
+
+
+@pytest.fixture
+def integration_user(db: None) -> Persona:
+    """Persona: a staff user in the integration-client group (API only: no admin permission)."""
+    return _persona("integration", "integration client")

@@ -15,6 +15,7 @@ from cds.analysis.models import AnalysisJob, Prediction, ResultResource
 from cds.ecg.models import EcgRecording
 from cds.fhir.bundles import rewrite_references
 from cds.fhir.services import fhir_resource_store
+from cds.review.services import review_create_for_results  # issue 6: review worklist
 from inference.results import AnalysisResult
 
 RESULT_SOURCE = "ecg-cds"
@@ -119,6 +120,7 @@ def analysis_results_store(*, job: AnalysisJob, result: AnalysisResult) -> list[
     if Prediction.objects.filter(job=job).exists():
         return list(Prediction.objects.filter(job=job))
     predictions = predictions_create(job=job, result=result)
+    review_create_for_results(job=job, predictions=predictions, result=result)  # issue 6: review worklist
     issued = timezone.now().isoformat().replace("+00:00", "Z")
     job_key = f"job-{job.pk}"
     ecg, patient = _local_references(job.recording)

@@ -34,6 +34,17 @@ def discovery() -> dict[str, Any]:
     }
 
 
+def _review_path(prediction: Prediction) -> str:
+    """Return the clinician review page of the prediction's ECG, or its worklist when it has none."""
+    from cds.review.models import Review
+
+    review = Review.objects.filter(job_id=prediction.job_id).only("pk", "queue").first()
+    if review is None:
+        return reverse("admin:review_review_changelist")
+    name = "review_review" if review.queue == Review.Queue.FLAGGED else "review_reannotationreview"
+    return reverse(f"admin:{name}_change", args=[review.pk])
+
+
 def _card(prediction: Prediction) -> dict[str, Any]:
     recording = prediction.recording
     when = recording.effective_at.date().isoformat() if recording.effective_at else "undated"
@@ -52,7 +63,7 @@ def _card(prediction: Prediction) -> dict[str, Any]:
     if report:
         detail.append(f"**Draft report**: {report}")
     detail.append("_Preliminary AI decision support: not a diagnosis until a clinician signs._")
-    review_url = settings.PUBLIC_BASE_URL + reverse("admin:ecg_ecgrecording_change", args=[recording.pk])
+    review_url = settings.PUBLIC_BASE_URL + _review_path(prediction)
     return {
         "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{SERVICE_ID}/{prediction.pk}")),
         "summary": f"ECG {when}: {verdict}"[:140],

@@ -52,7 +52,7 @@ def test_it_returns_cards_flagged_first_with_a_review_link(service_account: Any,
     assert [c["indicator"] for c in cards] == ["warning", "info"]
     assert cards[0]["summary"].startswith("ECG 2024-03-01: AI flagged")
     assert "sinus rhythm" in cards[0]["detail"] and "Preliminary" in cards[0]["detail"]
-    assert cards[0]["links"][0]["url"].startswith("http://testserver/admin/ecg/ecgrecording/")
+    assert cards[0]["links"][0]["url"].startswith("http://testserver/admin/review/review/")
     assert all(len(c["summary"]) <= 140 for c in cards)
     assert elapsed < 0.5
 

@@ -1,0 +1,187 @@
+"""FHIR side of signing: new versions of the DiagnosticReport and Task, and the EHR write-back.
+
+Our store gets new versions of the resources written at analysis time (found through
+``ResultResource`` roles ``report`` and ``review-task``). The EHR gets a transaction Bundle of
+conditional updates (``PUT DiagnosticReport?identifier=...``): the EHR assigned its own ids when it
+created them, and the business identifiers are what both sides share.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings
+from django.utils import timezone
+
+from cds.analysis.models import ResultResource
+from cds.fhir.models import StoredResource
+from cds.fhir.services import fhir_resource_update
+from cds.review.models import Review, ReviewRevision
+from cds.review.scp import SCP_STATEMENTS
+
+RESULT_SOURCE = "ecg-cds"
+USER_IDENTIFIER_SYSTEM = "urn:ecg-cds:user"
+SCP_SYSTEM = "urn:ecg-cds:CodeSystem:ptbxl-scp"
+
+
+def _performer(user: Any) -> dict[str, Any]:
+    # We hold no Practitioner resources: a logical reference by the user's identifier, with a display.
+    name = user.get_full_name() or user.get_username()
+    return {
+        "type": "Practitioner",
+        "identifier": {"system": USER_IDENTIFIER_SYSTEM, "value": user.get_username()},
+        "display": name,
+    }
+
+
+def _security(content: dict[str, Any]) -> dict[str, Any]:
+    # Keep the AIAST label: the findings are still AI-derived, now with a clinician's signature.
+    return {"security": list((content.get("meta") or {}).get("security") or [])}
+
+
+def _now() -> str:
+    return timezone.now().isoformat().replace("+00:00", "Z")
+
+
+def signed_report(content: dict[str, Any], *, revision: ReviewRevision, user: Any, amended: bool) -> dict[str, Any]:
+    """Return the DiagnosticReport as signed: status, conclusion, coded labels, performer, text."""
+    report = copy.deepcopy(content)
+    report["meta"] = _security(content)
+    report["status"] = "amended" if amended else "final"
+    report["issued"] = _now()
+    report["conclusion"] = revision.report_text
+    report["performer"] = [_performer(user)]
+    report["resultsInterpreter"] = [_performer(user)]
+    codes = [
+        {"coding": [{"system": SCP_SYSTEM, "code": code, "display": SCP_STATEMENTS[code].description}]}
+        for code in revision.scp_labels
+        if code in SCP_STATEMENTS
+    ]
+    if codes:
+        report["conclusionCode"] = codes
+    else:
+        report.pop("conclusionCode", None)
+    report["presentedForm"] = [
+        {
+            "contentType": "text/plain; charset=utf-8",
+            "language": "en",
+            "data": base64.b64encode(revision.report_text.encode()).decode(),
+            "title": "ECG report (signed by a clinician)",
+        }
+    ]
+    return report
+
+
+def completed_task(content: dict[str, Any], *, revision: ReviewRevision, user: Any) -> dict[str, Any]:
+    """Return the review Task completed by ``user``, with the verdict as its output."""
+    task = copy.deepcopy(content)
+    task["meta"] = _security(content)
+    task["status"] = "completed"
+    task["lastModified"] = _now()
+    task["owner"] = _performer(user)
+    verdict = {"accept": "AI finding confirmed", "reject": f"AI finding rejected: {revision.reason}"}.get(
+        revision.verdict, "reviewed"
+    )
+    task["output"] = [{"type": {"text": "review verdict"}, "valueString": verdict}]
+    return task
+
+
+def _remote(resource: dict[str, Any], *, recording: Any) -> dict[str, Any]:
+    """Rewrite our local references (Patient, Observations, the report) into identifier references."""
+    remote = copy.deepcopy(resource)
+    remote.pop("id", None)
+    remote["meta"] = _security(resource)
+    base = f"{settings.PUBLIC_BASE_URL}/fhir"
+    if recording.patient is not None:
+        subject = {"reference": f"{base}/Patient/{recording.patient.logical_id}", "type": "Patient"}
+        identifiers = recording.patient.resource.content.get("identifier") or []
+        if identifiers:
+            subject["identifier"] = identifiers[0]
+        for key in ("subject", "for"):
+            if key in remote:
+                remote[key] = subject
+    return remote
+
+
+def _link_by_identifier(reference: dict[str, Any], stored: dict[str, StoredResource]) -> dict[str, Any]:
+    target = stored.get(reference.get("reference", ""))
+    identifiers = target.content.get("identifier") if target is not None else None
+    if not identifiers:
+        return reference
+    return {"type": target.resource_type, "identifier": identifiers[0]} if target else reference
+
+
+def _conditional_url(resource_type: str, content: dict[str, Any]) -> str:
+    identifier = content["identifier"][0]
+    token = quote(f"{identifier['system']}|{identifier['value']}", safe=":|/")
+    return f"{resource_type}?identifier={token}"
+
+
+def signed_resources_store(
+    *, review: Review, revision: ReviewRevision, user: Any, amended: bool
+) -> list[StoredResource]:
+    """Store the signed DiagnosticReport and completed Task (new versions) and queue them to the EHR.
+
+    Returns the new versions. A job without stored result resources (none written) stores nothing.
+    """
+    links = {
+        link.role: link.resource
+        for link in ResultResource.objects.filter(job=review.job, role__in=["report", "review-task"]).select_related(
+            "resource"
+        )
+    }
+    updated: list[StoredResource] = []
+    current = {
+        role: StoredResource.objects.get(resource_type=r.resource_type, logical_id=r.logical_id, is_current=True)
+        for role, r in links.items()
+    }
+    if "report" in current:
+        content = signed_report(current["report"].content, revision=revision, user=user, amended=amended)
+        updated.append(_update(current["report"], content))
+    if "review-task" in current:
+        content = completed_task(current["review-task"].content, revision=revision, user=user)
+        updated.append(_update(current["review-task"], content))
+    if settings.WRITEBACK_ENABLED and updated:
+        from cds.writeback.services import outbox_enqueue
+
+        outbox_enqueue(
+            key=f"review-sign:{review.pk}:{revision.pk}", bundle=signed_bundle(review=review, resources=updated)
+        )
+    return updated
+
+
+def _update(current: StoredResource, content: dict[str, Any]) -> StoredResource:
+    return fhir_resource_update(
+        resource_type=current.resource_type,
+        logical_id=current.logical_id,
+        content=content,
+        source=RESULT_SOURCE,
+        expected_version=current.version_id,
+    )
+
+
+def signed_bundle(*, review: Review, resources: list[StoredResource]) -> dict[str, Any]:
+    """Return the EHR transaction Bundle: conditional updates of the report and the Task."""
+    referenced = {
+        f"{link.resource.resource_type}/{link.resource.logical_id}": link.resource
+        for link in ResultResource.objects.filter(job=review.job).select_related("resource")
+    }
+    entries = []
+    for stored in resources:
+        resource = _remote(stored.content, recording=review.recording)
+        if "result" in resource:
+            resource["result"] = [_link_by_identifier(r, referenced) for r in resource["result"]]
+        if "focus" in resource:
+            resource["focus"] = _link_by_identifier(resource["focus"], referenced)
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": resource,
+                "request": {"method": "PUT", "url": _conditional_url(stored.resource_type, resource)},
+            }
+        )
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}

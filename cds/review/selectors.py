@@ -1,0 +1,108 @@
+"""Read reviews: the worklists (care-team scoped, no N+1), one review page, quality rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Q, QuerySet
+
+from cds.analysis.models import Prediction
+from cds.ecg.models import EcgRecording
+from cds.review.models import CareTeamSource, Review
+
+AnyUser = AbstractBaseUser | AnonymousUser
+
+
+def user_sees_all_sources(user: Any) -> bool:
+    """Return True for users not limited to a care team: superusers and quality auditors."""
+    return bool(user.is_superuser or user.has_perm("review.view_quality"))
+
+
+def user_sources(user: Any) -> QuerySet[CareTeamSource, Any]:
+    """Return the care-team sources a clinician covers (a values queryset of ``source``)."""
+    return CareTeamSource.objects.filter(team__members=user).values("source")
+
+
+def recordings_visible_to(*, user: Any) -> QuerySet[EcgRecording]:
+    """Return the ECG recordings ``user`` may see (a clinician: only their care teams' sources)."""
+    if user_sees_all_sources(user):
+        return EcgRecording.objects.all()
+    return EcgRecording.objects.filter(received_from__in=user_sources(user))
+
+
+def reviews_visible_to(*, user: Any, queryset: QuerySet[Review] | None = None) -> QuerySet[Review]:
+    """Return the reviews ``user`` may see; a clinician outside a source's care team sees none of it."""
+    reviews = Review.objects.all() if queryset is None else queryset
+    if user_sees_all_sources(user):
+        return reviews
+    return reviews.filter(recording__received_from__in=user_sources(user))
+
+
+def review_visible(*, review: Review, user: Any) -> bool:
+    """Return True when ``user`` may see ``review``."""
+    return reviews_visible_to(user=user).filter(pk=review.pk).exists()
+
+
+def worklist(
+    *, user: Any, queue: str = Review.Queue.FLAGGED, queryset: QuerySet[Review] | None = None
+) -> QuerySet[Review]:
+    """Return the worklist rows: visible reviews of ``queue`` with what the list shows, in one query.
+
+    Ordered by priority (score over operating point, highest first), then the age of the finding
+    (oldest first), then the patient (keeps one patient's ECGs together).
+    """
+    reviews = reviews_visible_to(user=user, queryset=queryset).filter(queue=queue)
+    return reviews.select_related("prediction", "recording", "recording__patient", "claimed_by", "current").order_by(
+        "-priority", "created_at", "recording__patient_id"
+    )
+
+
+def worklist_counts(*, user: Any, queue: str = Review.Queue.FLAGGED) -> dict[str, int]:
+    """Return {status: count} of the visible reviews in ``queue`` (every status present, zeros too)."""
+    rows = reviews_visible_to(user=user).filter(queue=queue).values("status").annotate(n=Count("pk"))
+    counts = {status: 0 for status in Review.Status.values}
+    counts.update({row["status"]: row["n"] for row in rows})
+    return counts
+
+
+def review_for_page(*, pk: int, user: Any) -> Review | None:
+    """Return the review with everything its page shows, or None when missing or not visible."""
+    return (
+        reviews_visible_to(user=user)
+        .select_related("prediction", "recording", "recording__patient", "claimed_by", "signed_by", "current", "job")
+        .filter(pk=pk)
+        .first()
+    )
+
+
+def review_revisions(*, review: Review) -> list[Any]:
+    """Return the review's revisions, oldest first, with their authors."""
+    return list(review.revisions.select_related("author").order_by("number"))
+
+
+def previous_recordings(*, review: Review, user: Any, limit: int = 5) -> list[EcgRecording]:
+    """Return the patient's earlier ECGs (newest first) that ``user`` may see, for comparison."""
+    recording = review.recording
+    if recording.patient_id is None:
+        return []
+    earlier = recordings_visible_to(user=user).filter(patient_id=recording.patient_id).exclude(pk=recording.pk)
+    if recording.effective_at is not None:
+        earlier = earlier.filter(Q(effective_at__lt=recording.effective_at) | Q(effective_at__isnull=True))
+    return list(earlier.defer("samples").prefetch_related("reviews").order_by("-effective_at")[:limit])
+
+
+def anomaly_map(prediction: Prediction) -> np.ndarray | None:
+    """Return the prediction's anomaly map as float32 (leads, samples), or None when absent."""
+    raw = bytes(prediction.anomaly_map or b"")
+    if not raw or not prediction.map_leads:
+        return None
+    return np.frombuffer(raw, dtype="<f2").astype(np.float32).reshape(len(prediction.map_leads), -1)
+
+
+def quality_predictions() -> QuerySet[Prediction]:
+    """Return predictions with their job, recording and review joined (quality audit list)."""
+    return Prediction.objects.select_related("job", "recording", "recording__patient").prefetch_related(
+        "reviews__current", "reviews__claimed_by"
+    )

@@ -1,0 +1,61 @@
+"""Analysed ECGs in the review worklists, on ward-a (the clinicians' care team) or ward-b."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from cds.analysis.models import AnalysisJob
+from cds.analysis.results import analysis_results_store
+from cds.ecg.models import EcgRecording
+from cds.review.models import Review
+from tests.cds.analysis.test_results_store import make_result
+from tests.conftest import CARE_TEAM_SOURCE
+
+
+@pytest.fixture
+def analysed_ecg(
+    service_account: Any, ecg_factory: Any, patient_resource: dict[str, Any]
+) -> Callable[..., AnalysisJob]:
+    """Return a builder: ingest a sample ECG for one patient, store a detector result, set its source."""
+    state: dict[str, str] = {}
+
+    def build(
+        *,
+        ecg_id: int = 63,
+        score: float = 2.5,
+        source: str = CARE_TEAM_SOURCE,
+        effective: str = "2024-03-01T10:00:00Z",
+        review_priority: float | None = None,
+        probability_abnormal: float = 0.8,
+    ) -> AnalysisJob:
+        if "patient" not in state:
+            state["patient"] = service_account.post("/fhir/Patient", patient_resource).json()["id"]
+        observation = ecg_factory(
+            ecg_id,
+            identifier=f"ecg-{ecg_id}-{effective}",
+            patient_reference=f"Patient/{state['patient']}",
+            effective=effective,
+        )
+        response = service_account.post("/fhir/Observation", observation)
+        assert response.status_code == 201, response.content
+        EcgRecording.objects.filter(logical_id=response.json()["id"]).update(received_from=source)
+        job = AnalysisJob.objects.select_related("recording").get(recording__logical_id=response.json()["id"])
+        result = make_result(score=score)
+        assert result.foundation is not None
+        foundation = dataclasses.replace(
+            result.foundation, review_priority=review_priority, probability_abnormal=probability_abnormal
+        )
+        analysis_results_store(job=job, result=dataclasses.replace(result, foundation=foundation))
+        return job
+
+    return build
+
+
+@pytest.fixture
+def flagged_review(analysed_ecg: Callable[..., AnalysisJob]) -> Review:
+    """A pending review of a flagged ECG from ward-a."""
+    return Review.objects.get(job=analysed_ecg())
