@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -48,7 +49,7 @@ def audit_event(entry: LogEntry) -> dict[str, Any]:
         },
     }
     if entry.changes:
-        entity["detail"] = [{"type": "changes", "valueString": str(entry.changes_str or entry.changes)[:4000]}]
+        entity["detail"] = [{"type": "changes", "valueString": json.dumps(entry.changes, default=str)[:4000]}]
     return {
         "resourceType": "AuditEvent",
         "id": f"auditlog-{entry.pk}",
