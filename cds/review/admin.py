@@ -165,6 +165,7 @@ class ReviewAdmin(admin.ModelAdmin):
             map_rate_hz=prediction.map_rate_hz,
             intervals=intervals,
             title=f"ECG {recording.logical_id[:8]} · {recording.effective_at or ''}",
+            layout="3x4" if request.GET.get("layout") == "3x4" else "12x1",
         )
         user = request.user
         can_change = user.has_perm("review.change_review")

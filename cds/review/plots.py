@@ -1,7 +1,8 @@
 """Server-side SVG plots (matplotlib, Agg): the 12-lead ECG on paper and the quality charts.
 
-The ECG is drawn at true paper scale (25 mm/s, 10 mm/mV; 1 mm minor and 5 mm major grid) in the
-usual 3 × 4 layout of 2.5 s per lead with a 10 s lead II rhythm strip underneath. The anomaly map is
+The ECG is drawn at true paper scale (25 mm/s, 10 mm/mV; 1 mm minor and 5 mm major grid), either
+12 × 1 (each lead over 10 s, the review default: intervals anywhere are visible) or the classic
+3 × 4 layout of 2.5 s per lead, with a 10 s lead II rhythm strip underneath. The anomaly map is
 a per-lead heat band behind each trace (grey where the map is NaN: unusable input); intervals are
 outlined boxes on their lead.
 """
@@ -22,6 +23,7 @@ LAYOUT = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V
 RHYTHM_LEAD = "II"
 COLUMN_S = 2.5
 ROW_MM = 30.0  # 3 mV per row: room for QRS complexes without overlap in most ECGs
+ROW_MM_12X1 = 20.0  # 2 mV per row keeps 13 rows on one screen; tall QRS may touch the next row
 GRID_MINOR, GRID_MAJOR = "#f6c6c6", "#e48a8a"
 # Plot at most this rate: a 25 mm/s trace cannot show more than ~100 points per mm anyway.
 MAX_PLOT_RATE_HZ = 250.0
@@ -78,8 +80,12 @@ def ecg_paper_svg(
     map_rate_hz: float | None = None,
     intervals: Sequence[dict[str, Any]] = (),
     title: str = "",
+    layout: str = "12x1",
 ) -> str:
     """Return the 12-lead ECG as an inline SVG string on ECG paper.
+
+    ``layout`` "12x1" draws each lead over the whole 10 s (every interval visible); "3x4" is the
+    classic 2.5 s per lead grid. Both end with the lead II rhythm strip.
 
     ``signal_uv`` is (leads, samples) in µV; ``anomaly_map`` is (len(map_leads), n) at ``map_rate_hz``.
     Leads absent from ``leads`` leave their panel empty (labelled "not recorded").
@@ -88,15 +94,23 @@ def ecg_paper_svg(
     index = {lead: i for i, lead in enumerate(leads)}
     map_index = {lead: i for i, lead in enumerate(map_leads)}
     duration_s = min(signal.shape[1] / rate, 10.0)
+    if layout == "3x4":
+        rows = [[(lead, c * COLUMN_S, (c + 1) * COLUMN_S) for c, lead in enumerate(names)] for names in LAYOUT]
+        row_mm = ROW_MM
+    else:  # 12x1: every lead over the whole 10 s, so every interval and the whole map are visible
+        rows = [[(lead, 0.0, 10.0)] for names in zip(*LAYOUT, strict=True) for lead in names]
+        row_mm = ROW_MM_12X1
+    rows.append([(RHYTHM_LEAD, 0.0, 10.0)])
     width_mm = 4 * COLUMN_S * MM_PER_S
-    height_mm = 4 * ROW_MM
+    height_mm = len(rows) * row_mm
     vmax = float(np.nanmax(anomaly_map)) if anomaly_map is not None and np.isfinite(anomaly_map).any() else 1.0
     figure = Figure(figsize=(width_mm / 25.4, height_mm / 25.4))
     ax = figure.add_axes((0, 0, 1, 1))
     _paper(ax, width_mm, height_mm)
 
-    def draw(lead: str, t0: float, t1: float, x0: float, baseline: float, row_y0: float) -> None:
-        ax.text(x0 + 1.5, baseline + 9, lead, fontsize=9, weight="bold", zorder=4)
+    def draw(lead: str, t0: float, t1: float, row_y0: float) -> None:
+        x0, baseline = t0 * MM_PER_S, row_y0 + row_mm / 2
+        ax.text(x0 + 1.5, row_y0 + row_mm - 5, lead, fontsize=9, weight="bold", zorder=4)
         if lead not in index:
             ax.text(x0 + 8, baseline - 2, "not recorded", fontsize=6, color="#777", zorder=4)
             return
@@ -105,25 +119,22 @@ def ecg_paper_svg(
         x = x0 + np.arange(trace.size) / rate * MM_PER_S
         if anomaly_map is not None and map_rate_hz and lead in map_index:
             values = anomaly_map[map_index[lead], int(t0 * map_rate_hz) : int(t1 * map_rate_hz)]
-            _heat(ax, values, x0, x0 + values.size / map_rate_hz * MM_PER_S, row_y0 + 1, row_y0 + ROW_MM - 1, vmax)
+            _heat(ax, values, x0, x0 + values.size / map_rate_hz * MM_PER_S, row_y0 + 1, row_y0 + row_mm - 1, vmax)
         for interval in intervals:
             if interval["lead"] != lead:
                 continue
             s, e = max(interval["start_ms"] / 1000.0, t0), min(interval["end_ms"] / 1000.0, t1)
             if e > s:
                 box = Rectangle(
-                    (x0 + (s - t0) * MM_PER_S, row_y0 + 2), (e - s) * MM_PER_S, ROW_MM - 4,
+                    (x0 + (s - t0) * MM_PER_S, row_y0 + 1.5), (e - s) * MM_PER_S, row_mm - 3,
                     fill=False, edgecolor="#1f4fd1", linewidth=1.2, zorder=3,
                 )  # fmt: skip
                 ax.add_patch(box)
         ax.plot(x, baseline + trace * MM_PER_MV, color="black", linewidth=0.6, zorder=2)
 
-    for row, names in enumerate(LAYOUT):
-        row_y0 = height_mm - (row + 1) * ROW_MM
-        for column, lead in enumerate(names):
-            t0 = column * COLUMN_S
-            draw(lead, t0, t0 + COLUMN_S, t0 * MM_PER_S, row_y0 + ROW_MM / 2, row_y0)
-    draw(RHYTHM_LEAD, 0.0, 10.0, 0.0, ROW_MM / 2, 0.0)
+    for row, panels in enumerate(rows):
+        for lead, t0, t1 in panels:
+            draw(lead, t0, t1, height_mm - (row + 1) * row_mm)
     # 1 mV calibration pulse (10 mm tall, 0.2 s wide) in the rhythm strip's margin.
     ax.plot([width_mm - 8, width_mm - 8, width_mm - 3, width_mm - 3], [5, 15, 15, 5], color="black", linewidth=0.8)
     if title:
@@ -159,7 +170,10 @@ def roc_svg(*, fpr: Sequence[float], tpr: Sequence[float], auroc: float | None) 
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
     ax.set_title(
-        f"ROC on reviewed ECGs (AUROC {auroc:.3f})" if auroc is not None else "ROC: no reviews yet", fontsize=8
+        f"ROC on reviewed ECGs (AUROC {auroc:.3f})"
+        if auroc is not None
+        else "ROC: needs reviewed ECGs of both classes",
+        fontsize=8,
     )
     figure.tight_layout()
     return _svg(figure)

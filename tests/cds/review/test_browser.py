@@ -1,0 +1,96 @@
+"""Headless Chromium (Playwright, the system browser) through the review admin; saves README screenshots.
+
+Needs the Debian ``chromium`` package (``.ci/run`` installs it); never ``playwright install``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cds.analysis.models import AnalysisJob
+from cds.review.models import Review
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.skipif(CHROMIUM is None, reason="system Chromium not installed (apt-get install -y chromium)"),
+]
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still
+    # synchronous (Playwright's documented workaround for Django).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    with sync_playwright() as playwright:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def login(page: Any, base: str, username: str, password: str) -> None:
+    page.goto(f"{base}/admin/login/?next=/admin/review/review/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+
+
+def test_it_reviews_corrects_and_signs_in_a_browser(
+    transactional_db: None, live_server: Any, browser: Any, analysed_ecg: Callable[..., AnalysisJob],
+    senior_clinician: Any, admin_user: Any,
+) -> None:  # fmt: skip
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    jobs = [analysed_ecg(score=s, effective=f"2024-03-0{n + 1}T10:00:00Z") for n, s in enumerate((2.5, 1.4, 3.1))]
+    review = Review.objects.get(job=jobs[2])  # the newest ECG: the page lists the two earlier ones
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    base = live_server.url
+
+    login(page, base, "senior", "pw-senior")
+    page.wait_for_selector("#result_list")
+    assert page.locator("#result_list tbody tr").count() == 3
+    page.screenshot(path=str(SCREENSHOTS / "worklist.png"), full_page=True)
+
+    page.click(f"text=Review {review.pk}")
+    page.wait_for_selector("#review-page svg")
+    assert page.locator("text=not in a worklist").count() == 0 and page.locator("text=(pending)").count() == 2
+    page.click("#claim")
+    page.wait_for_selector("#accept")
+    page.screenshot(path=str(SCREENSHOTS / "review.png"), full_page=True)
+    page.click("#accept")
+    page.wait_for_selector("#review-status:has-text('accepted')")
+
+    page.fill("input[name=start_0]", "900")
+    page.fill("input[name=end_0]", "1650")
+    page.click("#save-intervals")
+    page.wait_for_selector("text=intervals: done")
+    assert page.input_value("input[name=start_0]") == "900.0"
+
+    page.fill("#report-text", "Sinus rhythm. Anteroseptal Q waves, old infarction. Clinician-reviewed.")
+    page.click("#sign")
+    page.wait_for_selector("#review-status:has-text('signed')")
+    page.screenshot(path=str(SCREENSHOTS / "signed.png"), full_page=True)
+    signed = Review.objects.select_related("current").get(pk=review.pk)
+    assert signed.status == "signed" and signed.current is not None
+    assert signed.current.report_text.startswith("Sinus rhythm. Anteroseptal")
+    assert signed.revisions.filter(kind="intervals", intervals__0__start_ms=900.0).exists()
+
+    admin_page = browser.new_page(viewport={"width": 1300, "height": 900})
+    admin_page.goto(f"{base}/admin/login/?next=/admin/review/qualityprediction/dashboard/")
+    admin_page.fill("#id_username", "admin")
+    admin_page.fill("#id_password", "password")
+    admin_page.click("input[type=submit]")
+    admin_page.wait_for_selector("#quality-metrics")
+    admin_page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
