@@ -167,6 +167,12 @@ TRITON_MODEL_VERSIONS = dict(item.split("=", 1) for item in env_list("TRITON_MOD
 INFERENCE_DETECTOR_CHECKPOINT = env_str(
     "INFERENCE_DETECTOR_CHECKPOINT", str(BASE_DIR / "ecg_models" / "weights" / "detector.pt")
 )
+# The foundation model (probabilities, report text, review priority) runs beside the detector
+# unless switched off (a deployment that serves only the detector).
+INFERENCE_FOUNDATION_ENABLED = env_bool("INFERENCE_FOUNDATION_ENABLED", False)
+INFERENCE_FOUNDATION_CHECKPOINT = env_str(
+    "INFERENCE_FOUNDATION_CHECKPOINT", str(BASE_DIR / "ecg_models" / "weights" / "foundation.pt")
+)
 # Celery-level retries of a job whose inference failed transiently (Triton down or slow), after
 # the client's own quick retries; then the job is visibly failed.
 ANALYSIS_MAX_RETRIES = env_int("ANALYSIS_MAX_RETRIES", 5)

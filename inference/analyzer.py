@@ -24,20 +24,38 @@ from typing import Any, Protocol
 import numpy as np
 
 from inference.errors import InferenceFailed, UnscorableEcg
+from inference.foundation_postprocessing import (
+    FOUNDATION_OUTPUTS,
+    REPORT_OUTPUTS,
+    FoundationServing,
+    foundation_result,
+)
 from inference.postprocessing import anomaly_intervals, downsample_map
 from inference.preprocessing import (
     DETECTOR_RATE_HZ,
     LEADS_12,
     RECORD_SAMPLES,
     DetectorInputs,
+    FoundationInputs,
     detector_inputs,
+    foundation_inputs,
     stack_detector_inputs,
 )
-from inference.results import DETECTOR_NAME, AnalysisResult, AnomalyInterval, DetectorResult
+from inference.results import DETECTOR_NAME, AnalysisResult, AnomalyInterval, DetectorResult, FoundationResult
 from inference.triton_client import TritonClient
 
 DETECTOR_MODEL = "ecg_detector"
 DETECTOR_OUTPUTS = ("score__0", "anomaly_map__1", "attributes__2")
+FOUNDATION_MODEL = "ecg_foundation"
+REPORT_MODEL = "ecg_report"
+# Every output of the served classifier module, in its tuple order (the in-process backend runs it).
+FOUNDATION_OUTPUTS_ALL = (
+    "abnormal_logit__0",
+    "superclass_logits__1",
+    "statement_logits__2",
+    "embedding__3",
+    "novelty__4",
+)
 # The stored map: 50 Hz keeps a QRS-wide peak (80-120 ms) visible at a fifth of the size.
 STORED_MAP_RATE_HZ = 50.0
 
@@ -176,29 +194,51 @@ def _ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
+def prepare_foundation_inputs(ecg: EcgInput) -> FoundationInputs:
+    """Return the foundation model's inputs; raise UnscorableEcg naming why it cannot run."""
+    try:
+        return foundation_inputs(np.asarray(ecg.signal, dtype=np.float64), ecg.rate_hz, ecg.leads)
+    except ValueError as exc:
+        raise UnscorableEcg(f"the foundation model cannot read this ECG: {exc}", extra={"reason": str(exc)}) from exc
+
+
 @dataclass
 class TritonAnalyzer:
-    """Analyse ECGs with the models Triton serves."""
+    """Analyse ECGs with the models Triton serves.
+
+    ``foundation_model``/``report_model`` None: the detector alone (a deployment that serves only it).
+    """
 
     client: TritonClient
     detector_model: str = DETECTOR_MODEL
-    _serving: dict[str, DetectorServing] | None = None
+    foundation_model: str | None = FOUNDATION_MODEL
+    report_model: str | None = REPORT_MODEL
+    _detector_serving: DetectorServing | None = None
+    _foundation_serving: FoundationServing | None = None
 
     def detector_serving(self) -> DetectorServing:
         """Return the served detector's operating point (fetched once per process)."""
-        if self._serving is None:
-            self._serving = {}
-        if self.detector_model not in self._serving:
+        if self._detector_serving is None:
             parameters = self.client.model_parameters(self.detector_model)
-            self._serving[self.detector_model] = DetectorServing.from_parameters(parameters, self.detector_model)
-        return self._serving[self.detector_model]
+            self._detector_serving = DetectorServing.from_parameters(parameters, self.detector_model)
+        return self._detector_serving
+
+    def foundation_serving(self) -> FoundationServing:
+        """Return what is needed to read the foundation models' outputs (fetched once per process)."""
+        if self._foundation_serving is None:
+            assert self.foundation_model and self.report_model
+            self._foundation_serving = FoundationServing.from_parameters(
+                self.client.model_parameters(self.foundation_model), self.client.model_parameters(self.report_model)
+            )
+        return self._foundation_serving
 
     def ready(self) -> bool:
-        """Return whether Triton answers and serves the detector."""
-        return self.client.model_ready(self.detector_model)
+        """Return whether Triton answers and serves every configured model."""
+        models = [self.detector_model, self.foundation_model, self.report_model]
+        return all(self.client.model_ready(model) for model in models if model)
 
     def analyse(self, ecg: EcgInput) -> AnalysisResult:
-        """Return the detector's result for ``ecg`` (the foundation model joins when it is served)."""
+        """Return both models' results for ``ecg``."""
         started = time.perf_counter()
         inputs = prepare_detector_inputs(ecg)
         timings = {"preprocess_ms": _ms_since(started)}
@@ -215,57 +255,126 @@ class TritonAnalyzer:
             server_model_version=f"{answer.model_name}/{answer.model_version}",
             timings_ms=timings,
         )
-        return AnalysisResult(detector=detector, timings_ms=dict(detector.timings_ms))
+        if not (self.foundation_model and self.report_model):
+            return AnalysisResult(detector=detector, timings_ms=dict(detector.timings_ms))
+        started = time.perf_counter()
+        f_inputs = prepare_foundation_inputs(ecg)
+        f_timings = {"preprocess_ms": _ms_since(started)}
+        f_serving = self.foundation_serving()
+        arrays = {"signal": f_inputs.signal[None], "lead_mask": f_inputs.lead_mask[None]}
+        started = time.perf_counter()
+        classified = self.client.infer_result(self.foundation_model, arrays, FOUNDATION_OUTPUTS)
+        f_timings["triton_ms"] = _ms_since(started)
+        started = time.perf_counter()
+        report = self.client.infer_result(self.report_model, arrays, REPORT_OUTPUTS)
+        f_timings["report_ms"] = _ms_since(started)
+        foundation = foundation_result(
+            classified.outputs,
+            report.outputs["token_ids__0"][0],
+            f_inputs.lead_mask,
+            serving=f_serving,
+            detector_z=detector.score,  # calibrated: a z-score against validation normals
+            server_model_version=f"{classified.model_name}/{classified.model_version}+{report.model_name}/{report.model_version}",
+            timings_ms=f_timings,
+        )
+        return AnalysisResult(detector=detector, foundation=foundation, timings_ms=_merge_timings(detector, foundation))
+
+
+def _merge_timings(detector: DetectorResult, foundation: FoundationResult | None) -> dict[str, float]:
+    """Return the job's timings: the detector's as they are, the foundation model's prefixed."""
+    merged = dict(detector.timings_ms)
+    if foundation is not None:
+        merged |= {f"foundation_{key}": value for key, value in foundation.timings_ms.items()}
+    return merged
 
 
 @dataclass
 class InProcessAnalyzer:
-    """Analyse ECGs with the checkpoints in this process (torch needed; no Triton)."""
+    """Analyse ECGs with the checkpoints in this process (torch needed; no Triton).
+
+    Runs the same modules Triton serves (``inference.export``'s wrappers), eagerly, and reads their
+    outputs with the same post-processing. ``foundation_checkpoint`` None: the detector alone.
+    """
 
     detector_checkpoint: Path
+    foundation_checkpoint: Path | None = None
     threads: int = 1
-    _model: Any = None
-    _serving: DetectorServing | None = None
+    _detector: Any = None
+    _detector_serving: DetectorServing | None = None
+    _foundation: Any = None
+    _foundation_serving: FoundationServing | None = None
 
-    def _load(self) -> tuple[Any, DetectorServing]:
-        if self._model is None or self._serving is None:
-            import torch
+    def _load(self) -> None:
+        import torch
 
+        torch.set_num_threads(self.threads)
+        if self._detector is None:
             from ecg_models.anomaly_detector import from_checkpoint
             from inference.export import detector_parameters
 
-            torch.set_num_threads(self.threads)
             ckpt = torch.load(self.detector_checkpoint, map_location="cpu", weights_only=False)
-            self._serving = DetectorServing.from_parameters(
+            self._detector_serving = DetectorServing.from_parameters(
                 detector_parameters(self.detector_checkpoint, ckpt["operating_point"])
             )
-            self._model = from_checkpoint(self.detector_checkpoint).eval()
-        return self._model, self._serving
+            self._detector = from_checkpoint(self.detector_checkpoint).eval()
+        if self._foundation is None and self.foundation_checkpoint is not None:
+            from inference.export_foundation import served_foundation
+
+            self._foundation = served_foundation(self.foundation_checkpoint)
+            self._foundation_serving = FoundationServing.from_parameters(
+                self._foundation.classifier_parameters, self._foundation.report_parameters
+            )
 
     def ready(self) -> bool:
-        """Return whether the checkpoint is there to load."""
-        return self.detector_checkpoint.is_file()
+        """Return whether the checkpoints are there to load."""
+        paths = [self.detector_checkpoint, self.foundation_checkpoint]
+        return all(path.is_file() for path in paths if path is not None)
 
     def analyse(self, ecg: EcgInput) -> AnalysisResult:
-        """Return the detector's result for ``ecg``, computed here."""
+        """Return both models' results for ``ecg``, computed here."""
         import torch
 
-        model, serving = self._load()
+        self._load()
+        assert self._detector_serving is not None
         started = time.perf_counter()
         inputs = prepare_detector_inputs(ecg)
         timings = {"preprocess_ms": _ms_since(started)}
         started = time.perf_counter()
         with torch.inference_mode():
             tensors = [torch.from_numpy(array) for array in stack_detector_inputs([inputs]).values()]
-            score, anomaly_map, _ = model(*tensors)
+            score, anomaly_map, _ = self._detector(*tensors)
         timings["model_ms"] = _ms_since(started)
         detector = detector_result(
             ecg,
             inputs,
             raw_score=float(score[0]),
             anomaly_map=anomaly_map[0].numpy(),
-            serving=serving,
+            serving=self._detector_serving,
             server_model_version="in-process",
             timings_ms=timings,
         )
-        return AnalysisResult(detector=detector, timings_ms=dict(detector.timings_ms))
+        foundation = None
+        if self._foundation is not None and self._foundation_serving is not None:
+            started = time.perf_counter()
+            f_inputs = prepare_foundation_inputs(ecg)
+            f_timings = {"preprocess_ms": _ms_since(started)}
+            started = time.perf_counter()
+            signal = torch.from_numpy(f_inputs.signal[None])
+            mask = torch.from_numpy(f_inputs.lead_mask[None])
+            with torch.inference_mode():
+                names = FOUNDATION_OUTPUTS_ALL
+                outputs = {n: t.numpy() for n, t in zip(names, self._foundation.classifier(signal, mask), strict=True)}
+                f_timings["model_ms"] = _ms_since(started)
+                started = time.perf_counter()
+                token_ids = self._foundation.generator(signal, mask)[0].numpy()
+            f_timings["report_ms"] = _ms_since(started)
+            foundation = foundation_result(
+                outputs,
+                token_ids,
+                f_inputs.lead_mask,
+                serving=self._foundation_serving,
+                detector_z=detector.score,  # calibrated: a z-score against validation normals
+                server_model_version="in-process",
+                timings_ms=f_timings,
+            )
+        return AnalysisResult(detector=detector, foundation=foundation, timings_ms=_merge_timings(detector, foundation))

@@ -20,8 +20,12 @@ from inference.triton_client import TritonClient
 @functools.cache
 def analyzer() -> Analyzer:
     """Return this process's analyzer (one client and its connections per worker process)."""
+    foundation = settings.INFERENCE_FOUNDATION_ENABLED
     if settings.INFERENCE_BACKEND == "inprocess":
-        return InProcessAnalyzer(detector_checkpoint=Path(settings.INFERENCE_DETECTOR_CHECKPOINT))
+        return InProcessAnalyzer(
+            detector_checkpoint=Path(settings.INFERENCE_DETECTOR_CHECKPOINT),
+            foundation_checkpoint=Path(settings.INFERENCE_FOUNDATION_CHECKPOINT) if foundation else None,
+        )
     grpc_url = settings.TRITON_URL if settings.TRITON_PROTOCOL == "grpc" else None
     http_url = settings.TRITON_URL if settings.TRITON_PROTOCOL == "http" else settings.TRITON_HTTP_URL
     client = TritonClient(
@@ -30,6 +34,8 @@ def analyzer() -> Analyzer:
         timeout_s=settings.TRITON_TIMEOUT_S,
         expected_versions=settings.TRITON_MODEL_VERSIONS,
     )
+    if not foundation:
+        return TritonAnalyzer(client=client, foundation_model=None, report_model=None)
     return TritonAnalyzer(client=client)
 
 

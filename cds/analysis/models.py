@@ -68,6 +68,8 @@ class Prediction(BaseModel):
     map_rate_hz = models.FloatField(null=True, blank=True)
     map_leads = models.JSONField(default=list, blank=True)
     report_text = models.TextField(blank=True)
+    # Active learning (foundation model): how much a clinician's label would help, in [0, 1].
+    review_priority = models.FloatField(null=True, blank=True)
     quality = models.JSONField(default=list, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     # Inputs' provenance: the waveform fingerprint and lead set the models saw.

@@ -71,6 +71,7 @@ def predictions_create(*, job: AnalysisJob, result: AnalysisResult) -> list[Pred
                 score=foundation.probability_abnormal,
                 probabilities={"abnormal": foundation.probability_abnormal, **foundation.superclass_probabilities},
                 report_text=foundation.report_text,
+                review_priority=foundation.review_priority,
                 timings=foundation.timings_ms,
                 input_provenance=_provenance(job.recording) | {"leads_used": list(foundation.leads_used)},
             )

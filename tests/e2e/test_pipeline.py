@@ -18,10 +18,29 @@ from inference.local_triton import LocalTriton
 from inference.triton_client import TritonClient
 from tests.cds.writeback.conftest import Sekmet
 from tests.conftest import LEADS_12, REPO_ROOT, read_sample_record
+from tests.e2e.conftest import served_models
 from tests.livestack import LiveStack, wait_for_job
 
 pytestmark = pytest.mark.live
 DETECTOR_CHECKPOINT = REPO_ROOT / "ecg_models" / "weights" / "detector.pt"
+
+
+FOUNDATION_CHECKPOINT = REPO_ROOT / "ecg_models" / "weights" / "foundation.pt"
+SERVES_FOUNDATION = "ecg_foundation" in served_models()
+
+
+def served(client: TritonClient) -> TritonAnalyzer:
+    """Return an analyzer for the models the shipped repository holds."""
+    if SERVES_FOUNDATION:
+        return TritonAnalyzer(client=client)
+    return TritonAnalyzer(client=client, foundation_model=None, report_model=None)
+
+
+def in_process() -> InProcessAnalyzer:
+    return InProcessAnalyzer(
+        detector_checkpoint=DETECTOR_CHECKPOINT,
+        foundation_checkpoint=FOUNDATION_CHECKPOINT if SERVES_FOUNDATION else None,
+    )
 
 
 def sample_input(ecg_id: int) -> EcgInput:
@@ -30,11 +49,11 @@ def sample_input(ecg_id: int) -> EcgInput:
 
 
 def test_it_scores_through_triton_exactly_as_in_process(model_server: LocalTriton) -> None:
-    served = TritonAnalyzer(client=TritonClient(grpc_url=model_server.grpc_url))
-    local = InProcessAnalyzer(detector_checkpoint=DETECTOR_CHECKPOINT)
+    remote_analyzer, local_analyzer = served(TritonClient(grpc_url=model_server.grpc_url)), in_process()
     for ecg_id in (9, 63, 131):
         ecg = sample_input(ecg_id)
-        remote, here = served.analyse(ecg).detector, local.analyse(ecg).detector
+        remote_result, local_result = remote_analyzer.analyse(ecg), local_analyzer.analyse(ecg)
+        remote, here = remote_result.detector, local_result.detector
         assert remote.model_version == here.model_version  # the label travels in the served config
         assert remote.server_model_version == "ecg_detector/1"
         assert remote.score == pytest.approx(here.score, abs=1e-3)
@@ -42,11 +61,20 @@ def test_it_scores_through_triton_exactly_as_in_process(model_server: LocalTrito
         assert [(i.lead, i.start_ms) for i in remote.intervals] == [(i.lead, i.start_ms) for i in here.intervals]
         np.testing.assert_allclose(remote.anomaly_map, here.anomaly_map, atol=1e-2, equal_nan=True)
         assert {"preprocess_ms", "triton_ms", "postprocess_ms"} <= set(remote.timings_ms)
+        if SERVES_FOUNDATION:
+            f_remote, f_here = remote_result.foundation, local_result.foundation
+            assert f_remote is not None and f_here is not None
+            assert f_remote.model_version == f_here.model_version
+            assert f_remote.probability_abnormal == pytest.approx(f_here.probability_abnormal, abs=1e-3)
+            assert f_remote.report_text == f_here.report_text and f_remote.report_text
+            assert f_remote.review_priority == pytest.approx(f_here.review_priority, abs=1e-3)
+            assert f_remote.leads_used == LEADS_12
 
 
 def test_it_answers_over_http_too(model_server: LocalTriton) -> None:
-    served = TritonAnalyzer(client=TritonClient(http_url=model_server.http_url))
-    assert served.analyse(sample_input(9)).detector.server_model_version == "ecg_detector/1"
+    result = served(TritonClient(http_url=model_server.http_url)).analyse(sample_input(9))
+    assert result.detector.server_model_version == "ecg_detector/1"
+    assert (result.foundation is not None) == SERVES_FOUNDATION
 
 
 def test_it_names_a_missing_model_or_a_version_it_does_not_serve(model_server: LocalTriton) -> None:
@@ -56,7 +84,7 @@ def test_it_names_a_missing_model_or_a_version_it_does_not_serve(model_server: L
         )
     pinned = TritonClient(grpc_url=model_server.grpc_url, expected_versions={"ecg_detector": "7"})
     with pytest.raises(ModelVersionMismatch, match="version 7"):
-        TritonAnalyzer(client=pinned).analyse(sample_input(9))
+        served(pinned).analyse(sample_input(9))
 
 
 @pytest.fixture
@@ -71,6 +99,7 @@ def triton_stack(tmp_path: Path, model_server: LocalTriton, ehr: Sekmet) -> Any:
             "WRITEBACK_ENABLED": "true",
             "WRITEBACK_FHIR_BASE_URL": ehr.base_url,
             "WRITEBACK_AUTH": "none",
+            "INFERENCE_FOUNDATION_ENABLED": str(SERVES_FOUNDATION).lower(),
         },
     )
     try:
@@ -116,8 +145,12 @@ def test_it_takes_an_ecg_from_fhir_post_to_our_fhir_api_and_writes_it_back_to_th
     job = AnalysisJob.objects.get(recording__logical_id=ecg_id)
     assert job.triton_model_version == "ecg_detector/1" and job.model_version.startswith("detector-")
     assert job.timings["triton_ms"] > 0
-    (prediction,) = Prediction.objects.filter(job=job)
+    prediction = Prediction.objects.get(job=job, model_name="ecg-anomaly-detector")
     assert prediction.server_model_version == "ecg_detector/1"
+    if SERVES_FOUNDATION:
+        foundation = Prediction.objects.get(job=job, model_name="ecg-foundation")
+        assert foundation.server_model_version == "ecg_foundation/1+ecg_report/1"
+        assert foundation.report_text and 0.0 <= foundation.review_priority <= 1.0
 
     found = requests.get(
         f"{base}/Observation", params={"derived-from": f"Observation/{ecg_id}"}, headers=headers, timeout=30
@@ -159,6 +192,7 @@ def test_it_reports_ready_when_triton_serves_the_detector(model_server: LocalTri
     from cds.analysis.analyzer import analyzer
 
     settings.INFERENCE_BACKEND = "triton"
+    settings.INFERENCE_FOUNDATION_ENABLED = SERVES_FOUNDATION
     settings.TRITON_URL, settings.TRITON_HTTP_URL = model_server.grpc_url, model_server.http_url
     analyzer.cache_clear()
     try:
