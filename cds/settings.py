@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "cds.core.middleware.SecurityHeadersMiddleware",  # security (issue 7): CSP; no-store on API responses
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -224,3 +225,28 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Security (issue 7; docs/security.md, cds/core/middleware.py, checks cds.W020-W023) -----------
+# Shared-secret client authentication at /auth/token (client_secret_basic/post). Off outside DEBUG:
+# production clients use SMART Backend Services (private_key_jwt with a registered JWKS).
+OAUTH_ALLOW_CLIENT_SECRET = env_bool("OAUTH_ALLOW_CLIENT_SECRET", DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# HTTPS only outside DEBUG. TLS ends at a proxy (ingress, load balancer) in front of gunicorn: trust
+# its X-Forwarded-Proto only when it sets that header itself (a client could forge it otherwise).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+if env_bool("SECURE_PROXY_SSL_HEADER_TRUSTED", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Kubelet and load-balancer probes speak plain HTTP to the pod (patterns omit the leading slash).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Defence in depth: every log line the console handler writes passes the PHI redaction filter.
+LOGGING["filters"] = {"redact_phi": {"()": "cds.core.logging.RedactPhiFilter"}}
+LOGGING["handlers"]["console"]["filters"] = ["redact_phi"]  # type: ignore[index]
+# --- end security ---------------------------------------------------------------------------------

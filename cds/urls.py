@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from cds.fhir.apis import BundleProcessApi, by_method
+from cds.oauth.apis import SmartConfigurationApi
 
 if settings.ADMIN_OTP_REQUIRED:  # review (issue 6): admin pages need a verified TOTP device
     from django_otp.admin import OTPAdminSite
@@ -16,6 +17,9 @@ if settings.ADMIN_OTP_REQUIRED:  # review (issue 6): admin pages need a verified
 urlpatterns = [
     # The FHIR base is /fhir (no slash): [base] takes Bundles, [base]/{type} everything else.
     path("fhir", by_method(POST=BundleProcessApi.as_view()), name="fhir-base"),
+    # SMART discovery, at the root and relative to the FHIR base (before fhir/<type>/<id> claims it).
+    path(".well-known/smart-configuration", SmartConfigurationApi.as_view(), name="smart-configuration"),
+    path("fhir/.well-known/smart-configuration", SmartConfigurationApi.as_view(), name="fhir-smart-configuration"),
     path("fhir/", include("cds.fhir.urls")),
     path("auth/", include("cds.oauth.urls")),
     path("", include("cds.hooks.urls")),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.db import DatabaseError, connection
+from django.http import HttpResponse
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -46,3 +49,16 @@ class ReadinessApi(APIView):
         checks["models"] = "ok" if analyzer().ready() else "unavailable"
         ready = all(value == "ok" for value in checks.values())
         return Response({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
+
+
+class OpenApiDescriptionApi(APIView):
+    """``GET /openapi.yaml``: the hand-written OpenAPI 3.1 description of the non-FHIR endpoints."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> HttpResponse:
+        return HttpResponse(OPENAPI_PATH.read_bytes(), content_type="application/yaml; charset=utf-8")

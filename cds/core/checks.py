@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
+from django.core.checks import Warning as CheckWarning
 
 
 @register()
@@ -72,3 +73,46 @@ def _writeback_errors() -> list[CheckMessage]:
         # timeout would let the sweep resend a message whose worker is still waiting on the EHR.
         errors.append(Error("WRITEBACK_SENDING_TIMEOUT_S must exceed 4 × WRITEBACK_TIMEOUT_S.", id="cds.E012"))
     return errors
+
+
+@register(deploy=False)
+def check_security(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Return warnings for a production (DEBUG false) deployment without HTTPS-only settings (issue 7)."""
+    if settings.DEBUG:
+        return []
+    warnings: list[CheckMessage] = []
+    off = [
+        name
+        for name, on in (
+            ("SECURE_SSL_REDIRECT", settings.SECURE_SSL_REDIRECT),
+            ("SESSION_COOKIE_SECURE", settings.SESSION_COOKIE_SECURE),
+            ("CSRF_COOKIE_SECURE", settings.CSRF_COOKIE_SECURE),
+            ("SECURE_HSTS_SECONDS", settings.SECURE_HSTS_SECONDS > 0),
+        )
+        if not on
+    ]
+    if off:
+        warnings.append(
+            CheckWarning(
+                f"DEBUG is false but {', '.join(off)} {'is' if len(off) == 1 else 'are'} off: PHI could travel over plain HTTP.",
+                hint="Unset them (their production defaults are on) or set them true; see docs/security.md.",
+                id="cds.W020",
+            )
+        )
+    if settings.OAUTH_ALLOW_CLIENT_SECRET:
+        warnings.append(
+            CheckWarning(
+                "OAUTH_ALLOW_CLIENT_SECRET is true with DEBUG false: integration clients may use shared secrets.",
+                hint="Register client keys (create_api_client --jwks) and set OAUTH_ALLOW_CLIENT_SECRET=false.",
+                id="cds.W021",
+            )
+        )
+    if not settings.PUBLIC_BASE_URL.startswith("https://"):
+        warnings.append(
+            CheckWarning(
+                f"PUBLIC_BASE_URL={settings.PUBLIC_BASE_URL!r} is not https with DEBUG false.",
+                hint="Clients sign assertions for, and follow links to, this URL: use the TLS proxy's https URL.",
+                id="cds.W022",
+            )
+        )
+    return warnings

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django.urls import path
 
-from cds.core.apis import HealthApi, ReadinessApi
+from cds.core.apis import HealthApi, OpenApiDescriptionApi, ReadinessApi
 
 urlpatterns = [
     path("healthz", HealthApi.as_view(), name="healthz"),
     path("readyz", ReadinessApi.as_view(), name="readyz"),
+    path("openapi.yaml", OpenApiDescriptionApi.as_view(), name="openapi"),
 ]

@@ -70,15 +70,22 @@ def capability_statement() -> dict[str, Any]:
                             "coding": [
                                 {
                                     "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                },
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                     "code": "OAuth",
-                                }
-                            ]
+                                },
+                            ],
+                            "text": "SMART Backend Services (OAuth2 client credentials)",
                         }
                     ],
                     "description": (
-                        "OAuth2 client credentials: POST form grant_type=client_credentials to "
+                        "SMART Backend Services: POST form grant_type=client_credentials with a private_key_jwt "
+                        "client_assertion (RS384 or ES384, key registered as a JWKS) to "
                         f"{settings.PUBLIC_BASE_URL}/auth/token; send the token as Bearer. Scopes are SMART "
-                        "system scopes per resource type and action (e.g. system/Observation.cr)."
+                        "system scopes per resource type and action (e.g. system/Observation.cr). Discovery: "
+                        f"{settings.PUBLIC_BASE_URL}/fhir/.well-known/smart-configuration."
                     ),
                     "extension": [
                         {

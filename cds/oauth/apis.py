@@ -1,4 +1,9 @@
-"""The OAuth2 token endpoint: client-credentials grant (RFC 6749 §4.4) with JSON errors (§5.2)."""
+"""The OAuth2 token endpoint and SMART discovery.
+
+The token endpoint is the client-credentials grant (RFC 6749 §4.4) with JSON errors (§5.2), the
+client authenticating with a private_key_jwt assertion (SMART Backend Services, RFC 7523) or,
+where ``OAUTH_ALLOW_CLIENT_SECRET``, a shared secret.
+"""
 
 from __future__ import annotations
 
@@ -16,16 +21,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cds.oauth.services import IssuedToken, OAuthError, access_token_issue
+from cds.oauth.jwks import ASSERTION_ALGORITHMS
+from cds.oauth.selectors import token_url
+from cds.oauth.services import IssuedToken, OAuthError, access_token_issue, access_token_issue_for_assertion
 
 GRANT_TYPE = "client_credentials"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 class TokenApi(APIView):
     """``POST /auth/token``: exchange client credentials for a bearer access token.
 
-    The client authenticates with HTTP Basic (client_secret_basic) or with ``client_id`` and
-    ``client_secret`` in the form (client_secret_post), never both. The endpoint itself takes no
+    The client authenticates with ``client_assertion_type`` (the RFC 7523 jwt-bearer URN) and a
+    signed ``client_assertion`` (private_key_jwt), or, where secrets are allowed, with HTTP Basic
+    (client_secret_basic) or ``client_id`` and ``client_secret`` in the form (client_secret_post):
+    one method, never two. The endpoint itself takes no
     token, and DRF's APIView is CSRF-exempt: it is called by machines, not submitted from a page.
     """
 
@@ -42,6 +52,9 @@ class TokenApi(APIView):
         client_id = serializers.CharField(required=False, allow_blank=True, max_length=200)
         client_secret = serializers.CharField(required=False, allow_blank=True, max_length=200, trim_whitespace=False)
         scope = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+        client_assertion_type = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        # An RS384 assertion with a 4096-bit key is under 1.5 kB; the limit only stops abuse.
+        client_assertion = serializers.CharField(required=False, allow_blank=True, max_length=16000)
 
     class OutputSerializer(serializers.Serializer[IssuedToken]):
         access_token = serializers.CharField()
@@ -59,9 +72,24 @@ class TokenApi(APIView):
             raise OAuthError("invalid_request", "grant_type is required")
         if grant_type != GRANT_TYPE:
             raise OAuthError("unsupported_grant_type", f"only grant_type={GRANT_TYPE} is supported")
-        client_id, client_secret = self._client_credentials(request, params)
-        token = access_token_issue(client_id=client_id, client_secret=client_secret, scope=params.get("scope"))
+        if "client_assertion" in params or "client_assertion_type" in params:
+            token = self._assertion_token(request, params)
+        else:
+            client_id, client_secret = self._client_credentials(request, params)
+            token = access_token_issue(client_id=client_id, client_secret=client_secret, scope=params.get("scope"))
         return Response(self.OutputSerializer(token).data)
+
+    def _assertion_token(self, request: Request, params: dict[str, str]) -> IssuedToken:
+        """Return a token for a private_key_jwt client (SMART Backend Services)."""
+        if params.get("client_assertion_type") != ASSERTION_TYPE:
+            raise OAuthError("invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}")
+        if "client_assertion" not in params:
+            raise OAuthError("invalid_request", "client_assertion is required with client_assertion_type")
+        if "client_secret" in params or request.META.get("HTTP_AUTHORIZATION"):
+            raise OAuthError("invalid_request", "use one client authentication method, not a secret and an assertion")
+        return access_token_issue_for_assertion(
+            assertion=params["client_assertion"], client_id=params.get("client_id"), scope=params.get("scope")
+        )
 
     def _validated_params(self, request: Request) -> dict[str, str]:
         data = request.data
@@ -128,3 +156,35 @@ def _basic_credentials(header: str) -> tuple[str, str]:
         raise OAuthError("invalid_client", "malformed Basic credentials", status=401)
     # Both parts are form-urlencoded before base64, per RFC 6749 §2.3.1.
     return unquote_plus(client_id), unquote_plus(client_secret)
+
+
+def smart_configuration() -> dict[str, Any]:
+    """Return the SMART configuration document (SMART App Launch 2.x, "Backend Services")."""
+    from django.conf import settings
+
+    from cds.oauth.scopes import ACTIONS
+
+    auth_methods = ["private_key_jwt"]
+    if settings.OAUTH_ALLOW_CLIENT_SECRET:
+        auth_methods += ["client_secret_basic", "client_secret_post"]
+    return {
+        "issuer": settings.PUBLIC_BASE_URL,
+        "token_endpoint": token_url(),
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
+        "grant_types_supported": [GRANT_TYPE],
+        "scopes_supported": [f"system/*.{ACTIONS}", "system/*.rs", "system/Patient.crs", "system/Observation.crs"],
+        "response_types_supported": ["token"],
+        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+    }
+
+
+class SmartConfigurationApi(APIView):
+    """``GET /.well-known/smart-configuration`` (also under ``/fhir``): how to get a token here."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer]
+
+    def get(self, request: Request) -> Response:
+        return Response(smart_configuration())

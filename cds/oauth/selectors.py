@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 
 from cds.oauth.models import ApiClient
@@ -27,3 +28,8 @@ def api_client_authenticate(*, client_id: str, client_secret: str) -> ApiClient 
     if not check_password(client_secret, client.secret_hash):
         return None
     return client
+
+
+def token_url() -> str:
+    """Return the absolute URL of our token endpoint: the ``aud`` every client assertion must name."""
+    return f"{settings.PUBLIC_BASE_URL}/auth/token"

@@ -1,7 +1,12 @@
-"""Create API clients, and issue and verify their OAuth2 access tokens (RFC 6749 §4.4)."""
+"""Create API clients, and issue and verify their OAuth2 access tokens (RFC 6749 §4.4).
+
+Clients authenticate with a signed JWT assertion (SMART Backend Services, RFC 7523) or, where
+``OAUTH_ALLOW_CLIENT_SECRET``, with a shared secret.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import time
 from dataclasses import dataclass
@@ -10,17 +15,21 @@ from typing import Any
 import jwt
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from cds.core.exceptions import ApplicationError
-from cds.oauth.models import ApiClient
+from cds.oauth.jwks import ASSERTION_ALGORITHMS, jwk_verifying_key
+from cds.oauth.models import ApiClient, UsedAssertion
 from cds.oauth.scopes import scope_within, scopes_split
-from cds.oauth.selectors import api_client_authenticate
+from cds.oauth.selectors import api_client_authenticate, api_client_get_active, token_url
 
 _ALGORITHM = "HS256"
 # Web replicas sign and verify each other's tokens; a few seconds absorb their clock skew.
 _CLOCK_LEEWAY_SECONDS = 5
 _REQUIRED_CLAIMS = ["iss", "sub", "scope", "iat", "exp", "jti"]
+# SMART Backend Services: an assertion's exp is no more than five minutes in the future.
+ASSERTION_MAX_LIFETIME_SECONDS = 300
+_ASSERTION_REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "jti"]
 
 
 class OAuthError(ApplicationError):
@@ -40,14 +49,6 @@ class AccessTokenInvalid(ApplicationError):
 
 
 @dataclass(frozen=True)
-class CreatedApiClient:
-    """A new client and its plain secret, which exists only in this object."""
-
-    client: ApiClient
-    client_secret: str
-
-
-@dataclass(frozen=True)
 class IssuedToken:
     """An access token response (RFC 6749 §5.1)."""
 
@@ -56,17 +57,32 @@ class IssuedToken:
     scope: str
 
 
-@transaction.atomic
-def api_client_create(*, name: str, scopes: str) -> CreatedApiClient:
-    """Create an active client with a random id and secret; store only the secret's hash.
+@dataclass(frozen=True)
+class CreatedApiClient:
+    """A new client and its plain secret (None for a key-registered client), which exists only here."""
 
-    Raises ``django.core.exceptions.ValidationError`` for an empty name or an unsupported scope.
+    client: ApiClient
+    client_secret: str | None
+
+
+@transaction.atomic
+def api_client_create(*, name: str, scopes: str, jwks: dict[str, Any] | None = None) -> CreatedApiClient:
+    """Create an active client with a random id.
+
+    With ``jwks`` the client authenticates with private_key_jwt and gets no usable secret; without,
+    it gets a random secret of which only the hash is stored.
+
+    Raises ``django.core.exceptions.ValidationError`` for an empty name, an unsupported scope or an
+    unusable JWKS.
     """
-    client_secret = secrets.token_urlsafe(32)
+    client_secret = None if jwks else secrets.token_urlsafe(32)
     client = ApiClient(
         name=name,
         client_id=secrets.token_urlsafe(16),
+        # make_password(None) is an unusable hash: check_password never accepts anything against it.
         secret_hash=make_password(client_secret),
+        auth_method=ApiClient.AuthMethod.PRIVATE_KEY_JWT if jwks else ApiClient.AuthMethod.CLIENT_SECRET,
+        jwks=jwks or {},
         scopes=" ".join(scopes_split(scopes)),
     )
     client.full_clean()
@@ -75,17 +91,109 @@ def api_client_create(*, name: str, scopes: str) -> CreatedApiClient:
 
 
 def access_token_issue(*, client_id: str, client_secret: str, scope: str | None) -> IssuedToken:
-    """Authenticate a client and return a signed access token for ``scope``.
+    """Authenticate a client by its shared secret and return a signed access token for ``scope``.
 
     ``scope`` None or blank means every scope the client was granted; otherwise each requested
     scope must lie within the grant (narrowing is allowed, widening is not).
 
-    Raises ``OAuthError``: ``invalid_client`` (401) for an unknown, inactive or wrong-secret client,
+    Raises ``OAuthError``: ``invalid_client`` (401) when secrets are disabled
+    (``OAUTH_ALLOW_CLIENT_SECRET`` false) and for an unknown, inactive or wrong-secret client,
     ``invalid_scope`` (400) for a scope outside the grant or malformed.
     """
+    if not settings.OAUTH_ALLOW_CLIENT_SECRET:
+        raise OAuthError(
+            "invalid_client", "client_secret authentication is disabled here; use private_key_jwt", status=401
+        )
     client = api_client_authenticate(client_id=client_id, client_secret=client_secret)
     if client is None:
         raise OAuthError("invalid_client", "client authentication failed", status=401)
+    return _token_for(client=client, scope=scope)
+
+
+def access_token_issue_for_assertion(*, assertion: str, client_id: str | None, scope: str | None) -> IssuedToken:
+    """Authenticate a client by a private_key_jwt assertion and return an access token for ``scope``.
+
+    Steps (SMART Backend Services, "Authenticating"; RFC 7523 §3):
+
+    1. the header's ``alg`` is RS384 or ES384 and its ``kid`` names a key in the client's JWKS;
+    2. ``iss`` = ``sub`` = the client id of an active client (= ``client_id`` when sent too);
+    3. the signature verifies with that key; ``aud`` is our token URL; ``exp`` has not passed and is
+       at most five minutes ahead;
+    4. the ``jti`` was never used by this client (recorded until the assertion expires).
+
+    Raises ``OAuthError``: ``invalid_client`` (401) for any failed check, ``invalid_scope`` (400).
+    """
+    try:
+        header = jwt.get_unverified_header(assertion)
+        unverified = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.InvalidTokenError as exc:
+        raise _assertion_refused("client_assertion is not a JWT") from exc
+    alg = header.get("alg")
+    if alg not in ASSERTION_ALGORITHMS:
+        raise _assertion_refused(f"client_assertion alg must be one of {', '.join(ASSERTION_ALGORITHMS)}")
+    issuer = unverified.get("iss")
+    if not isinstance(issuer, str) or unverified.get("sub") != issuer:
+        raise _assertion_refused("client_assertion iss and sub must both be the client_id")
+    if client_id is not None and client_id != issuer:
+        raise _assertion_refused("client_id differs from the client_assertion's iss")
+    client = api_client_get_active(client_id=issuer)
+    kid = header.get("kid")
+    jwk = client.jwk_for(kid) if client is not None and isinstance(kid, str) else None
+    if client is None or jwk is None:
+        # Unknown client and unknown key read the same: the answer reveals no client ids.
+        raise _assertion_refused("no registered key for this client_assertion's iss and kid")
+    key = jwk_verifying_key(jwk, alg)
+    if key is None:
+        raise _assertion_refused(f"registered key {kid!r} is not an {alg} key")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            assertion,
+            key,
+            algorithms=[alg],
+            audience=token_url(),
+            issuer=client.client_id,
+            leeway=_CLOCK_LEEWAY_SECONDS,
+            options={"require": _ASSERTION_REQUIRED_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise _assertion_refused("client_assertion expired") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise _assertion_refused(f"client_assertion aud must be {token_url()}") from exc
+    except jwt.InvalidTokenError as exc:
+        raise _assertion_refused(f"client_assertion refused: {exc}") from exc
+    now = time.time()
+    exp = claims["exp"]
+    if not isinstance(exp, int | float) or exp > now + ASSERTION_MAX_LIFETIME_SECONDS + _CLOCK_LEEWAY_SECONDS:
+        raise _assertion_refused(f"client_assertion exp must be at most {ASSERTION_MAX_LIFETIME_SECONDS} s ahead")
+    jti = claims["jti"]
+    if not isinstance(jti, str) or not 0 < len(jti) <= 255:
+        raise _assertion_refused("client_assertion jti must be a string of 1 to 255 characters")
+    _assertion_jti_record(client=client, jti=jti, exp=float(exp))
+    return _token_for(client=client, scope=scope)
+
+
+def _assertion_refused(description: str) -> OAuthError:
+    return OAuthError("invalid_client", description, status=401)
+
+
+def _assertion_jti_record(*, client: ApiClient, jti: str, exp: float) -> None:
+    """Record ``jti`` as used until ``exp``; raise ``OAuthError(invalid_client)`` when it already was.
+
+    Expired rows go first: an expired assertion is refused by its ``exp``, so its jti need not be kept.
+    """
+    now = dt.datetime.now(tz=dt.UTC)
+    UsedAssertion.objects.filter(expires_at__lt=now - dt.timedelta(seconds=_CLOCK_LEEWAY_SECONDS)).delete()
+    expires_at = dt.datetime.fromtimestamp(exp, tz=dt.UTC)
+    try:
+        # The savepoint keeps an outer transaction usable after the unique violation.
+        with transaction.atomic():
+            UsedAssertion.objects.create(client=client, jti=jti, expires_at=expires_at)
+    except IntegrityError as exc:
+        raise _assertion_refused("client_assertion jti was already used") from exc
+
+
+def _token_for(*, client: ApiClient, scope: str | None) -> IssuedToken:
+    """Return a signed access token for an authenticated ``client``; ``invalid_scope`` outside its grant."""
     granted = client.granted_scopes()
     requested = scopes_split(scope or "") or scopes_split(client.scopes)
     refused = [s for s in requested if not scope_within(s, granted)]

@@ -1,4 +1,4 @@
-"""OAuth2 routes under ``/auth/``."""
+"""OAuth2 routes under ``/auth/``; the SMART discovery document is routed in ``cds/urls.py``."""
 
 from __future__ import annotations
 

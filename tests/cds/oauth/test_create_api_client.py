@@ -27,7 +27,8 @@ def test_it_prints_exactly_one_json_object_with_the_credentials() -> None:
     output = run("Epic integration engine")
     assert output.count("\n") == 1 and output.endswith("\n")
     credentials = json.loads(output)
-    assert set(credentials) == {"client_id", "client_secret", "token_url", "scopes"}
+    assert set(credentials) == {"client_id", "client_secret", "token_url", "scopes", "auth_method"}
+    assert credentials["auth_method"] == "client_secret"
     assert credentials["token_url"] == f"{settings.PUBLIC_BASE_URL}/auth/token"
     assert credentials["scopes"] == DEFAULT_SCOPES
     stored = ApiClient.objects.get()

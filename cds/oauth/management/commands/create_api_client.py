@@ -1,8 +1,9 @@
-"""``manage.py create_api_client NAME``: create an OAuth2 client and print its credentials once."""
+"""``manage.py create_api_client NAME [--jwks FILE]``: create an OAuth2 client and print its credentials once."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -20,8 +21,10 @@ DEFAULT_SCOPES = "system/Patient.crs system/Observation.crs"
 class Command(BaseCommand):
     help = (
         "Create an API client for the OAuth2 client-credentials grant and print, as one JSON object, "
-        "its client_id, client_secret, token_url and scopes. The secret is stored hashed and shown only "
-        f"now. Default scopes: {DEFAULT_SCOPES!r} (create, read and search Patients and Observations)."
+        "its client_id, client_secret, token_url, scopes and auth_method. With --jwks the client "
+        "authenticates with private_key_jwt (SMART Backend Services) and client_secret is null; without, "
+        "the secret is stored hashed and shown only now. "
+        f"Default scopes: {DEFAULT_SCOPES!r} (create, read and search Patients and Observations)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -35,9 +38,19 @@ class Command(BaseCommand):
             ),
         )
 
+        parser.add_argument(
+            "--jwks",
+            metavar="FILE",
+            help=(
+                'JSON file with the client\'s public JWK Set ({"keys": [...]}, RS384 or ES384 keys, each '
+                "with a kid): the client then authenticates with signed JWT assertions, not a secret"
+            ),
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
+        jwks = _read_jwks(options["jwks"]) if options["jwks"] else None
         try:
-            created = api_client_create(name=options["name"], scopes=options["scopes"])
+            created = api_client_create(name=options["name"], scopes=options["scopes"], jwks=jwks)
         except ValidationError as exc:
             problems = [f"{field}: {message}" for field, messages in exc.message_dict.items() for message in messages]
             raise CommandError("; ".join(problems)) from exc
@@ -46,5 +59,17 @@ class Command(BaseCommand):
             "client_secret": created.client_secret,
             "token_url": f"{settings.PUBLIC_BASE_URL}/auth/token",
             "scopes": created.client.scopes,
+            "auth_method": created.client.auth_method,
         }
         self.stdout.write(json.dumps(credentials))
+
+
+def _read_jwks(file_name: str) -> dict[str, Any]:
+    """Return the JWK Set in ``file_name``; ``CommandError`` when it cannot be read or is not an object."""
+    try:
+        value = json.loads(Path(file_name).read_text())
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"--jwks {file_name}: {exc}") from exc
+    if not isinstance(value, dict) or not value:
+        raise CommandError(f'--jwks {file_name}: expected a JWK Set, {{"keys": [...]}}')
+    return value
