@@ -61,7 +61,15 @@ class SourceFilter(admin.SimpleListFilter):
     parameter_name = "source"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        sources = reviews_visible_to(user=request.user).values_list("recording__received_from", flat=True).distinct()
+        from cds.review.selectors import user_sees_all_sources, user_sources
+
+        sources: Any
+        if user_sees_all_sources(request.user):
+            sources = (
+                reviews_visible_to(user=request.user).values_list("recording__received_from", flat=True).distinct()
+            )
+        else:  # a clinician's own care-team sources: a small table, not a scan of the reviews
+            sources = user_sources(request.user).values_list("source", flat=True)
         return [(s, s or "(unknown)") for s in sorted(set(sources))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -79,8 +87,8 @@ class ReviewAdmin(admin.ModelAdmin):
         "open_link", "status", "priority_display", "score", "finding_date", "patient", "source", "model_version",
         "claimed_by", "created_at",
     )  # fmt: skip
+    # No date_hierarchy: its two aggregate queries cost ~55 ms at 10,000 items; the date filter stays.
     list_filter = ("status", "prediction__model_version", SourceFilter, ReviewerFilter, "created_at")
-    date_hierarchy = "created_at"
     list_per_page = 50
     show_full_result_count = False  # the count is shown per status instead (one grouped query)
     search_fields = ("recording__logical_id", "recording__patient__logical_id")
@@ -304,7 +312,6 @@ class QualityPredictionAdmin(admin.ModelAdmin):
         "reviews__status",
         "created_at",
     )
-    date_hierarchy = "created_at"
     list_per_page = 100
     show_full_result_count = False
     exclude = ("anomaly_map",)

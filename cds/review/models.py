@@ -83,6 +83,8 @@ class Review(BaseModel):
         indexes = [
             # The worklist filters by queue and status, then orders by priority.
             models.Index(fields=["queue", "status", "-priority"], name="review_worklist"),
+            # The unfiltered worklist walks this in order and stops after one page (no sort of every row).
+            models.Index(fields=["queue", "-priority", "created_at"], name="review_worklist_order"),
         ]
         permissions = [
             ("sign_review", "Can sign a review (senior clinician)"),

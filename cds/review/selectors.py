@@ -54,9 +54,10 @@ def worklist(
     (oldest first), then the patient (keeps one patient's ECGs together).
     """
     reviews = reviews_visible_to(user=user, queryset=queryset).filter(queue=queue)
-    return reviews.select_related("prediction", "recording", "recording__patient", "claimed_by", "current").order_by(
-        "-priority", "created_at", "recording__patient_id"
-    )
+    rows = reviews.select_related("prediction", "recording", "recording__patient", "claimed_by", "current")
+    # The list never shows waveforms or maps: without the defer each row drags ~240 kB of samples.
+    rows = rows.defer("recording__samples", "prediction__anomaly_map")
+    return rows.order_by("-priority", "created_at", "recording__patient_id")
 
 
 def worklist_counts(*, user: Any, queue: str = Review.Queue.FLAGGED) -> dict[str, int]:
@@ -103,6 +104,7 @@ def anomaly_map(prediction: Prediction) -> np.ndarray | None:
 
 def quality_predictions() -> QuerySet[Prediction]:
     """Return predictions with their job, recording and review joined (quality audit list)."""
-    return Prediction.objects.select_related("job", "recording", "recording__patient").prefetch_related(
-        "reviews__current", "reviews__claimed_by"
+    rows = Prediction.objects.select_related("job", "recording", "recording__patient").defer(
+        "anomaly_map", "recording__samples"
     )
+    return rows.prefetch_related("reviews__current", "reviews__claimed_by")
