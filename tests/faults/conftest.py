@@ -1,0 +1,328 @@
+"""A service stack whose parts the fault tests can kill and restart: private PostgreSQL and Redis.
+
+The shared PostgreSQL and RabbitMQ of the machine must not be restarted under other test runs, so
+the fault stack starts its own: a PostgreSQL cluster (initdb in a temporary directory, run as the
+``postgres`` user) and a Redis broker with an append-only file, so that queued messages survive
+a restart as they would on a production broker with persistence. On top: the local Triton, a
+gunicorn web process, a Celery worker, and a real EHR (sekmet-fhir), all on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from inference.local_triton import LocalTriton, free_port
+from tests.cds.writeback.conftest import Sekmet
+from tests.conftest import LEADS_12, REPO_ROOT, read_sample_record
+from tests.inference.conftest import require_triton_venv
+
+BIN = Path(sys.executable).parent
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
+REPOSITORY = REPO_ROOT / "deploy" / "triton" / "model_repository"
+
+
+def _as_postgres(*command: str) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True)
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster on a free port (trust auth, fsync off: tests only)."""
+
+    def __init__(self, root: Path) -> None:
+        assert PG_BIN is not None
+        self.data = root / "pgdata"
+        self.port = free_port()
+        self.log = root / "postgres.log"
+        self.data.mkdir()
+        shutil.chown(self.data, "postgres", "postgres")
+        shutil.chown(root, "postgres", "postgres")
+        _as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust")
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/cds"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
+
+    def stop(self) -> None:
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url.replace("postgres://", "postgresql://"), connect_timeout=5) as conn:
+            return conn.execute(sql, params).fetchall()
+
+
+class PrivateRedis:
+    """A Redis broker on a free port whose queue persists across restarts (append-only file)."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "redis"
+        self.dir.mkdir()
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir)]
+        command += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+        log = (self.dir / "redis.log").open("ab")
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if (
+                subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip()
+                == b"PONG"
+            ):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("redis did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=20)
+
+
+class FaultStack:
+    """Every process of the service, each one startable and stoppable by the test."""
+
+    def __init__(self, root: Path, triton: LocalTriton, ehr: Sekmet) -> None:
+        self.root = root
+        self.triton = triton
+        self.ehr = ehr
+        self.db = PrivatePostgres(root)
+        self.broker = PrivateRedis(root)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": self.db.url,
+            "CELERY_BROKER_URL": self.broker.url,
+            "CELERY_TASK_DEFAULT_QUEUE": f"faults-{uuid.uuid4().hex[:6]}",
+            "PUBLIC_BASE_URL": self.base,
+            "CDS_VAR_DIR": str(root),
+            "INFERENCE_BACKEND": "triton",
+            "TRITON_URL": triton.grpc_url,
+            "TRITON_PROTOCOL": "grpc",
+            "TRITON_HTTP_URL": "",
+            "TRITON_TIMEOUT_S": "5",
+            "ANALYSIS_RETRY_BACKOFF_MAX_S": "20",
+            "ANALYSIS_MAX_RETRIES": "10",
+            "INFERENCE_FOUNDATION_ENABLED": str("ecg_foundation" in triton.load_models).lower()
+            if triton.load_models
+            else "false",
+            "WRITEBACK_ENABLED": "true",
+            "WRITEBACK_FHIR_BASE_URL": ehr.base_url,
+            "WRITEBACK_AUTH": "none",
+            "WRITEBACK_BACKOFF_BASE_S": "2",
+            "WRITEBACK_BACKOFF_MAX_S": "10",
+        }
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.token = ""
+
+    def start(self) -> None:
+        self.db.start()
+        subprocess.run(
+            [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.db.port), "-U", "postgres", "cds"], check=True
+        )  # type: ignore[operator]
+        self.broker.start()
+        self.manage("migrate", "-v", "0")
+        credentials = json.loads(self.manage("create_api_client", "faults", capture=True))
+        self.start_process("web")
+        self.start_process("worker")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.2)
+        response = requests.post(
+            credentials["token_url"],
+            data={"grant_type": "client_credentials"},
+            auth=(credentials["client_id"], credentials["client_secret"]),
+            timeout=10,
+        )
+        response.raise_for_status()
+        self.token = response.json()["access_token"]
+
+    def manage(self, *args: str, capture: bool = False) -> str:
+        result = subprocess.run(
+            [str(BIN / "python"), "manage.py", *args],
+            cwd=REPO_ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return result.stdout if capture else ""
+
+    def start_process(self, name: str) -> None:
+        commands = {
+            "web": [str(BIN / "gunicorn"), "cds.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "-w", "2"],
+            "worker": [
+                str(BIN / "celery"),
+                "-A",
+                "cds",
+                "worker",
+                "-Q",
+                self.env["CELERY_TASK_DEFAULT_QUEUE"],
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+            ],
+        }
+        log = (self.root / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            commands[name], cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def kill_process(self, name: str) -> None:
+        """SIGKILL the process and its children (a node loss, an OOM kill)."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        self.broker.stop()
+        self.db.stop()
+
+    # --- the EHR's side ---
+
+    def post_ecg(self, ecg_id: int, identifier: str) -> str:
+        from cds.ecg.encoding import ecg_observation
+
+        samples_uv, header = read_sample_record(ecg_id)
+        observation = ecg_observation(
+            samples_uv, sample_rate_hz=header["fs"], leads=LEADS_12, identifier=("urn:oid:1.2.3.4.ecg", identifier)
+        )
+        response = requests.post(
+            f"{self.base}/fhir/Observation",
+            data=json.dumps(observation),
+            headers={"Content-Type": "application/fhir+json", "Authorization": f"Bearer {self.token}"},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def sweep(self, *, running_after_s: int = 1) -> None:
+        """Run the periodic recovery (beat's task) now, as beat would on its schedule."""
+        code = (
+            "import django; django.setup();"
+            "from cds.analysis.services import analysis_jobs_requeue_stuck as s;"
+            f"print(s(pending_after_s=5, running_after_s={running_after_s}, max_attempts=3))"
+        )
+        subprocess.run([str(BIN / "python"), "-c", code], cwd=REPO_ROOT, env=self.env, check=True, capture_output=True)
+
+    def wait_until_done(
+        self, observation_ids: list[str], timeout_s: float, *, sweep_every_s: float = 0
+    ) -> dict[str, str]:
+        """Wait for every job to end (sweeping now and then if asked); return status by observation."""
+        deadline = time.monotonic() + timeout_s
+        next_sweep = time.monotonic() + sweep_every_s
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            rows = self.db.query(
+                "SELECT r.logical_id, j.status FROM analysis_analysisjob j JOIN ecg_ecgrecording r ON r.id = j.recording_id"
+                " WHERE r.logical_id = ANY(%s)",
+                observation_ids,
+            )
+            states = dict(rows)
+            if len(states) == len(observation_ids) and all(s in {"succeeded", "failed"} for s in states.values()):
+                return states
+            if sweep_every_s and time.monotonic() >= next_sweep:
+                self.sweep()
+                next_sweep = time.monotonic() + sweep_every_s
+            time.sleep(0.5)
+        return states
+
+    def assert_analysed_and_written_back_once(self, observation_ids: list[str], timeout_s: float = 90) -> None:
+        """Every ECG: job succeeded, one prediction per model, one outbox message delivered, one copy at the EHR."""
+        states = self.wait_until_done(observation_ids, timeout_s, sweep_every_s=10)
+        assert states == {oid: "succeeded" for oid in observation_ids}, states
+        counts = self.db.query(
+            "SELECT r.logical_id, count(p.id), count(DISTINCT j.id) FROM ecg_ecgrecording r"
+            " JOIN analysis_analysisjob j ON j.recording_id = r.id"
+            " LEFT JOIN analysis_prediction p ON p.job_id = j.id AND p.model_name = 'ecg-anomaly-detector'"
+            " WHERE r.logical_id = ANY(%s) GROUP BY r.logical_id",
+            observation_ids,
+        )
+        assert {oid: (1, 1) for oid in observation_ids} == {row[0]: (row[1], row[2]) for row in counts}
+        deadline = time.monotonic() + timeout_s
+        pending: list[Any] = []
+        while time.monotonic() < deadline:
+            pending = self.db.query(
+                "SELECT key, status, last_error FROM writeback_outboxmessage WHERE status <> 'delivered'"
+            )
+            if not pending:
+                break
+            time.sleep(0.5)
+        assert not pending, pending
+        jobs = self.db.query(
+            "SELECT j.id FROM analysis_analysisjob j JOIN ecg_ecgrecording r ON r.id = j.recording_id"
+            " WHERE r.logical_id = ANY(%s)",
+            observation_ids,
+        )
+        for (job_id,) in jobs:
+            scores = self.ehr.search("Observation", identifier=f"urn:ecg-cds:analysis|job-{job_id}-anomaly-score")
+            assert len(scores) == 1, f"job {job_id}: {len(scores)} score Observations at the EHR"
+
+
+@pytest.fixture(scope="module")
+def fault_stack() -> Iterator[FaultStack]:
+    """The whole stack on private PostgreSQL and Redis, with the local Triton and a real EHR."""
+    if PG_BIN is None or shutil.which("redis-server") is None or shutil.which("runuser") is None:
+        pytest.skip("fault tests need PostgreSQL's server binaries, redis-server and runuser on this machine")
+    require_triton_venv()
+    root = Path(tempfile.mkdtemp(prefix="cds-faults-", dir="/tmp"))
+    root.chmod(0o755)
+    models = sorted(path.parent.name for path in REPOSITORY.glob("*/config.pbtxt"))
+    triton = LocalTriton(
+        repository=REPOSITORY,
+        config_name="cpu",
+        load_models=models,
+        work_dir=root / "triton",
+        log_path=root / "triton.log",
+    )
+    triton.start(timeout_s=120)
+    ehr = Sekmet(root / "ehr")
+    (root / "ehr").mkdir()
+    ehr.start()
+    stack = FaultStack(root, triton, ehr)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        triton.stop()
+        ehr.stop()
+        shutil.rmtree(root, ignore_errors=True)
