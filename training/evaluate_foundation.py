@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     challenge = is_challenge_dir(args.data)
     if challenge:
-        builder = ReportBuilder.from_root(REPO_ROOT / ".." / "shared" / "data" / "ptb-xl-subset")
+        builder = ReportBuilder.from_root(REPO_ROOT / "samples" / "ptbxl")  # scp_statements.csv shipped in the repo
         test, refused = load_challenge_arrays(args.data, builder)
         test = test.subset(np.flatnonzero(test.label >= 0))
         result["refused"] = refused[:20]

@@ -197,8 +197,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         enc_cfg = dataclasses.replace(
             cfg.model,
             **{
-                k: (tuple(pc[k]) if k == "channels" else pc[k])
-                for k in ("channels", "kernel", "d_model", "n_res_blocks", "cpc_steps")
+                k: (tuple(pc[k]) if isinstance(pc[k], list) else pc[k])
+                for k in ("channels", "kernel", "d_model", "n_res_blocks", "cpc_offsets")
             },
         )
     model_cfg = dataclasses.replace(enc_cfg, vocab_size=tok.get_vocab_size(), statement_codes=arrays.statement_codes)
@@ -282,21 +282,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     best["n_params"] = sum(p.numel() for p in model.parameters())
     (out_dir / "history.json").write_text(json.dumps({"history": history, "best": best}, indent=1))
     if cfg.export_path:
-        ckpt = torch.load(out_dir / "best.pt", weights_only=False)
-        ckpt.pop("optimizer", None)
-        ckpt["summary"] = best
-        if cfg.probe_checkpoint:
-            probe = torch.load(cfg.probe_checkpoint, map_location="cpu", weights_only=False)
-            ckpt["probe"] = {
-                "model": {
-                    k: v for k, v in probe["model"].items() if k.startswith(("encoder.", "pool_norm.", "heads."))
-                },
-                "best_metric": probe["best_metric"],
-                "note": "CPC-pretrained encoder, frozen; heads trained (linear probe). Decoder omitted.",
-            }
-        torch.save(ckpt, cfg.export_path)
+        export_checkpoint(out_dir / "best.pt", Path(cfg.export_path), best, cfg.probe_checkpoint)
     print(json.dumps(best))
     return best
+
+
+def export_checkpoint(
+    run_checkpoint: Path, export_path: Path, summary: dict[str, Any], probe_checkpoint: str = ""
+) -> None:
+    """Write the shipped checkpoint: the run's best without the optimizer, plus the probe baseline.
+
+    The probe entry holds the frozen CPC encoder and the probe's heads (no decoder): evaluation
+    reports it as the linear-probe baseline and the active-learning simulation embeds with it.
+    """
+    ckpt = torch.load(run_checkpoint, map_location="cpu", weights_only=False)
+    ckpt.pop("optimizer", None)
+    ckpt["summary"] = summary
+    if probe_checkpoint:
+        probe = torch.load(probe_checkpoint, map_location="cpu", weights_only=False)
+        ckpt["probe"] = {
+            "model": {k: v for k, v in probe["model"].items() if k.startswith(("encoder.", "pool_norm.", "heads."))},
+            "best_metric": probe["best_metric"],
+            "note": "CPC-pretrained encoder, frozen; heads trained (linear probe). Decoder omitted.",
+        }
+    export_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, export_path)
 
 
 def _save(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 import torch
@@ -167,3 +168,33 @@ def test_it_aligns_features_and_draws_non_empty_lead_subsets() -> None:
     assert alignment_loss(a + 1, a).item() > 1.0
     masks = random_lead_masks(50, 12, 1.0, torch.Generator().manual_seed(0))
     assert masks.any(1).all() and (~masks).any()
+
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "ecg_models" / "weights"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "ptbxl"
+
+
+@pytest.mark.skipif(not (WEIGHTS / "foundation.pt").exists(), reason="shipped weights not built yet")
+def test_it_runs_the_shipped_weights_on_a_sample_ecg_with_any_leads() -> None:
+    from inference.preprocessing import foundation_inputs
+    from training.data.ptbxl import read_wfdb_12lead
+    from training.foundation_text import ReportBuilder, load_tokenizer, report_text
+
+    model = from_checkpoint(WEIGHTS / "foundation.pt")
+    assert model.cfg.n_statements == 71
+    tok = load_tokenizer(WEIGHTS / "foundation_tokenizer.json")
+    builder = ReportBuilder.from_root(SAMPLES)
+    signal, rate, _ = read_wfdb_12lead(SAMPLES / "records500" / "00000" / "00009_hr")
+    generator = FoundationGreedyGenerator(model).eval()
+    for leads in (list(range(12)), [0], [0, 1], list(range(6)), list(range(6, 12))):
+        names = [("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")[i] for i in leads]
+        inp = foundation_inputs(signal[leads], rate, names)
+        assert inp.leads_used == tuple(names)
+        x = torch.from_numpy(inp.signal)[None]
+        m = torch.from_numpy(inp.lead_mask)[None]
+        with torch.no_grad():
+            prob = torch.sigmoid(model(x, m)[0])
+            ids = generator(x, m)
+        assert 0.0 <= float(prob) <= 1.0
+        text, reason = report_text(tok, builder, ids[0].tolist())
+        assert text or reason  # never empty without a reason

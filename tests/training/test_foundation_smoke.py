@@ -97,3 +97,36 @@ def test_it_rejects_unknown_config_keys() -> None:
         parse_config(FinetuneConfig(), ["--model.nope=1"])
     cfg = parse_config(FinetuneConfig(), ["--model.channels=8,16", "--epochs=3"])
     assert cfg.model.channels == (8, 16) and cfg.epochs == 3
+
+
+WEIGHTS = REPO_ROOT / "ecg_models" / "weights"
+SAMPLES = REPO_ROOT / "samples" / "ptbxl"
+
+
+@pytest.mark.skipif(not (WEIGHTS / "foundation.pt").exists(), reason="shipped weights not built yet")
+def test_it_evaluates_a_challenge_directory_with_the_shipped_weights(tmp_path, capsys) -> None:
+    import wfdb
+
+    from training import evaluate_foundation
+    from training.data.ptbxl import LEADS_12, read_wfdb_12lead
+
+    for i, (name, dx) in enumerate(
+        (("00009", "426783006"), ("00057", "426783006"), ("00063", "164865005"), ("00131", "164865005"))
+    ):
+        signal, rate, _ = read_wfdb_12lead(SAMPLES / "records500" / "00000" / f"{name}_hr")
+        wfdb.wrsamp(
+            f"A{i:04d}",
+            fs=rate,
+            units=["mV"] * 12,
+            sig_name=list(LEADS_12),
+            p_signal=signal.T.astype("float64"),
+            fmt=["16"] * 12,
+            comments=["Age: 50", "Sex: Male", f"Dx: {dx}"],
+            write_dir=str(tmp_path),
+        )
+    capsys.readouterr()
+    evaluate_foundation.main(["--data", str(tmp_path)])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["n_test"] == 4 and last["n_normal"] == 2
+    assert set(last["auroc_by_lead_subset"]) == {"I", "I+II", "limb6", "V1-V6", "all12"}
+    assert last["bleu4"] is None  # no reference text in a Challenge directory
