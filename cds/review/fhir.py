@@ -3,7 +3,8 @@
 Our store gets new versions of the resources written at analysis time (found through
 ``ResultResource`` roles ``report`` and ``review-task``). The EHR gets a transaction Bundle of
 conditional updates (``PUT DiagnosticReport?identifier=...``): the EHR assigned its own ids when it
-created them, and the business identifiers are what both sides share.
+created them, and the business identifiers are what both sides share (references to the result
+Observations and the report are conditional references, resolved by the EHR in the transaction).
 """
 
 from __future__ import annotations
@@ -108,11 +109,14 @@ def _remote(resource: dict[str, Any], *, recording: Any) -> dict[str, Any]:
 
 
 def _link_by_identifier(reference: dict[str, Any], stored: dict[str, StoredResource]) -> dict[str, Any]:
+    """Return a conditional reference (``Observation?identifier=...``) the EHR resolves to its own id.
+
+    R4 transactions resolve conditional references server-side; we never learn the EHR's ids.
+    """
     target = stored.get(reference.get("reference", ""))
-    identifiers = target.content.get("identifier") if target is not None else None
-    if not identifiers:
+    if target is None or not target.content.get("identifier"):
         return reference
-    return {"type": target.resource_type, "identifier": identifiers[0]} if target else reference
+    return {"reference": _conditional_url(target.resource_type, target.content), "type": target.resource_type}
 
 
 def _conditional_url(resource_type: str, content: dict[str, Any]) -> str:
