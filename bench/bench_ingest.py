@@ -153,6 +153,9 @@ def main() -> None:
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{args.port}",
         # The drain worker runs the detector in-process: this bench measures ingest, not Triton.
         "INFERENCE_BACKEND": "inprocess",
+        # Plain HTTP on loopback with a shared-secret client (not the production defaults).
+        "SECURE_SSL_REDIRECT": "false",
+        "OAUTH_ALLOW_CLIENT_SECRET": "true",
     }
     subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB], check=True)
     subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB], check=True)

@@ -141,6 +141,10 @@ class Stack:
             "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
             "CELERY_TASK_DEFAULT_QUEUE": f"bench-{uuid.uuid4().hex[:6]}",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            # Plain HTTP on loopback, clients with shared secrets: the production defaults (HTTPS
+            # redirect, SMART private_key_jwt only) do not apply to a local stack.
+            "SECURE_SSL_REDIRECT": "false",
+            "OAUTH_ALLOW_CLIENT_SECRET": "true",
             "INFERENCE_BACKEND": "triton",
             "LOG_LEVEL": "WARNING",
         }

@@ -44,6 +44,10 @@ def stack_env(embedded: bool) -> dict[str, str]:
         env.setdefault("DEBUG", "true")
         env.setdefault("DATABASE_URL", f"sqlite:///{VAR / 'demo.sqlite3'}")
         env.setdefault("CELERY_BROKER_URL", "filesystem://")
+    # The local stack serves plain HTTP on 127.0.0.1 and its demo client uses a shared secret; a
+    # deployment behind a TLS proxy uses the production defaults instead (docs/security.md).
+    env.setdefault("SECURE_SSL_REDIRECT", "false")
+    env.setdefault("OAUTH_ALLOW_CLIENT_SECRET", "true")
     port = env.setdefault("PORT", "8080")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     env.setdefault("INFERENCE_BACKEND", "triton")

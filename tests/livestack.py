@@ -43,6 +43,10 @@ class LiveStack:
             "PUBLIC_BASE_URL": self.base,
             "CELERY_TASK_DEFAULT_QUEUE": f"analysis-test-{uuid.uuid4().hex[:8]}",
             "CDS_VAR_DIR": str(tmp),
+            # Plain HTTP on loopback, clients with shared secrets: the production defaults (HTTPS
+            # redirect, SMART private_key_jwt only) do not apply to a local stack.
+            "SECURE_SSL_REDIRECT": "false",
+            "OAUTH_ALLOW_CLIENT_SECRET": "true",
             **(env or {}),
         }
         self.logs = tmp

@@ -121,6 +121,10 @@ class FaultStack:
             "CELERY_TASK_DEFAULT_QUEUE": f"faults-{uuid.uuid4().hex[:6]}",
             "PUBLIC_BASE_URL": self.base,
             "CDS_VAR_DIR": str(root),
+            # Plain HTTP on loopback, clients with shared secrets: the production defaults (HTTPS
+            # redirect, SMART private_key_jwt only) do not apply to a local stack.
+            "SECURE_SSL_REDIRECT": "false",
+            "OAUTH_ALLOW_CLIENT_SECRET": "true",
             "INFERENCE_BACKEND": "triton",
             "TRITON_URL": triton.grpc_url,
             "TRITON_PROTOCOL": "grpc",
