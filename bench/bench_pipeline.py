@@ -157,7 +157,7 @@ class Stack:
 
         self.triton.start(timeout_s=120)
         self.env |= {"TRITON_URL": self.triton.grpc_url, "TRITON_HTTP_URL": self.triton.http_url}
-        subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB], check=True)
+        subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", DB], check=True)
         subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB], check=True)
         manage = [str(BIN / "python"), str(REPO / "manage.py")]
         subprocess.run([*manage, "migrate", "-v", "0"], env=self.env, check=True, cwd=REPO)
@@ -304,8 +304,8 @@ def main() -> None:
     if not args.skip_triton:
         report["triton"] = triton_benchmark(tmp, args.triton_seconds)
     stack = Stack(tmp, args.port, args.worker_concurrency)
-    token = stack.start()
     try:
+        token = stack.start()
         url = f"http://127.0.0.1:{args.port}/fhir/Observation"
         measure_rate(url, token, sample_bodies(6), 2.0, 60)  # warm web and worker processes
         report["end_to_end"] = [
