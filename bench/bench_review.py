@@ -58,6 +58,8 @@ def sample_waveforms() -> list[bytes]:
 
 def populate(items: int) -> None:
     """Insert ``items`` visible pending reviews (+10% outside the care team) with bulk_create."""
+    from datetime import timedelta
+
     import numpy as np
     from django.db import connection
     from django.utils import timezone
@@ -71,7 +73,7 @@ def populate(items: int) -> None:
     waveforms = sample_waveforms()
     now = timezone.now()
     total = items + items // 10
-    n_patients = max(1, total // 4)
+    n_patients = max(FULL_WAVEFORMS + 1, total // 4)
     resources = StoredResource.objects.bulk_create(
         [
             StoredResource(resource_type="Patient", logical_id=f"p{i}", last_updated=now, content={})
@@ -96,8 +98,12 @@ def populate(items: int) -> None:
             EcgRecording(
                 resource=resources[n_patients + i],
                 logical_id=f"o{i}",
-                patient=patients[i % n_patients],
-                effective_at=now,
+                # Full-waveform ECGs come three per patient on successive days: their review pages
+                # also draw the patient's earlier ECGs (up to two rhythm strips).
+                patient=patients[i // 3]
+                if i < FULL_WAVEFORMS
+                else patients[FULL_WAVEFORMS + i % (n_patients - FULL_WAVEFORMS)],
+                effective_at=now - timedelta(days=i % 3) if i < FULL_WAVEFORMS else now,
                 sample_rate_hz=500.0,
                 leads=LEADS,
                 # Only the review-page sample needs real samples; the list never reads them.
@@ -235,7 +241,7 @@ def main() -> None:
                 page_times.append((time.perf_counter() - t0) * 1000)
             assert response.status_code == 200
             page_queries = len(captured)
-    results["review page (12 x 1 SVG)"] = {
+    results["review page (12 x 1 SVG + earlier ECGs' strips)"] = {
         "p50_ms": statistics.median(page_times), "p95_ms": percentile(page_times, 95), "queries": page_queries,
     }  # fmt: skip
     from cds.review.plots import ecg_paper_svg

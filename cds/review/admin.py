@@ -25,7 +25,7 @@ from django.utils.html import format_html
 from cds.core.exceptions import ApplicationError
 from cds.review import services
 from cds.review.models import CareTeam, CareTeamSource, QualityPrediction, ReannotationReview, Review
-from cds.review.plots import ecg_paper_svg, roc_svg, score_drift_svg
+from cds.review.plots import ecg_paper_svg, rhythm_strip_svg, roc_svg, score_drift_svg
 from cds.review.scp import SCP_STATEMENTS
 from cds.review.selectors import (
     anomaly_map,
@@ -190,7 +190,10 @@ class ReviewAdmin(admin.ModelAdmin):
             "intervals": intervals,
             "leads": recording.leads,
             "revisions": review_revisions(review=review),
-            "previous": previous_recordings(review=review, user=user),
+            "previous": [
+                (p, rhythm_strip_svg(signal_uv=p.waveform(), leads=p.leads, sample_rate_hz=p.sample_rate_hz))
+                for p in previous_recordings(review=review, user=user)
+            ],
             "scp_statements": SCP_STATEMENTS.values(),
             "selected_labels": set(current.scp_labels if current else []),
             "can_change": can_change,

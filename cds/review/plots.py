@@ -143,6 +143,23 @@ def ecg_paper_svg(
     return _svg(figure)
 
 
+def rhythm_strip_svg(
+    *, signal_uv: np.ndarray, leads: Sequence[str], sample_rate_hz: float, lead: str = RHYTHM_LEAD
+) -> str:
+    """Return one lead over 10 s on ECG paper (a previous ECG, for comparison); empty if the lead is missing."""
+    if lead not in leads:
+        return ""
+    signal, rate = _decimate(np.asarray(signal_uv, dtype=np.float32)[list(leads).index(lead)] / 1000.0, sample_rate_hz)
+    trace = signal[: int(10.0 * rate)]
+    width_mm, height_mm = 4 * COLUMN_S * MM_PER_S, ROW_MM_12X1
+    figure = Figure(figsize=(width_mm / 25.4, height_mm / 25.4))
+    ax = figure.add_axes((0, 0, 1, 1))
+    _paper(ax, width_mm, height_mm)
+    ax.plot(np.arange(trace.size) / rate * MM_PER_S, height_mm / 2 + trace * MM_PER_MV, color="black", linewidth=0.6)
+    ax.text(1.5, height_mm - 5, lead, fontsize=9, weight="bold")
+    return _svg(figure)
+
+
 def score_drift_svg(*, periods: Sequence[str], scores: Sequence[Sequence[float]], threshold: float | None) -> str:
     """Return box plots of the score per period (drift), with the operating point as a line."""
     figure = Figure(figsize=(8, 3))

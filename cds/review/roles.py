@@ -11,9 +11,11 @@ QUALITY_AUDITOR = "quality auditor"
 INTEGRATION_CLIENT = "integration client"
 ADMINISTRATOR = "administrator"
 
+# No ecg.view_* for clinicians: the ECG admin lists every source, while the review pages are
+# scoped to the clinician's care teams and show everything a review needs.
 _CLINICIAN = [
     "review.view_review", "review.change_review", "review.view_reannotationreview",
-    "review.change_reannotationreview", "ecg.view_ecgrecording", "ecg.view_patient",
+    "review.change_reannotationreview",
 ]  # fmt: skip
 _AUDITOR = [
     "review.view_quality", "review.view_qualityprediction", "review.view_review", "review.view_reannotationreview",

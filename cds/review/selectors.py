@@ -83,15 +83,15 @@ def review_revisions(*, review: Review) -> list[Any]:
     return list(review.revisions.select_related("author").order_by("number"))
 
 
-def previous_recordings(*, review: Review, user: Any, limit: int = 5) -> list[EcgRecording]:
-    """Return the patient's earlier ECGs (newest first) that ``user`` may see, for comparison."""
+def previous_recordings(*, review: Review, user: Any, limit: int = 3) -> list[EcgRecording]:
+    """Return the patient's earlier ECGs (newest first) that ``user`` may see, with samples, for comparison."""
     recording = review.recording
     if recording.patient_id is None:
         return []
     earlier = recordings_visible_to(user=user).filter(patient_id=recording.patient_id).exclude(pk=recording.pk)
     if recording.effective_at is not None:
         earlier = earlier.filter(Q(effective_at__lt=recording.effective_at) | Q(effective_at__isnull=True))
-    return list(earlier.defer("samples").prefetch_related("reviews").order_by("-effective_at")[:limit])
+    return list(earlier.prefetch_related("reviews").order_by("-effective_at")[:limit])
 
 
 def anomaly_map(prediction: Prediction) -> np.ndarray | None:

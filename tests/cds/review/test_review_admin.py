@@ -57,6 +57,17 @@ def test_it_renders_the_review_page_and_logs_the_view(flagged_review: Review, cl
     assert viewed.count() == 1 and viewed.get().actor == clinician.user
 
 
+def test_it_shows_the_patients_earlier_ecgs_from_visible_sources_only(
+    three_reviews: list[Review], senior_clinician: Any, auditor: Any
+) -> None:
+    newest = three_reviews[2]  # ward-b: the auditor sees it and both earlier ward-a ECGs
+    body = auditor.client.get(f"/admin/review/review/{newest.pk}/change/").content.decode()
+    assert body.count('class="rv-previous"') == 2 and body.count("<svg") >= 3
+    middle = three_reviews[1]
+    body = senior_clinician.client.get(f"/admin/review/review/{middle.pk}/change/").content.decode()
+    assert body.count('class="rv-previous"') == 1 and f"review {three_reviews[0].pk}<" in body
+
+
 def test_it_corrects_intervals_through_the_page_form(flagged_review: Review, clinician: Any) -> None:
     act = f"/admin/review/review/{flagged_review.pk}/act/"
     clinician.client.post(act + "claim/")

@@ -40,6 +40,12 @@ def test_it_hides_other_sources_ecgs_from_a_clinician_outside_the_care_team(
     assert Review.objects.get(pk=flagged_review.pk).status == "pending"
 
 
+def test_it_keeps_the_unscoped_ecg_admin_from_clinicians(clinician: Any, auditor: Any, flagged_review: Review) -> None:
+    # The ECG admin lists every source; clinicians see ECGs only through their care-team worklists.
+    assert clinician.client.get("/admin/ecg/ecgrecording/").status_code == 403
+    assert auditor.client.get("/admin/ecg/ecgrecording/").status_code == 200
+
+
 def test_it_lets_a_clinician_review_but_not_sign(clinician: Any, flagged_review: Review) -> None:
     assert clinician.client.post(act(flagged_review, "claim")).status_code == 302
     assert clinician.client.post(act(flagged_review, "accept")).status_code == 302
