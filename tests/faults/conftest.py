@@ -27,7 +27,7 @@ import pytest
 import requests
 
 from inference.local_triton import LocalTriton, free_port
-from tests.cds.writeback.conftest import Sekmet
+from tests.cds.writeback.conftest import Loopback, Reply, Request, Sekmet, forward
 from tests.conftest import LEADS_12, REPO_ROOT, read_sample_record
 from tests.inference.conftest import require_triton_venv
 
@@ -103,6 +103,24 @@ class PrivateRedis:
             self.process.wait(timeout=20)
 
 
+class EhrGateway:
+    """The EHR's front door: forwards to sekmet, or fails the way a struggling EHR does (``mode``)."""
+
+    def __init__(self, ehr: Sekmet) -> None:
+        self.ehr = ehr
+        self.mode = "forward"  # forward | error (HTTP 500) | hang (answers after the client gave up)
+        self.server = Loopback(self.handle)
+
+    def handle(self, request: Request) -> Reply:
+        if self.mode == "error":
+            return Reply(
+                500, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]}
+            )
+        if self.mode == "hang":
+            return Reply(503, b"", delay_s=8.0)
+        return forward(self.ehr, request)
+
+
 class FaultStack:
     """Every process of the service, each one startable and stoppable by the test."""
 
@@ -110,6 +128,7 @@ class FaultStack:
         self.root = root
         self.triton = triton
         self.ehr = ehr
+        self.gateway = EhrGateway(ehr)
         self.db = PrivatePostgres(root)
         self.broker = PrivateRedis(root)
         self.port = free_port()
@@ -136,10 +155,13 @@ class FaultStack:
             if triton.load_models
             else "false",
             "WRITEBACK_ENABLED": "true",
-            "WRITEBACK_FHIR_BASE_URL": ehr.base_url,
+            "WRITEBACK_FHIR_BASE_URL": self.gateway.server.url,
             "WRITEBACK_AUTH": "none",
+            "WRITEBACK_TIMEOUT_S": "3",
+            "WRITEBACK_SENDING_TIMEOUT_S": "20",
+            "WRITEBACK_MAX_ATTEMPTS": "30",
             "WRITEBACK_BACKOFF_BASE_S": "2",
-            "WRITEBACK_BACKOFF_MAX_S": "10",
+            "WRITEBACK_BACKOFF_MAX_S": "8",
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.token = ""
@@ -219,6 +241,7 @@ class FaultStack:
                 os.killpg(process.pid, signal.SIGKILL)
         self.broker.stop()
         self.db.stop()
+        self.gateway.server.close()
 
     # --- the EHR's side ---
 

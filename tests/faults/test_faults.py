@@ -75,3 +75,36 @@ def test_it_carries_on_after_postgresql_restarts(fault_stack: FaultStack) -> Non
     fault_stack.db.start()
     after = post_batch(fault_stack, 4)  # web and worker reconnect on their own
     fault_stack.assert_analysed_and_written_back_once(before + after)
+
+
+def outbox_rows(stack: FaultStack) -> list[tuple[str, str, int, str]]:
+    return [tuple(r) for r in stack.db.query("SELECT key, status, attempts, last_error FROM writeback_outboxmessage")]  # type: ignore[misc]
+
+
+def wait_for(condition: object, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_it_writes_back_once_after_the_ehr_fails_times_out_and_comes_back(fault_stack: FaultStack) -> None:
+    delivered_before = {key for key, status, _, _ in outbox_rows(fault_stack) if status == "delivered"}
+    fault_stack.gateway.mode = "error"
+    try:
+        ids = post_batch(fault_stack, 2)
+
+        def new_rows() -> list[tuple[str, str, int, str]]:
+            return [row for row in outbox_rows(fault_stack) if row[0] not in delivered_before]
+
+        assert wait_for(lambda: len(new_rows()) == 2 and all(r[2] >= 2 for r in new_rows()), 60), new_rows()
+        assert all(r[1] in {"pending", "sending"} and "500" in r[3] for r in new_rows()), new_rows()
+        attempts = {r[0]: r[2] for r in new_rows()}
+        fault_stack.gateway.mode = "hang"
+        assert wait_for(lambda: all(r[2] > attempts[r[0]] for r in new_rows()), 60), new_rows()
+        assert any("imeout" in r[3] or "timed out" in r[3] for r in new_rows()), new_rows()
+    finally:
+        fault_stack.gateway.mode = "forward"
+    fault_stack.assert_analysed_and_written_back_once(ids, timeout_s=90)
