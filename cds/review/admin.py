@@ -93,6 +93,27 @@ class ReviewAdmin(admin.ModelAdmin):
     show_full_result_count = False  # the count is shown per status instead (one grouped query)
     search_fields = ("recording__logical_id", "recording__patient__logical_id")
     change_list_template = "admin/review/worklist.html"
+    actions = ["claim_selected", "unclaim_selected"]
+
+    @admin.action(description="Claim the selected ECGs", permissions=["change"])
+    def claim_selected(self, request: HttpRequest, queryset: QuerySet[Review]) -> None:
+        self._bulk(request, queryset, services.review_claim, "claimed")
+
+    @admin.action(description="Unclaim the selected ECGs", permissions=["change"])
+    def unclaim_selected(self, request: HttpRequest, queryset: QuerySet[Review]) -> None:
+        self._bulk(request, queryset, services.review_unclaim, "unclaimed")
+
+    def _bulk(self, request: HttpRequest, queryset: QuerySet[Review], service: Any, done: str) -> None:
+        changed, refused = 0, []
+        for review in queryset:
+            try:
+                service(review=review, user=request.user)
+                changed += 1
+            except ApplicationError as exc:
+                refused.append(f"review {review.pk}: {exc.message}")
+        messages.success(request, f"{changed} {done}")
+        if refused:
+            messages.warning(request, "; ".join(refused))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Review]:
         # Care-team scoping happens here, so list, page and actions all see the same rows.

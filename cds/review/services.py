@@ -123,6 +123,8 @@ def review_claim(*, review: Review, user: Any) -> Review:
         raise ReviewPermissionDenied("you may not review ECGs", {"review": review.pk})
     if review.status == Review.Status.CLAIMED and review.claimed_by_id == user.pk:
         return review
+    if review.status == Review.Status.CLAIMED:
+        raise ReviewConflict("the review is claimed by another clinician", {"review": review.pk})
     if review.status != Review.Status.PENDING:
         raise ReviewConflict(f"the review is {review.status}", {"review": review.pk, "status": review.status})
     review.status, review.claimed_by, review.claimed_at = Review.Status.CLAIMED, user, timezone.now()

@@ -46,6 +46,20 @@ def test_it_counts_per_status_and_filters_the_worklist(three_reviews: list[Revie
     assert f"Review {three_reviews[0].pk}<" not in by_version
 
 
+def test_it_claims_from_the_worklist_and_refuses_what_another_clinician_holds(
+    three_reviews: list[Review], clinician: Any, senior_clinician: Any
+) -> None:
+    services.review_claim(review=three_reviews[1], user=senior_clinician.user)
+    pks = [str(r.pk) for r in three_reviews[:2]]
+    response = clinician.client.post(
+        "/admin/review/review/", {"action": "claim_selected", "_selected_action": pks}, follow=True
+    )
+    body = response.content.decode()
+    assert "1 claimed" in body and "claimed by another clinician" in body
+    assert Review.objects.get(pk=three_reviews[0].pk).claimed_by == clinician.user
+    assert Review.objects.get(pk=three_reviews[1].pk).claimed_by == senior_clinician.user
+
+
 def test_it_renders_the_review_page_and_logs_the_view(flagged_review: Review, clinician: Any) -> None:
     services.review_claim(review=flagged_review, user=clinician.user)
     response = clinician.client.get(f"/admin/review/review/{flagged_review.pk}/change/")
