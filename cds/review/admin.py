@@ -222,7 +222,8 @@ class ReviewAdmin(admin.ModelAdmin):
             "is_claimer": review.claimed_by_id == user.pk,
             "can_edit": can_change
             and (not review.is_open or review.claimed_by_id == user.pk)
-            and review.status != Review.Status.PENDING,
+            and review.status != Review.Status.PENDING
+            and (review.status != Review.Status.SIGNED or user.has_perm("review.sign_review")),
             "can_sign": user.has_perm("review.sign_review") and not review.is_open,
             "act_url": f"admin:review_{self.model._meta.model_name}_act",
             "worklist_url": reverse(f"admin:review_{self.model._meta.model_name}_changelist"),

@@ -113,6 +113,8 @@ def _require_change(review: Review, user: Any) -> None:
         raise ReviewConflict("claim the review first", {"review": review.pk})
     if review.is_open and review.claimed_by_id != user.pk:
         raise ReviewConflict("the review is claimed by another clinician", {"review": review.pk})
+    if review.status == Review.Status.SIGNED and not user.has_perm("review.sign_review"):
+        raise ReviewPermissionDenied("a signed review is amended by a senior clinician", {"review": review.pk})
 
 
 @transaction.atomic
@@ -149,8 +151,6 @@ def review_unclaim(*, review: Review, user: Any) -> Review:
 def _verdict(review: Review, user: Any, *, verdict: str, reason: str) -> Review:
     review = _locked(review, user)
     _require_change(review, user)
-    if review.status == Review.Status.SIGNED and not user.has_perm("review.sign_review"):
-        raise ReviewPermissionDenied("a signed review is amended by a senior clinician", {"review": review.pk})
     kind = ReviewRevision.Kind.ACCEPT if verdict == "accept" else ReviewRevision.Kind.REJECT
     _revise(review, kind=kind, author=user, verdict=verdict, reason=reason)
     if review.status != Review.Status.SIGNED:

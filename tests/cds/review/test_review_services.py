@@ -162,6 +162,23 @@ def test_it_signs_final_then_amended_and_writes_back_each_signature(
     assert (review.status, review.signature_count, review.signed_by) == ("signed", 2, senior_clinician.user)
 
 
+def test_it_lets_only_a_senior_clinician_change_a_signed_review(
+    flagged_review: Review, clinician: Any, senior_clinician: Any
+) -> None:
+    services.review_claim(review=flagged_review, user=clinician.user)
+    services.review_accept(review=flagged_review, user=clinician.user)
+    services.review_sign(review=flagged_review, user=senior_clinician.user)
+    for change in (
+        lambda: services.review_reject(review=flagged_review, user=clinician.user, reason="second thoughts"),
+        lambda: services.review_label(review=flagged_review, user=clinician.user, scp_labels=["NORM"]),
+        lambda: services.review_edit_report(review=flagged_review, user=clinician.user, report_text="edited"),
+    ):
+        with pytest.raises(services.ReviewPermissionDenied):
+            change()
+    services.review_label(review=flagged_review, user=senior_clinician.user, scp_labels=["NORM"])
+    assert Review.objects.get(pk=flagged_review.pk).status == "signed"
+
+
 def test_it_queues_nothing_to_the_ehr_when_write_back_is_off(flagged_review: Review, senior_clinician: Any) -> None:
     services.review_claim(review=flagged_review, user=senior_clinician.user)
     services.review_accept(review=flagged_review, user=senior_clinician.user)
