@@ -21,8 +21,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         since = datetime.fromisoformat(options["since"]).replace(tzinfo=UTC) if options["since"] else None
-        events = list(audit_bundle(audit_entries(since=since)))
-        bundle = {"resourceType": "Bundle", "type": "collection",
-                  "entry": [{"fullUrl": f"urn:ecg-cds:AuditEvent/{e['id']}", "resource": e} for e in events]}  # fmt: skip
-        Path(options["out"]).write_text(json.dumps(bundle, indent=1))
-        self.stdout.write(f"wrote {len(events)} AuditEvents to {options['out']}")
+        # Streamed entry by entry: an audit trail can outgrow memory.
+        count = 0
+        with Path(options["out"]).open("w", encoding="utf-8") as handle:
+            handle.write('{"resourceType": "Bundle", "type": "collection"')
+            for event in audit_bundle(audit_entries(since=since)):
+                entry = {"fullUrl": f"urn:ecg-cds:AuditEvent/{event['id']}", "resource": event}
+                # FHIR JSON has no empty arrays: "entry" opens with the first event.
+                handle.write((",\n" if count else ', "entry": [\n') + json.dumps(entry))
+                count += 1
+            handle.write("]}\n" if count else "}\n")
+        self.stdout.write(f"wrote {count} AuditEvents to {options['out']}")
