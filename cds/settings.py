@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "cds.core.middleware.SecurityHeadersMiddleware",  # security (issue 7): CSP; no-store on API responses
+    "cds.core.middleware.RejectNulMiddleware",  # security (issue 7): 400, not a DB error, for NUL in requests
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

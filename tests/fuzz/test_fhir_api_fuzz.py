@@ -1,0 +1,192 @@
+"""Property tests of the FHIR parser: arbitrary JSON and mutated ECGs at ``POST /fhir/Observation`` and ``POST /fhir``.
+
+For every input: never a 5xx; a 4xx is an OperationOutcome whose issues each carry severity, code
+and diagnostics, and an ``expression`` whenever the body is a strict-JSON object (an element can be
+named: bodies with NaN/Infinity literals or that are not objects are refused at parse time, with
+no element to name); and a refused request stores nothing. Bounded and deterministic by default (well under a
+minute); ``FUZZ_EXAMPLES=5000`` runs a longer random campaign by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, reject, settings
+from hypothesis import strategies as st
+
+from cds.fhir.models import StoredResource
+from tests.fuzz.strategies import FHIRISH_OBJECTS, JSON_VALUES, fuzz_settings, mutated, small_bundle, small_ecg
+
+pytestmark = pytest.mark.django_db
+
+ECG = small_ecg()
+BUNDLE = small_bundle()
+
+
+def known_bug(text: str) -> str | None:
+    """Return the known, reported crash that ``text`` triggers, or None (each has a strict xfail test below)."""
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(body, dict) and body.get("resourceType") == "Bundle" and isinstance(body.get("type"), list | dict):
+        return "unhashable Bundle.type"
+    if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > 1.7e308 for v in _values(body)):
+        return "integer beyond float range in SampledData"
+    entries = body.get("entry") if isinstance(body, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if request and not isinstance(request, dict):
+            return "Bundle.entry.request not an object"
+        if isinstance(request, dict) and "ifNoneExist" in request and not isinstance(request["ifNoneExist"], str):
+            return "non-string ifNoneExist"
+    return None
+
+
+def _values(node: Any) -> Iterator[Any]:
+    if isinstance(node, dict):
+        for item in node.values():
+            yield from _values(item)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _values(item)
+    else:
+        yield node
+
+
+def assert_refused_or_accepted(response: Any, *, text: str, body_is_object: bool, stored_before: int) -> None:
+    """Check the contract of one answer (see the module docstring)."""
+    if response.status_code >= 500 and known_bug(text):
+        reject()  # reported, with a strict xfail test; keep fuzzing for new ones
+    assert response.status_code < 500, response.content[:2000]
+    if response.status_code < 400:
+        return
+    assert response["Content-Type"].startswith("application/fhir+json"), response["Content-Type"]
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome", outcome
+    assert outcome["issue"], outcome
+    for issue in outcome["issue"]:
+        assert issue["severity"] in {"error", "fatal"} and issue["code"] and issue["diagnostics"], issue
+        if body_is_object:
+            assert issue.get("expression"), outcome
+    assert StoredResource.objects.count() == stored_before, "a refused request stored something"
+
+
+def post(service_account: Any, path: str, text: str) -> Any:
+    return service_account.post(path, text)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(name)
+
+
+def is_strict_json_object(text: str) -> bool:
+    """Return whether ``text`` is a JSON object without NaN/Infinity literals (the parser's own rule)."""
+    try:
+        return isinstance(json.loads(text, parse_constant=_no_constants), dict)
+    except ValueError:
+        return False
+
+
+@settings(**fuzz_settings(120))
+@given(body=st.one_of(JSON_VALUES, FHIRISH_OBJECTS), path=st.sampled_from(["/fhir/Observation", "/fhir"]))
+def test_it_answers_arbitrary_json_with_an_outcome_never_a_5xx(service_account: Any, body: Any, path: str) -> None:
+    before = StoredResource.objects.count()
+    text = json.dumps(body)
+    response = post(service_account, path, text)
+    assert_refused_or_accepted(response, text=text, body_is_object=isinstance(body, dict), stored_before=before)
+
+
+@settings(**fuzz_settings(120))
+@given(case=mutated(ECG))
+def test_it_answers_mutated_ecg_observations_with_an_outcome_never_a_5xx(service_account: Any, case: str) -> None:
+    text = case
+    before = StoredResource.objects.count()
+    response = post(service_account, "/fhir/Observation", text)
+    assert_refused_or_accepted(response, text=text, body_is_object=is_strict_json_object(text), stored_before=before)
+
+
+@settings(**fuzz_settings(80))
+@given(case=mutated(BUNDLE))
+def test_it_answers_mutated_transaction_bundles_with_an_outcome_never_a_5xx(service_account: Any, case: str) -> None:
+    text = case
+    before = StoredResource.objects.count()
+    response = post(service_account, "/fhir", text)
+    assert_refused_or_accepted(response, text=text, body_is_object=is_strict_json_object(text), stored_before=before)
+    if response.status_code == 200:
+        # A transaction is all or nothing: every entry answered 201 or 200 (an ifNoneExist match).
+        statuses = [entry["response"]["status"] for entry in response.json()["entry"]]
+        assert all(s.startswith(("200", "201")) for s in statuses), statuses
+
+
+def test_it_accepts_the_unmutated_inputs(service_account: Any) -> None:
+    # The mutations start from valid resources: otherwise the properties above would prove little.
+    assert post(service_account, "/fhir/Observation", json.dumps(ECG)).status_code == 201
+    assert post(service_account, "/fhir", json.dumps(BUNDLE)).status_code == 200
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known bug, not in this change's files: cds/fhir/http.py parse_body lets json.loads' RecursionError "
+        "through (500); catching it there as a 400 'structure' OperationOutcome fixes it"
+    ),
+)
+@pytest.mark.parametrize("path", ["/fhir/Observation", "/fhir"])
+def test_it_refuses_json_nested_deeper_than_the_parser_recurses(service_account: Any, path: str) -> None:
+    deep = '{"resourceType": "Observation", "code": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = post(service_account, path, deep)
+    assert response.status_code == 400, response.content
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known bug, not in this change's files: cds/fhir/apis.py resource_validate_bundle_type tests "
+        "`content.get('type') in {...}`, a TypeError (500) for a list or object; check isinstance(str) first"
+    ),
+)
+@pytest.mark.parametrize("bundle_type", [[], {"a": 1}])
+def test_it_refuses_an_unhashable_bundle_type(service_account: Any, bundle_type: Any) -> None:
+    response = post(service_account, "/fhir", json.dumps({"resourceType": "Bundle", "type": bundle_type}))
+    assert response.status_code == 422, response.content
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known bug, not in this change's files: cds/fhir/bundles.py _parse_entry calls .get on "
+        "Bundle.entry.request without checking it is an object, and cds/fhir/services.py conditional_match calls "
+        "query.lstrip on request.ifNoneExist without checking it is a string (AttributeError, 500)"
+    ),
+)
+@pytest.mark.parametrize(
+    "request_value", [5, "POST Patient", ["POST"], {"method": "POST", "url": "Patient", "ifNoneExist": 5}]
+)
+def test_it_refuses_a_malformed_entry_request(service_account: Any, request_value: Any) -> None:
+    bundle = json.loads(json.dumps(BUNDLE))
+    bundle["entry"][0]["request"] = request_value
+    response = post(service_account, "/fhir", json.dumps(bundle))
+    assert response.status_code == 400, response.content
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known bug, not in this change's files: cds/ecg/sampled_data.py _number calls float() on a FHIR decimal "
+        "that may exceed float range (OverflowError, 500); refuse it as a 400 'value' with the element's expression"
+    ),
+)
+@pytest.mark.parametrize("element", ["period", "factor", "origin"])
+def test_it_refuses_a_sampled_data_number_beyond_float_range(service_account: Any, element: str) -> None:
+    observation = json.loads(json.dumps(ECG))
+    sampled = observation["component"][0]["valueSampledData"]
+    if element == "origin":
+        sampled["origin"]["value"] = 10**400
+    else:
+        sampled[element] = 10**400
+    response = post(service_account, "/fhir/Observation", json.dumps(observation))
+    assert response.status_code == 400, response.content
