@@ -36,6 +36,12 @@ def known_bug(text: str) -> str | None:
         return "unhashable Bundle.type"
     if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > 1.7e308 for v in _values(body)):
         return "integer beyond float range in SampledData"
+    for sampled in _objects(body):
+        if "data" in sampled and "period" in sampled:
+            origin = sampled.get("origin")
+            nulls = [k for k in ("factor", "lowerLimit", "upperLimit") if k in sampled and sampled[k] is None]
+            if nulls or (isinstance(origin, dict) and "value" in origin and origin["value"] is None):
+                return "null number in SampledData"
     entries = body.get("entry") if isinstance(body, dict) else None
     for entry in entries if isinstance(entries, list) else []:
         request = entry.get("request") if isinstance(entry, dict) else None
@@ -44,6 +50,16 @@ def known_bug(text: str) -> str | None:
         if isinstance(request, dict) and "ifNoneExist" in request and not isinstance(request["ifNoneExist"], str):
             return "non-string ifNoneExist"
     return None
+
+
+def _objects(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for item in node.values():
+            yield from _objects(item)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _objects(item)
 
 
 def _values(node: Any) -> Iterator[Any]:
@@ -177,16 +193,29 @@ def test_it_refuses_a_malformed_entry_request(service_account: Any, request_valu
     strict=True,
     reason=(
         "known bug, not in this change's files: cds/ecg/sampled_data.py _number calls float() on a FHIR decimal "
-        "that may exceed float range (OverflowError, 500); refuse it as a 400 'value' with the element's expression"
+        "that may exceed float range (OverflowError) or be JSON null (float('None'), ValueError), a 500; refuse "
+        "both as a 400 'value' with the element's expression"
     ),
 )
-@pytest.mark.parametrize("element", ["period", "factor", "origin"])
-def test_it_refuses_a_sampled_data_number_beyond_float_range(service_account: Any, element: str) -> None:
+@pytest.mark.parametrize(
+    ("element", "value"),
+    [("period", 10**400), ("factor", 10**400), ("origin", 10**400), ("factor", None), ("origin", None)],
+    ids=[
+        "period-huge",
+        "factor-huge",
+        "origin-huge",
+        "factor-null",
+        "origin-null",
+    ],  # period null: the FHIR model refuses it
+)
+def test_it_refuses_a_sampled_data_number_beyond_float_range_or_null(
+    service_account: Any, element: str, value: Any
+) -> None:
     observation = json.loads(json.dumps(ECG))
     sampled = observation["component"][0]["valueSampledData"]
     if element == "origin":
-        sampled["origin"]["value"] = 10**400
+        sampled["origin"]["value"] = value
     else:
-        sampled[element] = 10**400
+        sampled[element] = value
     response = post(service_account, "/fhir/Observation", json.dumps(observation))
     assert response.status_code == 400, response.content
