@@ -150,6 +150,7 @@ class Stack:
         }
         self.worker_concurrency = worker_concurrency
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.credentials_env: dict[str, str] = {}
 
     def start(self) -> str:
         """Start everything; return an access token."""
@@ -165,6 +166,10 @@ class Stack:
             [*manage, "create_api_client", "bench"], env=self.env, check=True, capture_output=True, text=True, cwd=REPO
         )
         credentials = json.loads(out.stdout)
+        self.credentials_env = {
+            "LOAD_CLIENT_ID": credentials["client_id"],
+            "LOAD_CLIENT_SECRET": credentials["client_secret"],
+        }
         queue = self.env["CELERY_TASK_DEFAULT_QUEUE"]
         for name, command in {
             "web": [str(BIN / "gunicorn"), "cds.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "-w", "2"],

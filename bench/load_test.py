@@ -37,7 +37,7 @@ LOCUST_VERSION = "2.47.0"
 PLACEHOLDER = "__LOAD_ID__"
 
 LOCUSTFILE = f'''
-import itertools, json, os, uuid
+import itertools, os, time, uuid
 from locust import HttpUser, constant_throughput, task
 
 BODIES = [line for line in open(os.environ["LOAD_BODIES"]) if line.strip()]
@@ -46,14 +46,25 @@ RUN = uuid.uuid4().hex[:8]
 
 
 class Ehr(HttpUser):
+    """An EHR integration engine: client-credentials token (renewed before it expires), one ECG a second."""
+
     wait_time = constant_throughput(1)
 
     def on_start(self):
-        self.client.headers.update({{"Authorization": "Bearer " + os.environ["LOAD_TOKEN"],
+        self.renew_token()
+
+    def renew_token(self):
+        r = self.client.post("/auth/token", data={{"grant_type": "client_credentials"}},
+                             auth=(os.environ["LOAD_CLIENT_ID"], os.environ["LOAD_CLIENT_SECRET"]), name="POST token")
+        token = r.json()
+        self.expires_at = time.monotonic() + token["expires_in"] - 30
+        self.client.headers.update({{"Authorization": "Bearer " + token["access_token"],
                                      "Content-Type": "application/fhir+json", "Prefer": "return=minimal"}})
 
     @task
     def post_ecg(self):
+        if time.monotonic() > self.expires_at:
+            self.renew_token()
         n = next(COUNTER)
         body = BODIES[n % len(BODIES)].replace("{PLACEHOLDER}", f"{{RUN}}-{{n}}")
         with self.client.post("/fhir/Observation", data=body, catch_response=True, name="POST Observation") as r:
@@ -159,11 +170,11 @@ def main() -> None:
     samples: list[dict[str, Any]] = []
     stop = threading.Event()
     try:
-        token = stack.start()
+        stack.start()
         started = time.monotonic()
         sampler = threading.Thread(target=sample, args=(stack, samples, stop, started), daemon=True)
         sampler.start()
-        env = {**os.environ, "LOAD_BODIES": str(tmp / "bodies.jsonl"), "LOAD_TOKEN": token}
+        env = {**os.environ, "LOAD_BODIES": str(tmp / "bodies.jsonl"), **stack.credentials_env}
         run = subprocess.run(
             [
                 str(locust),
