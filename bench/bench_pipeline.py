@@ -56,8 +56,29 @@ def detector_batches() -> dict[str, Any]:
     return stack_detector_inputs(items)
 
 
-def infer_rate(grpc_url: str, arrays: dict[str, Any], batch: int, clients: int, seconds: float) -> float:
-    """Return ECG/s for ``clients`` threads each sending requests of ``batch`` ECGs for ``seconds``."""
+def foundation_batches() -> dict[str, Any]:
+    """Return the stacked foundation-model inputs of the committed sample ECGs."""
+    import numpy as np
+    import wfdb
+
+    from inference.preprocessing import foundation_inputs
+
+    folder = REPO / "samples" / "ptbxl" / "records500" / "00000"
+    items = []
+    for path in sorted(folder.glob("*.hea")):
+        record = wfdb.rdrecord(str(path.with_suffix("")))
+        items.append(foundation_inputs(np.nan_to_num(record.p_signal.T), record.fs))
+    return {"signal": np.stack([i.signal for i in items]), "lead_mask": np.stack([i.lead_mask for i in items])}
+
+
+# The one output each model is timed for (the rest are computed anyway).
+TIMED_OUTPUT = {"ecg_detector": "score__0", "ecg_foundation": "abnormal_logit__0", "ecg_report": "token_ids__0"}
+
+
+def infer_rate(
+    grpc_url: str, arrays: dict[str, Any], batch: int, clients: int, seconds: float, model: str = "ecg_detector"
+) -> float:
+    """Return ECG/s for ``clients`` threads each sending requests of ``batch`` ECGs to ``model`` for ``seconds``."""
     import numpy as np
 
     from inference.triton_client import TritonClient
@@ -66,15 +87,15 @@ def infer_rate(grpc_url: str, arrays: dict[str, Any], batch: int, clients: int, 
     n = len(arrays["record"])
     index = np.arange(batch) % n
     request = {name: np.ascontiguousarray(array[index]) for name, array in arrays.items()}
-    outputs = ["score__0"]
-    client.infer("ecg_detector", request, outputs)  # warm this thread's connection
+    outputs = [TIMED_OUTPUT[model]]
+    client.infer(model, request, outputs)  # warm this thread's connection
     done = [0]
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
 
     def loop() -> None:
         while time.perf_counter() < stop_at:
-            client.infer("ecg_detector", request, outputs)
+            client.infer(model, request, outputs)
             with lock:
                 done[0] += batch
 
@@ -97,24 +118,33 @@ def without_dynamic_batching(root: Path) -> Path:
     return copy
 
 
+def served_models() -> list[str]:
+    return sorted(path.parent.name for path in REPOSITORY.glob("*/config.pbtxt"))
+
+
 def triton_benchmark(tmp: Path, seconds: float) -> dict[str, Any]:
-    """Measure the detector's throughput on Triton by batch size and with/without dynamic batching."""
+    """Measure each served model's throughput on Triton by batch size and with/without dynamic batching."""
     from inference.local_triton import LocalTriton
 
-    arrays = detector_batches()
-    results: dict[str, Any] = {}
+    inputs = {"ecg_detector": detector_batches()}
+    if "ecg_foundation" in served_models():
+        inputs["ecg_foundation"] = inputs["ecg_report"] = foundation_batches()
+    results: dict[str, Any] = {model: {} for model in inputs}
     for label, repository in (("dynamic", REPOSITORY), ("no_dynamic", without_dynamic_batching(tmp))):
         with LocalTriton(
             repository=repository,
             config_name="cpu",
-            load_models=["ecg_detector"],
+            load_models=list(inputs),
             work_dir=tmp / f"work-{label}",
             log_path=tmp / f"triton-{label}.log",
         ) as server:
-            if label == "dynamic":
-                for batch in (1, 8, 32):
-                    results[f"batch{batch}_1client_ecg_per_s"] = infer_rate(server.grpc_url, arrays, batch, 1, seconds)
-            results[f"batch1_4clients_{label}_ecg_per_s"] = infer_rate(server.grpc_url, arrays, 1, 4, seconds)
+            for model, arrays in inputs.items():
+                if label == "dynamic":
+                    for batch in (1, 8, 32):
+                        rate = infer_rate(server.grpc_url, arrays, batch, 1, seconds, model)
+                        results[model][f"batch{batch}_1client_ecg_per_s"] = rate
+                rate = infer_rate(server.grpc_url, arrays, 1, 4, seconds, model)
+                results[model][f"batch1_4clients_{label}_ecg_per_s"] = rate
     return results
 
 
@@ -129,7 +159,7 @@ class Stack:
         self.triton = LocalTriton(
             repository=REPOSITORY,
             config_name="cpu",
-            load_models=["ecg_detector"],
+            load_models=served_models(),
             work_dir=tmp / "work-e2e",
             log_path=tmp / "triton-e2e.log",
             http_port=free_port(),
@@ -146,6 +176,7 @@ class Stack:
             "SECURE_SSL_REDIRECT": "false",
             "OAUTH_ALLOW_CLIENT_SECRET": "true",
             "INFERENCE_BACKEND": "triton",
+            "INFERENCE_FOUNDATION_ENABLED": str("ecg_foundation" in served_models()).lower(),
             "LOG_LEVEL": "WARNING",
         }
         self.worker_concurrency = worker_concurrency
@@ -274,7 +305,9 @@ def measure_rate(url: str, token: str, bodies: list[bytes], rate: float, drain_s
     last_done = max(float(r[4]) for r in done) if done else first_post
     stages: dict[str, float] = {"post_ms": statistics.mean(s[2] for s in sent)}
     stages["queue_ms"] = statistics.mean((float(r[3]) - float(r[2])) * 1000 for r in done) if done else 0.0
-    for key in ("load_ms", "preprocess_ms", "triton_ms", "postprocess_ms", "store_ms"):
+    keys = ("load_ms", "preprocess_ms", "triton_ms", "postprocess_ms")
+    keys += ("foundation_preprocess_ms", "foundation_triton_ms", "foundation_report_ms", "store_ms")
+    for key in keys:
         stages[key] = statistics.mean(float(r[5].get(key, 0.0)) for r in done) if done else 0.0
     stage_total = sum(stages.values())
     return {
