@@ -21,11 +21,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cds.oauth.jwks import ASSERTION_ALGORITHMS
-from cds.oauth.selectors import token_url
+from cds.oauth.selectors import GRANT_TYPE, smart_configuration
 from cds.oauth.services import IssuedToken, OAuthError, access_token_issue, access_token_issue_for_assertion
 
-GRANT_TYPE = "client_credentials"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
@@ -156,27 +154,6 @@ def _basic_credentials(header: str) -> tuple[str, str]:
         raise OAuthError("invalid_client", "malformed Basic credentials", status=401)
     # Both parts are form-urlencoded before base64, per RFC 6749 §2.3.1.
     return unquote_plus(client_id), unquote_plus(client_secret)
-
-
-def smart_configuration() -> dict[str, Any]:
-    """Return the SMART configuration document (SMART App Launch 2.x, "Backend Services")."""
-    from django.conf import settings
-
-    from cds.oauth.scopes import ACTIONS
-
-    auth_methods = ["private_key_jwt"]
-    if settings.OAUTH_ALLOW_CLIENT_SECRET:
-        auth_methods += ["client_secret_basic", "client_secret_post"]
-    return {
-        "issuer": settings.PUBLIC_BASE_URL,
-        "token_endpoint": token_url(),
-        "token_endpoint_auth_methods_supported": auth_methods,
-        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
-        "grant_types_supported": [GRANT_TYPE],
-        "scopes_supported": [f"system/*.{ACTIONS}", "system/*.rs", "system/Patient.crs", "system/Observation.crs"],
-        "response_types_supported": ["token"],
-        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
-    }
 
 
 class SmartConfigurationApi(APIView):
