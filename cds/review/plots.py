@@ -59,14 +59,14 @@ def _heat(ax: Any, values: np.ndarray, x0: float, x1: float, y0: float, y1: floa
         return
     band = np.ma.masked_invalid(values[None, :])  # type: ignore[no-untyped-call]
     ax.imshow(
-        band, extent=(x0, x1, y0, y1), aspect="auto", cmap="Reds", vmin=0.0, vmax=vmax, alpha=0.45,
-        interpolation="nearest", zorder=1,
+        band, extent=(x0, x1, y0, y1), aspect="auto", cmap="Reds", vmin=0.0, vmax=vmax, alpha=0.35,
+        interpolation="none", zorder=1,
     )  # fmt: skip
     unusable = np.isnan(values)
     if unusable.any():
         ax.imshow(
             np.where(unusable, 1.0, np.nan)[None, :], extent=(x0, x1, y0, y1), aspect="auto", cmap="Greys",
-            vmin=0.0, vmax=2.5, alpha=0.5, interpolation="nearest", zorder=1,
+            vmin=0.0, vmax=2.5, alpha=0.5, interpolation="none", zorder=1,
         )  # fmt: skip
 
 
