@@ -9,8 +9,11 @@ minute); ``FUZZ_EXAMPLES=5000`` runs a longer random campaign by hand.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +25,7 @@ from tests.fuzz.strategies import FHIRISH_OBJECTS, JSON_VALUES, fuzz_settings, m
 
 pytestmark = pytest.mark.django_db
 
+CRASH_DIR = os.environ.get("FUZZ_CRASH_DIR", "")  # e.g. FUZZ_EXAMPLES=5000 FUZZ_CRASH_DIR=var/fuzz pytest tests/fuzz
 ECG = small_ecg()
 BUNDLE = small_bundle()
 
@@ -77,6 +81,10 @@ def assert_refused_or_accepted(response: Any, *, text: str, body_is_object: bool
     """Check the contract of one answer (see the module docstring)."""
     if response.status_code >= 500 and known_bug(text):
         reject()  # reported, with a strict xfail test; keep fuzzing for new ones
+    if response.status_code >= 500 and CRASH_DIR:
+        # Bodies are too large for hypothesis' report: keep each crasher as a file to replay with curl.
+        Path(CRASH_DIR).mkdir(parents=True, exist_ok=True)
+        (Path(CRASH_DIR) / f"crash-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json").write_text(text)
     assert response.status_code < 500, response.content[:2000]
     if response.status_code < 400:
         return
