@@ -107,6 +107,15 @@ def check_security(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="cds.W021",
             )
         )
+    if settings.OAUTH_TOKEN_LIFETIME_SECONDS > 300:
+        # SMART Backend Services: access tokens should not live longer than five minutes.
+        warnings.append(
+            CheckWarning(
+                f"OAUTH_TOKEN_LIFETIME_SECONDS={settings.OAUTH_TOKEN_LIFETIME_SECONDS} exceeds 300 with DEBUG false.",
+                hint="A stolen bearer token works until it expires; keep tokens short-lived (<= 300 s).",
+                id="cds.W023",
+            )
+        )
     if not settings.PUBLIC_BASE_URL.startswith("https://"):
         warnings.append(
             CheckWarning(

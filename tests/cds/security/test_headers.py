@@ -118,6 +118,8 @@ def test_it_warns_when_production_runs_without_https_settings() -> None:
         assert warning.id == "cds.W020" and "SECURE_SSL_REDIRECT, SECURE_HSTS_SECONDS" in warning.msg
     with override_settings(**{**PRODUCTION, "OAUTH_ALLOW_CLIENT_SECRET": True, "PUBLIC_BASE_URL": "http://x"}):
         assert [w.id for w in check_security()] == ["cds.W021", "cds.W022"]
+    with override_settings(**PRODUCTION, OAUTH_TOKEN_LIFETIME_SECONDS=3600):
+        assert [w.id for w in check_security()] == ["cds.W023"]
     with override_settings(DEBUG=True, SECURE_SSL_REDIRECT=False, OAUTH_ALLOW_CLIENT_SECRET=True):
         assert check_security() == []
 
