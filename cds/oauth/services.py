@@ -132,7 +132,8 @@ def access_token_issue_for_assertion(*, assertion: str, client_id: str | None, s
     if alg not in ASSERTION_ALGORITHMS:
         raise _assertion_refused(f"client_assertion alg must be one of {', '.join(ASSERTION_ALGORITHMS)}")
     issuer = unverified.get("iss")
-    if not isinstance(issuer, str) or unverified.get("sub") != issuer:
+    # A NUL (PostgreSQL cannot compare text with one) would turn the client lookup into a 500.
+    if not isinstance(issuer, str) or unverified.get("sub") != issuer or "\x00" in issuer:
         raise _assertion_refused("client_assertion iss and sub must both be the client_id")
     if client_id is not None and client_id != issuer:
         raise _assertion_refused("client_id differs from the client_assertion's iss")
@@ -159,14 +160,14 @@ def access_token_issue_for_assertion(*, assertion: str, client_id: str | None, s
         raise _assertion_refused("client_assertion expired") from exc
     except jwt.InvalidAudienceError as exc:
         raise _assertion_refused(f"client_assertion aud must be {token_url()}") from exc
-    except jwt.InvalidTokenError as exc:
+    except (jwt.InvalidTokenError, OverflowError) as exc:  # OverflowError: PyJWT's int() of an exp of 1e400
         raise _assertion_refused(f"client_assertion refused: {exc}") from exc
     now = time.time()
     exp = claims["exp"]
     if not isinstance(exp, int | float) or exp > now + ASSERTION_MAX_LIFETIME_SECONDS + _CLOCK_LEEWAY_SECONDS:
         raise _assertion_refused(f"client_assertion exp must be at most {ASSERTION_MAX_LIFETIME_SECONDS} s ahead")
     jti = claims["jti"]
-    if not isinstance(jti, str) or not 0 < len(jti) <= 255:
+    if not isinstance(jti, str) or not 0 < len(jti) <= 255 or "\x00" in jti:
         raise _assertion_refused("client_assertion jti must be a string of 1 to 255 characters")
     _assertion_jti_record(client=client, jti=jti, exp=float(exp))
     return _token_for(client=client, scope=scope)

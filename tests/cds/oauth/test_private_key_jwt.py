@@ -141,6 +141,10 @@ def test_it_accepts_a_matching_client_id_in_the_form(client: Client, key_client:
         ),
         pytest.param(lambda kc: kc.assertion(sub="another"), "iss and sub", id="sub-differs"),
         pytest.param(lambda kc: kc.assertion(jti=None), "jti", id="no-jti"),
+        pytest.param(lambda kc: kc.assertion(jti="a\x00b"), "jti", id="nul-in-jti"),
+        pytest.param(lambda kc: kc.assertion(iss="a\x00", sub="a\x00"), "iss and sub", id="nul-in-iss"),
+        pytest.param(lambda kc: kc.assertion(exp=10**400), "at most 300 s", id="exp-huge"),
+        pytest.param(lambda kc: kc.assertion(exp=float("inf")), "refused", id="exp-infinite"),
         pytest.param(
             lambda kc: kc.assertion(key="a-shared-secret-known-to-an-attacker-32b", headers={"alg": "HS256"}),
             "alg",
