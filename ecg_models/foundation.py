@@ -48,6 +48,7 @@ class FoundationConfig:
     dec_ff: int = 256  # decoder feed-forward width
     max_len: int = 40  # longest generated report in tokens (EOS included)
     dropout: float = 0.1  # dropout in the decoder and before the heads
+    condition_on_heads: bool = True  # add the heads' (detached) probabilities as one extra memory token
 
     @property
     def n_statements(self) -> int:
@@ -164,7 +165,7 @@ class FoundationPositional(nn.Module):
 
 
 class FoundationReportDecoder(nn.Module):
-    """Transformer decoder: token ids (B, L) + memory (B, T, D) -> next-token logits (B, L, V)."""
+    """Transformer decoder: token ids (B, L) + memory (B, M, D) -> next-token logits (B, L, V)."""
 
     def __init__(self, cfg: FoundationConfig) -> None:
         super().__init__()
@@ -215,6 +216,9 @@ class FoundationModel(nn.Module):
         self.heads = FoundationHeads(cfg)
         self.decoder = FoundationReportDecoder(cfg)
         self.cpc = FoundationCPC(cfg)
+        self.condition_on_heads = cfg.condition_on_heads
+        n_findings = 1 + cfg.n_superclasses + cfg.n_statements
+        self.findings_embed = nn.Linear(n_findings, cfg.d_model) if cfg.condition_on_heads else nn.Identity()
 
     def encode(self, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
         """Latent sequence (B, T, D)."""
@@ -225,8 +229,17 @@ class FoundationModel(nn.Module):
         return self.pool_norm(torch.cat([latents.mean(dim=1), latents.amax(dim=1)], dim=-1))
 
     def memory(self, latents: torch.Tensor) -> torch.Tensor:
-        """Decoder memory: latents with positions (B, T, D)."""
-        return self.memory_pos(latents)
+        """Decoder memory (B, T + 1, D): latents with positions, plus a findings token.
+
+        The findings token embeds the heads' probabilities (detached, so the text loss does not
+        move the classifier), letting the report name what the heads detect.
+        """
+        mem = self.memory_pos(latents)
+        if not self.condition_on_heads:
+            return mem
+        abnormal, superclass, statement = self.heads(self.pool(latents))
+        probs = torch.cat([abnormal.unsqueeze(-1), superclass, statement], dim=-1).sigmoid().detach()
+        return torch.cat([mem, self.findings_embed(probs).unsqueeze(1)], dim=1)
 
     def forward(
         self, signal: torch.Tensor, lead_mask: torch.Tensor
@@ -243,6 +256,7 @@ class FoundationModel(nn.Module):
 def build_foundation(cfg: FoundationConfig | dict[str, Any]) -> FoundationModel:
     """Build a model from a config object or the dict stored in a checkpoint."""
     if isinstance(cfg, dict):
+        cfg = {"condition_on_heads": False, **cfg}  # checkpoints written before the findings token
         cfg = FoundationConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()})
     return FoundationModel(cfg)
 
@@ -342,6 +356,10 @@ class FoundationGreedyGenerator(nn.Module):
         super().__init__()
         self.encoder = model.encoder
         self.memory_pos = model.memory_pos
+        self.pool_norm = model.pool_norm
+        self.heads = model.heads
+        self.findings_embed = model.findings_embed
+        self.condition_on_heads = model.condition_on_heads
         self.decoder = model.decoder
         self.max_len = model.cfg.max_len
         self.bos_id = BOS_ID
@@ -349,7 +367,7 @@ class FoundationGreedyGenerator(nn.Module):
         self.pad_id = PAD_ID
 
     def forward(self, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
-        memory = self.memory_pos(self.encoder(signal, lead_mask))
+        memory = self.memory(self.encoder(signal, lead_mask))
         b = signal.shape[0]
         tokens = torch.full((b, 1), self.bos_id, dtype=torch.long, device=signal.device)
         finished = torch.zeros(b, dtype=torch.bool, device=signal.device)
@@ -363,6 +381,16 @@ class FoundationGreedyGenerator(nn.Module):
         out = torch.full((b, self.max_len), self.pad_id, dtype=torch.long, device=signal.device)
         out[:, : tokens.shape[1] - 1] = tokens[:, 1:]
         return out
+
+    def memory(self, latents: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`FoundationModel.memory` (scriptable copy; a test keeps them equal)."""
+        mem = self.memory_pos(latents)
+        if not self.condition_on_heads:
+            return mem
+        embedding = self.pool_norm(torch.cat([latents.mean(dim=1), latents.amax(dim=1)], dim=-1))
+        abnormal, superclass, statement = self.heads(embedding)
+        probs = torch.cat([abnormal.unsqueeze(-1), superclass, statement], dim=-1).sigmoid().detach()
+        return torch.cat([mem, self.findings_embed(probs).unsqueeze(1)], dim=1)
 
 
 def strip_ids(ids: list[int]) -> list[int]:

@@ -141,6 +141,9 @@ def test_it_exports_classifier_and_generator_matching_eager() -> None:
         torch.testing.assert_close(a, b)
     scripted = torch.jit.script(FoundationGreedyGenerator(model).eval())
     assert torch.equal(scripted(*x3), greedy_decode(model, *x3))
+    latents = model.encode(*x3)
+    torch.testing.assert_close(FoundationGreedyGenerator(model).memory(latents), model.memory(latents))
+    assert model.memory(latents).shape == (3, 126, 32)  # 125 latent steps + the findings token
 
 
 def test_it_exports_the_classifier_to_onnx(tmp_path) -> None:
