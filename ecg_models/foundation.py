@@ -411,7 +411,7 @@ class FoundationOutput:
     prob_abnormal: torch.Tensor  # (B,)
     superclass_probs: torch.Tensor  # (B, 5)
     statement_probs: torch.Tensor  # (B, S)
-    embedding: torch.Tensor  # (B, D)
+    embedding: torch.Tensor  # (B, 2 * d_model)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

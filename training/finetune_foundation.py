@@ -122,7 +122,7 @@ def head_losses(
 
 @torch.no_grad()
 def predict(model: FoundationModel, signal: np.ndarray, mask: np.ndarray, batch: int = 128) -> list[np.ndarray]:
-    """Return [abnormal logit (N,), superclass (N, 5), statement (N, S), embedding (N, D)] in eval mode."""
+    """Return [abnormal logit (N,), superclass (N, 5), statement (N, S), embedding (N, 2 * d_model)] in eval mode."""
     model.eval()
     parts: list[list[np.ndarray]] = [[], [], [], []]
     for i in range(0, len(signal), batch):

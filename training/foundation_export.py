@@ -4,7 +4,7 @@ Writes, then checks each against the eager model on a fresh batch (max abs diffe
 
 - ``DIR/foundation_classifier.torchscript.pt`` (traced) and ``DIR/foundation_classifier.onnx``
   (dynamic batch): signal (B, 12, 1000) float32, lead_mask (B, 12) bool ->
-  abnormal_logit (B,), superclass_logits (B, 5), statement_logits (B, S), embedding (B, D);
+  abnormal_logit (B,), superclass_logits (B, 5), statement_logits (B, S), embedding (B, 256) (2 * d_model: mean and max pooling);
 - ``DIR/foundation_generator.torchscript.pt`` (``torch.jit.script``, the whole greedy loop in
   one call): signal, lead_mask -> token_ids (B, max_len) int64 (no BOS; PAD = 0 after EOS = 2);
 - ``DIR/foundation_tokenizer.json`` (copy of the shipped tokenizer) and ``DIR/foundation_io.json``
