@@ -17,6 +17,7 @@ No file or network I/O here except ``from_checkpoint``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,16 +315,33 @@ def greedy_decode(model: FoundationModel, signal: torch.Tensor, lead_mask: torch
 def beam_decode(
     model: FoundationModel, signal: torch.Tensor, lead_mask: torch.Tensor, beam: int = 3, length_penalty: float = 0.7
 ) -> list[list[int]]:
-    """Beam search per ECG; returns token id lists (no BOS/EOS). Score = log p / len**length_penalty."""
+    """Beam search per ECG with the eager model (see :func:`beam_search`)."""
     memory = model.memory(model.encode(signal, lead_mask))
+    return beam_search(model.decoder, memory, model.cfg.max_len, beam, length_penalty)
+
+
+@torch.no_grad()
+def beam_search(
+    step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    memory: torch.Tensor,
+    max_len: int,
+    beam: int = 3,
+    length_penalty: float = 0.7,
+) -> list[list[int]]:
+    """Beam search over any decoder ``step(tokens (B, L), memory (B, M, D)) -> logits (B, L, V)``.
+
+    ``step`` and ``memory`` may come from the eager model or from the exported TorchScript parts
+    (``FoundationMemory`` and the decoder). Returns token id lists per ECG (no BOS/EOS); score =
+    sum log p / len**length_penalty.
+    """
     out: list[list[int]] = []
-    for i in range(signal.shape[0]):
+    for i in range(memory.shape[0]):
         mem = memory[i : i + 1]
         beams: list[tuple[float, list[int]]] = [(0.0, [BOS_ID])]
         done: list[tuple[float, list[int]]] = []
-        for _ in range(model.cfg.max_len):
+        for _ in range(max_len):
             tokens = torch.tensor([b[1] for b in beams], dtype=torch.long)
-            logp = model.decoder(tokens, mem.expand(len(beams), -1, -1))[:, -1].log_softmax(-1)
+            logp = step(tokens, mem.expand(len(beams), -1, -1))[:, -1].log_softmax(-1)
             cand: list[tuple[float, list[int]]] = []
             for (score, seq), row in zip(beams, logp, strict=True):
                 top = row.topk(beam)
@@ -345,11 +363,10 @@ def beam_decode(
     return out
 
 
-class FoundationGreedyGenerator(nn.Module):
-    """Scriptable greedy report generator: (signal, lead_mask) -> token ids (B, max_len) int64.
+class FoundationMemory(nn.Module):
+    """Scriptable (signal, lead_mask) -> decoder memory (B, T + 1, D): the encoder side of decoding.
 
-    The whole decoding loop runs inside one call (``torch.jit.script``-able), so a server does
-    not round-trip per token. Output excludes BOS; after EOS every position is PAD.
+    Same computation as ``model.memory(model.encode(signal, lead_mask))`` (a test keeps them equal).
     """
 
     def __init__(self, model: FoundationModel) -> None:
@@ -360,6 +377,28 @@ class FoundationGreedyGenerator(nn.Module):
         self.heads = model.heads
         self.findings_embed = model.findings_embed
         self.condition_on_heads = model.condition_on_heads
+
+    def forward(self, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+        latents = self.encoder(signal, lead_mask)
+        mem = self.memory_pos(latents)
+        if not self.condition_on_heads:
+            return mem
+        embedding = self.pool_norm(torch.cat([latents.mean(dim=1), latents.amax(dim=1)], dim=-1))
+        abnormal, superclass, statement = self.heads(embedding)
+        probs = torch.cat([abnormal.unsqueeze(-1), superclass, statement], dim=-1).sigmoid().detach()
+        return torch.cat([mem, self.findings_embed(probs).unsqueeze(1)], dim=1)
+
+
+class FoundationGreedyGenerator(nn.Module):
+    """Scriptable greedy report generator: (signal, lead_mask) -> token ids (B, max_len) int64.
+
+    The whole decoding loop runs inside one call (``torch.jit.script``-able), so a server does
+    not round-trip per token. Output excludes BOS; after EOS every position is PAD.
+    """
+
+    def __init__(self, model: FoundationModel) -> None:
+        super().__init__()
+        self.memory = FoundationMemory(model)
         self.decoder = model.decoder
         self.max_len = model.cfg.max_len
         self.bos_id = BOS_ID
@@ -367,7 +406,7 @@ class FoundationGreedyGenerator(nn.Module):
         self.pad_id = PAD_ID
 
     def forward(self, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
-        memory = self.memory(self.encoder(signal, lead_mask))
+        memory = self.memory(signal, lead_mask)
         b = signal.shape[0]
         tokens = torch.full((b, 1), self.bos_id, dtype=torch.long, device=signal.device)
         finished = torch.zeros(b, dtype=torch.bool, device=signal.device)
@@ -381,16 +420,6 @@ class FoundationGreedyGenerator(nn.Module):
         out = torch.full((b, self.max_len), self.pad_id, dtype=torch.long, device=signal.device)
         out[:, : tokens.shape[1] - 1] = tokens[:, 1:]
         return out
-
-    def memory(self, latents: torch.Tensor) -> torch.Tensor:
-        """Same as :meth:`FoundationModel.memory` (scriptable copy; a test keeps them equal)."""
-        mem = self.memory_pos(latents)
-        if not self.condition_on_heads:
-            return mem
-        embedding = self.pool_norm(torch.cat([latents.mean(dim=1), latents.amax(dim=1)], dim=-1))
-        abnormal, superclass, statement = self.heads(embedding)
-        probs = torch.cat([abnormal.unsqueeze(-1), superclass, statement], dim=-1).sigmoid().detach()
-        return torch.cat([mem, self.findings_embed(probs).unsqueeze(1)], dim=1)
 
 
 def strip_ids(ids: list[int]) -> list[int]:

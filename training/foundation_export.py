@@ -7,6 +7,10 @@ Writes, then checks each against the eager model on a fresh batch (max abs diffe
   abnormal_logit (B,), superclass_logits (B, 5), statement_logits (B, S), embedding (B, 256) (2 * d_model: mean and max pooling);
 - ``DIR/foundation_generator.torchscript.pt`` (``torch.jit.script``, the whole greedy loop in
   one call): signal, lead_mask -> token_ids (B, max_len) int64 (no BOS; PAD = 0 after EOS = 2);
+- ``DIR/foundation_memory.torchscript.pt`` (signal, lead_mask -> memory (B, 126, 128) float32) and
+  ``DIR/foundation_decoder.torchscript.pt`` (tokens (B, L) int64 starting with BOS = 1, memory ->
+  logits (B, L, V) float32): the parts for beam search outside the model
+  (``ecg_models.foundation.beam_search(decoder, memory, max_len)``), checked against eager beam search;
 - ``DIR/foundation_tokenizer.json`` (copy of the shipped tokenizer) and ``DIR/foundation_io.json``
   (names, dtypes, shapes, special ids, statement codes, threshold).
 """
@@ -28,7 +32,10 @@ from ecg_models.foundation import (
     PAD_ID,
     UNK_ID,
     FoundationGreedyGenerator,
+    FoundationMemory,
     FoundationModel,
+    beam_decode,
+    beam_search,
     from_checkpoint,
 )
 
@@ -68,6 +75,12 @@ def export(checkpoint: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any]
         ids_eager = FoundationGreedyGenerator(model).eval()(*check)
         ids_script = torch.jit.load(str(out_dir / "foundation_generator.torchscript.pt"))(*check)
         result["torchscript_generator_ids_equal"] = bool(torch.equal(ids_eager, ids_script))
+        torch.jit.script(FoundationMemory(model).eval()).save(str(out_dir / "foundation_memory.torchscript.pt"))
+        torch.jit.script(model.decoder.eval()).save(str(out_dir / "foundation_decoder.torchscript.pt"))
+        memory_net = torch.jit.load(str(out_dir / "foundation_memory.torchscript.pt"))
+        decoder = torch.jit.load(str(out_dir / "foundation_decoder.torchscript.pt"))
+        exported_beam = beam_search(decoder, memory_net(*check), model.cfg.max_len, beam=3)
+        result["torchscript_beam_equal"] = exported_beam == beam_decode(model, *check, beam=3)
         if onnx:
             import onnxruntime as ort
 
@@ -102,6 +115,19 @@ def export(checkpoint: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any]
         "generator": {
             "inputs": {"signal": ["FP32", [-1, cfg.n_leads, cfg.n_samples]], "lead_mask": ["BOOL", [-1, cfg.n_leads]]},
             "outputs": {"token_ids": ["INT64", [-1, cfg.max_len]]},
+        },
+        "memory": {
+            "inputs": {"signal": ["FP32", [-1, cfg.n_leads, cfg.n_samples]], "lead_mask": ["BOOL", [-1, cfg.n_leads]]},
+            "outputs": {
+                "memory": [
+                    "FP32",
+                    [-1, cfg.n_samples // 2 ** len(cfg.channels) + int(cfg.condition_on_heads), cfg.d_model],
+                ]
+            },
+        },
+        "decoder": {
+            "inputs": {"tokens": ["INT64", [-1, -1]], "memory": ["FP32", [-1, -1, cfg.d_model]]},
+            "outputs": {"logits": ["FP32", [-1, -1, cfg.vocab_size]]},
         },
         "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID},
         "superclasses": ["NORM", "MI", "STTC", "CD", "HYP"],

@@ -13,9 +13,11 @@ from ecg_models.foundation import (
     PAD_ID,
     FoundationConfig,
     FoundationGreedyGenerator,
+    FoundationMemory,
     FoundationModel,
     alignment_loss,
     beam_decode,
+    beam_search,
     build_foundation,
     config_dict,
     from_checkpoint,
@@ -141,9 +143,18 @@ def test_it_exports_classifier_and_generator_matching_eager() -> None:
         torch.testing.assert_close(a, b)
     scripted = torch.jit.script(FoundationGreedyGenerator(model).eval())
     assert torch.equal(scripted(*x3), greedy_decode(model, *x3))
-    latents = model.encode(*x3)
-    torch.testing.assert_close(FoundationGreedyGenerator(model).memory(latents), model.memory(latents))
-    assert model.memory(latents).shape == (3, 126, 32)  # 125 latent steps + the findings token
+    memory = model.memory(model.encode(*x3))
+    torch.testing.assert_close(FoundationMemory(model)(*x3), memory)
+    assert memory.shape == (3, 126, 32)  # 125 latent steps + the findings token
+
+
+def test_it_runs_beam_search_on_the_exported_parts() -> None:
+    model = tiny_model()
+    x = batch(2, seed=3)
+    memory_net = torch.jit.script(FoundationMemory(model).eval())
+    decoder = torch.jit.script(model.decoder.eval())
+    exported = beam_search(decoder, memory_net(*x), model.cfg.max_len, beam=2)
+    assert exported == beam_decode(model, *x, beam=2)
 
 
 def test_it_exports_the_classifier_to_onnx(tmp_path) -> None:

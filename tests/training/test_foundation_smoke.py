@@ -69,6 +69,7 @@ def test_it_pretrains_finetunes_exports_and_evaluates(tmp_path, capsys) -> None:
     assert "optimizer" in torch.load(tmp_path / "ft_full" / "best.pt", weights_only=False)
     diffs = foundation_export.export(export_path, tmp_path / "export", onnx=False)
     assert diffs["torchscript_classifier_max_abs_diff"] < 1e-4 and diffs["torchscript_generator_ids_equal"]
+    assert diffs["torchscript_beam_equal"]
     capsys.readouterr()
     evaluate_foundation.main(
         ["--data", str(DATA), "--checkpoint", str(export_path), "--limit", "8", "--baseline", str(tmp_path / "none.pt")]
