@@ -171,7 +171,7 @@ INFERENCE_DETECTOR_CHECKPOINT = env_str(
 )
 # The foundation model (probabilities, report text, review priority) runs beside the detector
 # unless switched off (a deployment that serves only the detector).
-INFERENCE_FOUNDATION_ENABLED = env_bool("INFERENCE_FOUNDATION_ENABLED", False)
+INFERENCE_FOUNDATION_ENABLED = env_bool("INFERENCE_FOUNDATION_ENABLED", True)
 INFERENCE_FOUNDATION_CHECKPOINT = env_str(
     "INFERENCE_FOUNDATION_CHECKPOINT", str(BASE_DIR / "ecg_models" / "weights" / "foundation.pt")
 )

@@ -257,6 +257,11 @@ def send_samples(env: dict[str, str]) -> None:
         elif job.get("error"):
             finding = f"  {job['error'][:120]}"
         print(f"  Observation/{oid}: job {states.get(oid, 'unknown')}{finding}")
+        if job.get("report_text"):
+            print(
+                f"      draft report: {job['report_text']!r} (P(abnormal) {job['probability_abnormal']:.2f},"
+                f" review priority {job['review_priority']:.2f})"
+            )
     print("\nDecision support only: every finding is preliminary until a clinician signs it.")
     print(
         f"\nWhere to look:\n  FHIR API      {base}/fhir/metadata (CapabilityStatement, no token needed)\n"

@@ -15,9 +15,8 @@ import numpy as np
 
 from inference.errors import InferenceFailed
 from inference.preprocessing import LEADS_12
-from inference.results import FoundationResult
+from inference.results import FOUNDATION_NAME, FoundationResult
 
-FOUNDATION_NAME = "ecg-foundation"
 FOUNDATION_OUTPUTS = ("abnormal_logit__0", "superclass_logits__1", "statement_logits__2", "novelty__4")
 REPORT_OUTPUTS = ("token_ids__0",)
 # Metaspace pre-tokenization marks word starts with this piece prefix; decoding turns it into spaces.

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DETECTOR_NAME = "ecg-anomaly-detector"  # model_name of every detector Prediction
+FOUNDATION_NAME = "ecg-foundation"  # model_name of every foundation-model Prediction
 
 
 @dataclass(frozen=True)

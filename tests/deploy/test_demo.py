@@ -60,5 +60,6 @@ def test_it_runs_the_demo_end_to_end_on_sqlite(tmp_path: Path) -> None:
     # Scored through the local Triton: each ECG gets its anomaly score against the operating point.
     assert output.count("anomaly score") == 8, output
     assert "FLAGGED" in output and "not flagged" in output, output
+    assert output.count("draft report:") == 8, output  # the foundation model's text, served by Triton too
     assert (tmp_path / "demo.sqlite3").exists()
     assert process.returncode is not None

@@ -33,12 +33,19 @@ def test_it_runs_a_pending_job_to_success(job: AnalysisJob) -> None:
     assert job.model_name == "ecg-anomaly-detector"
     assert job.model_version.startswith("detector-") and job.triton_model_version == "in-process"
     assert {"load_ms", "preprocess_ms", "model_ms", "postprocess_ms"} <= set(job.timings)
-    (prediction,) = Prediction.objects.filter(job=job)
+    prediction = Prediction.objects.get(job=job, model_name="ecg-anomaly-detector")
     assert prediction.model_version == job.model_version
     assert prediction.score is not None and np.isfinite(prediction.score)
     assert prediction.flagged == (prediction.score >= prediction.threshold)
     assert set(prediction.per_lead_scores) == set(LEADS_12)
     assert prediction.input_provenance["waveform_sha256"] == job.recording.waveform_sha256
+    # The foundation model ran beside it: probability, report text, review priority, leads used.
+    foundation = Prediction.objects.get(job=job, model_name="ecg-foundation")
+    assert foundation.model_version.startswith("foundation-") and foundation.server_model_version == "in-process"
+    assert 0.0 <= foundation.probabilities["abnormal"] <= 1.0 and set(foundation.probabilities) >= {"NORM", "MI"}
+    assert foundation.report_text and 0.0 <= foundation.review_priority <= 1.0
+    assert foundation.input_provenance["leads_used"] == list(LEADS_12)
+    assert {"foundation_preprocess_ms", "foundation_model_ms", "foundation_report_ms"} <= set(job.timings)
 
 
 def test_it_fails_the_job_with_the_reason_when_the_ecg_cannot_be_scored(service_account: Any, ecg_factory: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from cds.analysis.models import AnalysisJob, Prediction
-from inference.results import DETECTOR_NAME
+from inference.results import DETECTOR_NAME, FOUNDATION_NAME
 
 
 class Command(BaseCommand):
@@ -27,6 +27,12 @@ class Command(BaseCommand):
                 "job_id", "score", "threshold", "flagged", "intervals"
             )
         }
+        reported = {
+            p.job_id: p
+            for p in Prediction.objects.filter(job__in=jobs, model_name=FOUNDATION_NAME).only(
+                "job_id", "score", "report_text", "review_priority"
+            )
+        }
         rows = [
             {
                 "job": job.pk,
@@ -38,6 +44,9 @@ class Command(BaseCommand):
                 "threshold": scored[job.pk].threshold if job.pk in scored else None,
                 "flagged": scored[job.pk].flagged if job.pk in scored else None,
                 "intervals": len(scored[job.pk].intervals) if job.pk in scored else 0,
+                "probability_abnormal": reported[job.pk].score if job.pk in reported else None,
+                "report_text": reported[job.pk].report_text if job.pk in reported else "",
+                "review_priority": reported[job.pk].review_priority if job.pk in reported else None,
                 "error": job.error,
             }
             for job in jobs
