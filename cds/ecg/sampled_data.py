@@ -8,6 +8,7 @@ Everything here raises ``FhirError`` whose expression names the offending elemen
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -35,8 +36,22 @@ class DecodedSamples:
     n_above: int
 
 
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, (Decimal, int, float)) else float(str(value))
+def _number(value: Any, *, expression: str) -> float:
+    """Return a FHIR decimal as a finite float; raise FhirError (400 ``value``) for null, text or overflow.
+
+    JSON allows integers of any size and the R4B models pass ``null`` through for some elements, so
+    neither may reach ``float()`` unchecked (an OverflowError or ValueError would be a 500).
+    """
+    number = None
+    if isinstance(value, (Decimal, int, float, str)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (OverflowError, ValueError):
+            number = None
+    if number is None or not math.isfinite(number):
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+        raise FhirError.single(400, "value", f"expected a finite decimal, got {shown}", expression)
+    return number
 
 
 def parse_data_string(data: str, *, expression: str) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +117,7 @@ def decode_sampled_data(sampled: dict[str, Any], *, expression: str) -> DecodedS
     3. De-interleave into ``(dimensions, n)``.
     Raises FhirError for a bad period, dimensions, or data.
     """
-    period = _number(sampled.get("period", 0))
+    period = _number(sampled.get("period", 0), expression=f"{expression}.period")
     if not period > 0:
         raise FhirError.single(400, "value", f"period must be > 0 ms, got {period}", f"{expression}.period")
     dimensions = int(sampled.get("dimensions", 1))
@@ -117,12 +132,15 @@ def decode_sampled_data(sampled: dict[str, Any], *, expression: str) -> DecodedS
             f"{expression}.dimensions",
         )
     origin = sampled.get("origin") or {}
-    values = _number(origin.get("value", 0)) + _number(sampled.get("factor", 1)) * raw
+    if not isinstance(origin, dict):
+        raise FhirError.single(400, "structure", "origin must be a Quantity object", f"{expression}.origin")
+    offset = _number(origin.get("value", 0), expression=f"{expression}.origin.value")
+    values = offset + _number(sampled.get("factor", 1), expression=f"{expression}.factor") * raw
     for code, limit_name in ((2, "lowerLimit"), (3, "upperLimit")):
         limit = sampled.get(limit_name)
         mask = special == code
         if mask.any():
-            values[mask] = _number(limit) if limit is not None else np.nan
+            values[mask] = _number(limit, expression=f"{expression}.{limit_name}") if limit is not None else np.nan
     unit = origin.get("code") or origin.get("unit")
     return DecodedSamples(
         values=values.reshape(-1, dimensions).T,  # interleaved (n*d,) -> (d, n)

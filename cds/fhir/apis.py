@@ -180,7 +180,8 @@ def resource_validate_bundle_type(content: dict[str, Any]) -> None:
         raise FhirError.single(
             400, "invalid", f"POST [base] takes a Bundle, got {content.get('resourceType')!r}", "resourceType"
         )
-    if content.get("type") not in {"transaction", "batch"}:
+    bundle_type = content.get("type")
+    if not isinstance(bundle_type, str) or bundle_type not in {"transaction", "batch"}:
         raise FhirError.single(
             422,
             "not-supported",

@@ -63,8 +63,16 @@ def _parse_entry(index: int, raw: Any, request: Any) -> _Entry:
     path = f"Bundle.entry[{index}]"
     if not isinstance(raw, dict):
         raise FhirError.single(400, "structure", "entry must be an object", path)
-    method = (raw.get("request") or {}).get("method")
-    url = str((raw.get("request") or {}).get("url") or "")
+    entry_request = raw.get("request") or {}
+    if not isinstance(entry_request, dict):
+        raise FhirError.single(400, "structure", "request must be an object", f"{path}.request")
+    for element in ("url", "ifNoneExist"):
+        if element in entry_request and not isinstance(entry_request[element], str):
+            raise FhirError.single(400, "structure", f"request.{element} must be a string", f"{path}.request.{element}")
+    if "fullUrl" in raw and not isinstance(raw["fullUrl"], str):
+        raise FhirError.single(400, "structure", "fullUrl must be a string", f"{path}.fullUrl")
+    method = entry_request.get("method")
+    url = str(entry_request.get("url") or "")
     content = raw.get("resource")
     if method != "POST":
         raise FhirError.single(
@@ -82,7 +90,7 @@ def _parse_entry(index: int, raw: Any, request: Any) -> _Entry:
         resource_type=resource_type,
         content=content,
         full_url=raw.get("fullUrl"),
-        if_none_exist=(raw.get("request") or {}).get("ifNoneExist"),
+        if_none_exist=entry_request.get("ifNoneExist"),
     )
 
 

@@ -65,6 +65,9 @@ def parse_body(request: HttpRequest) -> dict[str, Any]:
         raise FhirError.single(400, "value", f"JSON contains {exc.args[0]}, which is not a valid FHIR number") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FhirError.single(400, "structure", f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # json's C parser recurses per nesting level: a body nested thousands deep is no resource.
+        raise FhirError.single(400, "structure", "body is nested too deeply to be a FHIR resource") from None
     if not isinstance(parsed, dict):
         raise FhirError.single(400, "structure", "body must be a JSON object (a FHIR resource)")
     return parsed

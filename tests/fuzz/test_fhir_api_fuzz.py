@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, reject, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cds.fhir.models import StoredResource
@@ -30,59 +29,8 @@ ECG = small_ecg()
 BUNDLE = small_bundle()
 
 
-def known_bug(text: str) -> str | None:
-    """Return the known, reported crash that ``text`` triggers, or None (each has a strict xfail test below)."""
-    try:
-        body = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    if isinstance(body, dict) and body.get("resourceType") == "Bundle" and isinstance(body.get("type"), list | dict):
-        return "unhashable Bundle.type"
-    if any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > 1.7e308 for v in _values(body)):
-        return "integer beyond float range in SampledData"
-    for sampled in _objects(body):
-        if "data" in sampled and "period" in sampled:
-            origin = sampled.get("origin")
-            nulls = [k for k in ("factor", "lowerLimit", "upperLimit") if k in sampled and sampled[k] is None]
-            if nulls or (isinstance(origin, dict) and "value" in origin and origin["value"] is None):
-                return "null number in SampledData"
-    entries = body.get("entry") if isinstance(body, dict) else None
-    for entry in entries if isinstance(entries, list) else []:
-        request = entry.get("request") if isinstance(entry, dict) else None
-        if request and not isinstance(request, dict):
-            return "Bundle.entry.request not an object"
-        if isinstance(request, dict) and "ifNoneExist" in request and not isinstance(request["ifNoneExist"], str):
-            return "non-string ifNoneExist"
-        if isinstance(entry, dict) and "fullUrl" in entry and isinstance(entry["fullUrl"], list | dict):
-            return "unhashable Bundle.entry.fullUrl"
-    return None
-
-
-def _objects(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for item in node.values():
-            yield from _objects(item)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _objects(item)
-
-
-def _values(node: Any) -> Iterator[Any]:
-    if isinstance(node, dict):
-        for item in node.values():
-            yield from _values(item)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _values(item)
-    else:
-        yield node
-
-
 def assert_refused_or_accepted(response: Any, *, text: str, body_is_object: bool, stored_before: int) -> None:
     """Check the contract of one answer (see the module docstring)."""
-    if response.status_code >= 500 and known_bug(text):
-        reject()  # reported, with a strict xfail test; keep fuzzing for new ones
     if response.status_code >= 500 and CRASH_DIR:
         # Bodies are too large for hypothesis' report: keep each crasher as a file to replay with curl.
         Path(CRASH_DIR).mkdir(parents=True, exist_ok=True)
@@ -154,13 +102,6 @@ def test_it_accepts_the_unmutated_inputs(service_account: Any) -> None:
     assert post(service_account, "/fhir", json.dumps(BUNDLE)).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known bug, not in this change's files: cds/fhir/http.py parse_body lets json.loads' RecursionError "
-        "through (500); catching it there as a 400 'structure' OperationOutcome fixes it"
-    ),
-)
 @pytest.mark.parametrize("path", ["/fhir/Observation", "/fhir"])
 def test_it_refuses_json_nested_deeper_than_the_parser_recurses(service_account: Any, path: str) -> None:
     deep = '{"resourceType": "Observation", "code": ' + "[" * 100_000 + "]" * 100_000 + "}"
@@ -168,27 +109,12 @@ def test_it_refuses_json_nested_deeper_than_the_parser_recurses(service_account:
     assert response.status_code == 400, response.content
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known bug, not in this change's files: cds/fhir/apis.py resource_validate_bundle_type tests "
-        "`content.get('type') in {...}`, a TypeError (500) for a list or object; check isinstance(str) first"
-    ),
-)
 @pytest.mark.parametrize("bundle_type", [[], {"a": 1}])
 def test_it_refuses_an_unhashable_bundle_type(service_account: Any, bundle_type: Any) -> None:
     response = post(service_account, "/fhir", json.dumps({"resourceType": "Bundle", "type": bundle_type}))
     assert response.status_code == 422, response.content
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known bug, not in this change's files: cds/fhir/bundles.py _parse_entry calls .get on "
-        "Bundle.entry.request without checking it is an object, and cds/fhir/services.py conditional_match calls "
-        "query.lstrip on request.ifNoneExist without checking it is a string (AttributeError, 500)"
-    ),
-)
 @pytest.mark.parametrize(
     "request_value", [5, "POST Patient", ["POST"], {"method": "POST", "url": "Patient", "ifNoneExist": 5}]
 )
@@ -199,14 +125,6 @@ def test_it_refuses_a_malformed_entry_request(service_account: Any, request_valu
     assert response.status_code == 400, response.content
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known bug, not in this change's files: cds/ecg/sampled_data.py _number calls float() on a FHIR decimal "
-        "that may exceed float range (OverflowError) or be JSON null (float('None'), ValueError), a 500; refuse "
-        "both as a 400 'value' with the element's expression"
-    ),
-)
 @pytest.mark.parametrize(
     ("element", "value"),
     [("period", 10**400), ("factor", 10**400), ("origin", 10**400), ("factor", None), ("origin", None)],
@@ -231,13 +149,6 @@ def test_it_refuses_a_sampled_data_number_beyond_float_range_or_null(
     assert response.status_code == 400, response.content
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known bug, not in this change's files: cds/fhir/bundles.py _apply uses Bundle.entry.fullUrl as a dict key "
-        "without checking it is a string (TypeError, 500) when the entry's ifNoneExist matches an existing resource"
-    ),
-)
 @pytest.mark.parametrize("full_url", [["urn:uuid:8f2ff3e4-86e7-46ad-ae5c-fcd5e6f56bb9"], {"a": 1}])
 def test_it_refuses_an_unhashable_full_url(service_account: Any, full_url: Any) -> None:
     assert post(service_account, "/fhir", json.dumps(BUNDLE)).status_code == 200
