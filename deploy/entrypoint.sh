@@ -28,6 +28,8 @@ web)
     # --worker-tmp-dir: gunicorn's heartbeat files on tmpfs, not on a (read-only or slow) disk.
     # --timeout: a worker silent for this long is killed and restarted (large FHIR Bundles take
     # seconds to validate, never a minute). --max-requests recycles workers to bound memory growth.
+    # The access log names the path only (%(U)s, no query string): a search such as
+    # ?identifier=...|MRN would otherwise write patient identifiers to the log.
     exec gunicorn cds.wsgi:application \
         --bind "0.0.0.0:${PORT:-8080}" \
         --workers "${WEB_CONCURRENCY:-2}" \
@@ -38,6 +40,7 @@ web)
         --max-requests-jitter 100 \
         --worker-tmp-dir /dev/shm \
         --access-logfile - \
+        --access-logformat '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s' \
         "$@"
     ;;
 worker)

@@ -117,6 +117,9 @@ def start_processes(env: dict[str, str], *, background: bool) -> dict[str, subpr
             env.get("WEB_CONCURRENCY", "2"),
             "--access-logfile",
             "-",
+            # Path only, no query string: searches carry patient identifiers (no PHI in logs).
+            "--access-logformat",
+            '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s',
         ],
         "worker": [
             str(BIN / "celery"),
