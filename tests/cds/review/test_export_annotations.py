@@ -80,3 +80,48 @@ def test_it_exports_what_the_training_loader_reads_back_and_a_model_trains_on_it
     model = LogisticRegression(C=10.0, max_iter=2000).fit((x - x.mean(0)) / (x.std(0) + 1e-9), y)
     assert model.score((x - x.mean(0)) / (x.std(0) + 1e-9), y) >= 5 / 6
     assert model.coef_.shape == (1, 24)
+
+
+def test_it_fine_tunes_the_shipped_foundation_model_on_exported_annotations(
+    reviewed: list[Review], tmp_path: Path
+) -> None:
+    """Re-annotation closes the loop: clinicians' labels, exported, fine-tune our own model's head."""
+    import torch
+
+    from ecg_models.foundation import from_checkpoint
+    from inference.preprocessing import foundation_inputs
+    from tests.conftest import REPO_ROOT
+
+    call_command("export_annotations", out=str(tmp_path), stdout=io.StringIO())
+    index = load_ptbxl_index(tmp_path)
+    records = [load_ptbxl_record(tmp_path, row) for _, row in index.iterrows()]
+    inputs = [foundation_inputs(r.signal, r.sample_rate_hz) for r in records]  # the serving preprocessing
+    signal = torch.from_numpy(np.stack([i.signal for i in inputs]))
+    lead_mask = torch.from_numpy(np.stack([i.lead_mask for i in inputs]))
+    target = torch.tensor([float(r.label == "abnormal") for r in records])
+
+    torch.manual_seed(0)
+    model = from_checkpoint(REPO_ROOT / "ecg_models" / "weights" / "foundation.pt")
+    for parameter in model.parameters():  # head-only fine-tune: the pretrained encoder stays frozen
+        parameter.requires_grad = False
+    trainable = list(model.heads.abnormal.parameters())
+    for parameter in trainable:
+        parameter.requires_grad = True
+    before = [p.detach().clone() for p in trainable]
+    optimizer = torch.optim.Adam(trainable, lr=1e-2)
+    model.eval()  # no dropout: the loss curve is deterministic
+
+    def loss() -> torch.Tensor:
+        logit = model(signal, lead_mask)[0].reshape(-1)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logit, target)
+
+    first = float(loss())
+    for _ in range(30):
+        optimizer.zero_grad()
+        value = loss()
+        value.backward()
+        optimizer.step()
+    assert float(loss()) < 0.5 * first  # it learns the reviewers' labels
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainable, strict=True))
+    encoder = from_checkpoint(REPO_ROOT / "ecg_models" / "weights" / "foundation.pt").encoder.state_dict()
+    assert all(torch.equal(v, model.encoder.state_dict()[k]) for k, v in encoder.items())  # encoder untouched
