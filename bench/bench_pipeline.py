@@ -84,7 +84,7 @@ def infer_rate(
     from inference.triton_client import TritonClient
 
     client = TritonClient(grpc_url=grpc_url, timeout_s=60)
-    n = len(arrays["record"])
+    n = len(next(iter(arrays.values())))
     index = np.arange(batch) % n
     request = {name: np.ascontiguousarray(array[index]) for name, array in arrays.items()}
     outputs = [TIMED_OUTPUT[model]]
