@@ -54,12 +54,15 @@ class Ehr(HttpUser):
         self.renew_token()
 
     def renew_token(self):
+        # Per-request headers only: a session-wide FHIR Content-Type would spoil the form-encoded
+        # token request once the first token is in use.
         r = self.client.post("/auth/token", data={{"grant_type": "client_credentials"}},
                              auth=(os.environ["LOAD_CLIENT_ID"], os.environ["LOAD_CLIENT_SECRET"]), name="POST token")
+        r.raise_for_status()
         token = r.json()
         self.expires_at = time.monotonic() + token["expires_in"] - 30
-        self.client.headers.update({{"Authorization": "Bearer " + token["access_token"],
-                                     "Content-Type": "application/fhir+json", "Prefer": "return=minimal"}})
+        self.fhir_headers = {{"Authorization": "Bearer " + token["access_token"],
+                             "Content-Type": "application/fhir+json", "Prefer": "return=minimal"}}
 
     @task
     def post_ecg(self):
@@ -67,7 +70,8 @@ class Ehr(HttpUser):
             self.renew_token()
         n = next(COUNTER)
         body = BODIES[n % len(BODIES)].replace("{PLACEHOLDER}", f"{{RUN}}-{{n}}")
-        with self.client.post("/fhir/Observation", data=body, catch_response=True, name="POST Observation") as r:
+        with self.client.post("/fhir/Observation", data=body, headers=self.fhir_headers, catch_response=True,
+                              name="POST Observation") as r:
             if r.status_code == 201:
                 print("ACCEPTED", r.headers["Location"].split("/Observation/")[1].split("/")[0], flush=True)
             else:
