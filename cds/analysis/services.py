@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from cds.analysis.models import AnalysisJob
 from cds.ecg.models import EcgRecording
-from inference.errors import InferenceError
+from inference.errors import InferenceError, ModelNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,9 @@ def analysis_job_execute(*, job_id: int) -> AnalysisJob | None:
     2. Analyse outside any transaction (STYLE G7: never hold one across a Triton call).
     3. Store predictions, result resources and the write-back outbox row and mark the job
        succeeded, all in one transaction, so a crash leaves either everything or nothing.
-    A transient inference error (Triton down or slow) puts the job back to pending and re-raises
-    it for the task's retry; a permanent one (model missing, ECG not scorable) fails the job with
+    A transient inference error (Triton down or slow), or a model Triton reports missing (it does so
+    while it (re)loads its repository after a restart), puts the job back to pending and re-raises it
+    for the task's retries, after which the job fails with that reason; a permanent one (model missing, ECG not scorable) fails the job with
     the reason and returns it.
     """
     from cds.analysis.analyzer import analyzer, ecg_input_for
@@ -67,7 +68,7 @@ def analysis_job_execute(*, job_id: int) -> AnalysisJob | None:
     try:
         result = analyzer().analyse(ecg)
     except InferenceError as exc:
-        if exc.transient:
+        if exc.transient or isinstance(exc, ModelNotFound):
             analysis_job_release(job_id=job.pk, error=f"{type(exc).__name__}: {exc.message}")
             raise
         analysis_job_fail(job_id=job.pk, error=f"{type(exc).__name__}: {exc.message}")

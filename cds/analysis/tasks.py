@@ -8,7 +8,7 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 
-from inference.errors import TritonUnavailable
+from inference.errors import ModelNotFound, TritonUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +28,9 @@ class AnalysisTask(Task):
     base=AnalysisTask,
     acks_late=True,
     name="analysis.job_run",
-    # Only Triton being down or slow is worth waiting for; the service has already put the job
-    # back to pending, so the retried task can claim it again.
-    autoretry_for=(TritonUnavailable,),
+    # Only Triton being down, slow, or still loading its models is worth waiting for; the service
+    # has already put the job back to pending, so the retried task can claim it again.
+    autoretry_for=(TritonUnavailable, ModelNotFound),
     retry_backoff=5,
     retry_backoff_max=settings.ANALYSIS_RETRY_BACKOFF_MAX_S,
     retry_jitter=True,
@@ -42,8 +42,8 @@ def analysis_job_run(self: Task, job_id: int) -> str | None:
 
     try:
         job = analysis_job_execute(job_id=job_id)
-    except TritonUnavailable:
-        logger.warning("analysis job %s: Triton unavailable; will retry", job_id)
+    except (TritonUnavailable, ModelNotFound) as exc:
+        logger.warning("analysis job %s: %s; will retry", job_id, type(exc).__name__)
         raise
     except Exception:
         # Worker boundary: log with the traceback and re-raise so on_failure records the reason.

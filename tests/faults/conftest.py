@@ -150,7 +150,7 @@ class FaultStack:
             "TRITON_HTTP_URL": "",
             "TRITON_TIMEOUT_S": "5",
             "ANALYSIS_RETRY_BACKOFF_MAX_S": "20",
-            "ANALYSIS_MAX_RETRIES": "10",
+            "ANALYSIS_MAX_RETRIES": "20",
             "INFERENCE_FOUNDATION_ENABLED": str("ecg_foundation" in triton.load_models).lower()
             if triton.load_models
             else "false",
@@ -295,7 +295,12 @@ class FaultStack:
     def assert_analysed_and_written_back_once(self, observation_ids: list[str], timeout_s: float = 90) -> None:
         """Every ECG: job succeeded, one prediction per model, one outbox message delivered, one copy at the EHR."""
         states = self.wait_until_done(observation_ids, timeout_s, sweep_every_s=10)
-        assert states == {oid: "succeeded" for oid in observation_ids}, states
+        errors = self.db.query(
+            "SELECT r.logical_id, j.error FROM analysis_analysisjob j JOIN ecg_ecgrecording r ON r.id = j.recording_id"
+            " WHERE r.logical_id = ANY(%s) AND j.status <> 'succeeded'",
+            observation_ids,
+        )
+        assert states == {oid: "succeeded" for oid in observation_ids}, (states, errors)
         counts = self.db.query(
             "SELECT r.logical_id, count(p.id), count(DISTINCT j.id) FROM ecg_ecgrecording r"
             " JOIN analysis_analysisjob j ON j.recording_id = r.id"
