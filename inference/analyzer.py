@@ -26,6 +26,7 @@ import numpy as np
 from inference.errors import InferenceFailed, UnscorableEcg
 from inference.foundation_postprocessing import (
     FOUNDATION_OUTPUTS,
+    FOUNDATION_OUTPUTS_ALL,
     REPORT_OUTPUTS,
     FoundationServing,
     foundation_result,
@@ -48,14 +49,6 @@ DETECTOR_MODEL = "ecg_detector"
 DETECTOR_OUTPUTS = ("score__0", "anomaly_map__1", "attributes__2")
 FOUNDATION_MODEL = "ecg_foundation"
 REPORT_MODEL = "ecg_report"
-# Every output of the served classifier module, in its tuple order (the in-process backend runs it).
-FOUNDATION_OUTPUTS_ALL = (
-    "abnormal_logit__0",
-    "superclass_logits__1",
-    "statement_logits__2",
-    "embedding__3",
-    "novelty__4",
-)
 # The stored map: 50 Hz keeps a QRS-wide peak (80-120 ms) visible at a fifth of the size.
 STORED_MAP_RATE_HZ = 50.0
 

@@ -17,7 +17,16 @@ from inference.errors import InferenceFailed
 from inference.preprocessing import LEADS_12
 from inference.results import FOUNDATION_NAME, FoundationResult
 
-FOUNDATION_OUTPUTS = ("abnormal_logit__0", "superclass_logits__1", "statement_logits__2", "novelty__4")
+# Every output of the served classifier, in its tuple order (the in-process backend runs the module
+# itself); the client asks Triton only for those it reads (the embedding stays on the server).
+FOUNDATION_OUTPUTS_ALL = (
+    "abnormal_logit__0",
+    "superclass_logits__1",
+    "statement_logits__2",
+    "embedding__3",
+    "novelty__4",
+)
+FOUNDATION_OUTPUTS = tuple(name for name in FOUNDATION_OUTPUTS_ALL if name != "embedding__3")
 REPORT_OUTPUTS = ("token_ids__0",)
 # Metaspace pre-tokenization marks word starts with this piece prefix; decoding turns it into spaces.
 _WORD_START = "\u2581"

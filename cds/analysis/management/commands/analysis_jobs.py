@@ -11,6 +11,25 @@ from cds.analysis.models import AnalysisJob, Prediction
 from inference.results import DETECTOR_NAME, FOUNDATION_NAME
 
 
+def job_row(job: AnalysisJob, detector: Prediction | None, foundation: Prediction | None) -> dict[str, Any]:
+    """Return one job's row: status, the detector's finding and the foundation model's draft."""
+    return {
+        "job": job.pk,
+        "observation": job.recording.logical_id,
+        "status": job.status,
+        "attempts": job.attempts,
+        "model_version": job.model_version,
+        "score": detector.score if detector else None,
+        "threshold": detector.threshold if detector else None,
+        "flagged": detector.flagged if detector else None,
+        "intervals": len(detector.intervals) if detector else 0,
+        "probability_abnormal": foundation.score if foundation else None,
+        "report_text": foundation.report_text if foundation else "",
+        "review_priority": foundation.review_priority if foundation else None,
+        "error": job.error,
+    }
+
+
 class Command(BaseCommand):
     help = "List analysis jobs with their ECG Observation id, status, detector score and error."
 
@@ -33,24 +52,7 @@ class Command(BaseCommand):
                 "job_id", "score", "report_text", "review_priority"
             )
         }
-        rows = [
-            {
-                "job": job.pk,
-                "observation": job.recording.logical_id,
-                "status": job.status,
-                "attempts": job.attempts,
-                "model_version": job.model_version,
-                "score": scored[job.pk].score if job.pk in scored else None,
-                "threshold": scored[job.pk].threshold if job.pk in scored else None,
-                "flagged": scored[job.pk].flagged if job.pk in scored else None,
-                "intervals": len(scored[job.pk].intervals) if job.pk in scored else 0,
-                "probability_abnormal": reported[job.pk].score if job.pk in reported else None,
-                "report_text": reported[job.pk].report_text if job.pk in reported else "",
-                "review_priority": reported[job.pk].review_priority if job.pk in reported else None,
-                "error": job.error,
-            }
-            for job in jobs
-        ]
+        rows = [job_row(job, scored.get(job.pk), reported.get(job.pk)) for job in jobs]
         if options["json"]:
             self.stdout.write(json.dumps(rows))
             return
