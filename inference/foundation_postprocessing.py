@@ -110,6 +110,7 @@ def foundation_result(
     if not np.isfinite(probability):
         raise InferenceFailed("ecg_foundation: non-finite abnormal probability")
     superclass = _sigmoid(outputs["superclass_logits__1"].reshape(-1))
+    statements = _sigmoid(outputs["statement_logits__2"].reshape(-1))
     text = decode_report(token_ids.reshape(-1).tolist(), serving.vocabulary, serving.special_ids) or NO_TEXT
     novelty = float(outputs["novelty__4"].reshape(-1)[0])
     return FoundationResult(
@@ -122,6 +123,10 @@ def foundation_result(
         report_text=text,
         leads_used=tuple(lead for lead, used in zip(LEADS_12, lead_mask, strict=True) if used),
         review_priority=review_priority(probability, detector_z, novelty),
+        statement_probabilities={
+            code: round(float(p), 4) for code, p in zip(serving.statement_codes, statements, strict=True)
+        },
+        threshold=serving.threshold,
         server_model_version=server_model_version,
         timings_ms=timings_ms,
     )

@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inference.clinical.types import ClinicalReport, EcgMeasurements
+
 DETECTOR_NAME = "ecg-anomaly-detector"  # model_name of every detector Prediction
 FOUNDATION_NAME = "ecg-foundation"  # model_name of every foundation-model Prediction
+INTERPRETATION_NAME = "ecg-interpretation"  # model_name of every rule-based interpretation Prediction
 
 
 @dataclass(frozen=True)
@@ -61,15 +64,19 @@ class FoundationResult:
     superclass_probabilities: dict[str, float]
     report_text: str
     leads_used: tuple[str, ...]
-    review_priority: float | None = None
+    review_priority: float | None = None  # re-annotation value (active learning), not clinical urgency
+    statement_probabilities: dict[str, float] = field(default_factory=dict)  # SCP code -> probability
+    threshold: float | None = None  # operating point on probability_abnormal (validation-chosen)
     server_model_version: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class AnalysisResult:
-    """Both models' results for one ECG."""
+    """Both models' results for one ECG, the measurements and the grounded report built from them."""
 
     detector: DetectorResult
     foundation: FoundationResult | None = None
+    measurements: EcgMeasurements | None = None
+    clinical: ClinicalReport | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)

@@ -1,38 +1,12 @@
 """The 71 PTB-XL SCP-ECG statements clinicians assign as diagnostic labels.
 
-``data/scp_statements.csv`` is PTB-XL's own file (CC BY 4.0), so exported labels read back with
-``training.data.ptbxl`` unchanged.
+The table lives in ``inference.clinical.scp`` (the lowest layer that reads it: the decoder-text
+checker uses it too), so exported labels and the models speak the same codes.
 """
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass
-from pathlib import Path
+from inference.clinical.scp import SCP_CODES, SCP_STATEMENTS, SCP_STATEMENTS_CSV, ScpStatement
 
-SCP_STATEMENTS_CSV = Path(__file__).resolve().parent / "data" / "scp_statements.csv"
+__all__ = ["SCP_CODES", "SCP_STATEMENTS", "SCP_STATEMENTS_CSV", "ScpStatement"]
 
-
-@dataclass(frozen=True)
-class ScpStatement:
-    """One statement: code, English description, diagnostic superclass ('' if not diagnostic)."""
-
-    code: str
-    description: str
-    superclass: str
-    kind: str  # diagnostic | form | rhythm
-
-
-def _load() -> dict[str, ScpStatement]:
-    with SCP_STATEMENTS_CSV.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    statements = {}
-    for row in rows:
-        code = row[""]
-        kind = "diagnostic" if row["diagnostic"] == "1.0" else "rhythm" if row["rhythm"] == "1.0" else "form"
-        statements[code] = ScpStatement(code, row["description"], row["diagnostic_class"] or "", kind)
-    return statements
-
-
-SCP_STATEMENTS = _load()
-SCP_CODES = tuple(SCP_STATEMENTS)
