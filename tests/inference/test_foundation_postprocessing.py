@@ -68,6 +68,7 @@ def test_it_never_returns_empty_report_text() -> None:
     outputs = {
         "abnormal_logit__0": np.array([[0.0]], dtype=np.float32),
         "superclass_logits__1": np.zeros((1, 5), dtype=np.float32),
+        "statement_logits__2": np.array([[2.0]], dtype=np.float32),
         "novelty__4": np.array([[0.2]], dtype=np.float32),
     }
     lead_mask = np.array([True] * 6 + [False] * 6)
@@ -86,3 +87,5 @@ def test_it_never_returns_empty_report_text() -> None:
         outputs, np.array([4, 2]), lead_mask, serving=serving, detector_z=None, server_model_version="t", timings_ms={}
     )
     assert spoken.report_text == "sinus"
+    assert spoken.statement_probabilities == {"NORM": pytest.approx(0.8808, abs=1e-4)}
+    assert spoken.threshold == 0.5

@@ -1,0 +1,272 @@
+"""Build the one verdict and the draft report of an ECG from coded findings.
+
+Order of authority, as a cardiologist reads an ECG: first whether the recording may be interpreted
+at all (electrode reversal, unreadable signal: repeat it; paced rhythm or a child: outside the
+models' intended use), then the measured statements (rhythm, conduction, axis, intervals, voltage,
+ST), then the foundation model's morphology statements where its heads agree, then what the
+anomaly detector adds. The text never says "normal ECG" when anything flags the ECG, and says so
+where the evidence disagrees instead of picking one side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from inference.clinical.decoder_check import CONTRADICTIONS, DecoderSentence, Evidence, decoder_text_check
+from inference.clinical.scp import SCP_STATEMENTS
+from inference.clinical.types import ClinicalReport, EcgMeasurements, Finding, Verdict
+from inference.preprocessing import LEADS_12
+from inference.results import DetectorResult, FoundationResult
+
+# A sigmoid head trained with binary cross-entropy states a statement at p >= 0.5; no threshold is
+# fitted per statement (too few positives per statement to choose one without overfitting).
+STATEMENT_PROBABILITY = 0.5
+SNOMED_SINUS_RHYTHM = "426783006"
+# The measured statement an SCP label corresponds to (SNOMED CT): the model's claim is confirmed
+# when the measurements made the same statement.
+SNOMED_OF_SCP = {
+    "SR": "426783006",
+    "SBRAD": "426177001",
+    "STACH": "427084000",
+    "SARRH": "427393009",
+    "AFIB": "164889003",
+    "AFLT": "164890007",
+    "1AVB": "270492004",
+    "LPR": "270492004",
+    "CRBBB": "59118001",
+    "CLBBB": "164909002",
+    "IRBBB": "713426002",
+    "ILBBB": "251120003",
+    "IVCD": "698252002",
+    "LNGQT": "111975006",
+    "PVC": "427172004",
+    "PAC": "284470004",
+    "LVOLT": "251146004",
+    "STE_": "164931005",
+    "STD_": "429622005",
+    "PACE": "10370003",
+}
+# SCP statements whose subject (rhythm, conduction, intervals, axis, voltage, ST level) the
+# measurements own: the model's claim only confirms or disagrees, it is never stated on its own.
+MEASURED_DOMAIN = frozenset(SNOMED_OF_SCP) | {"NORM", "LAFB", "LPFB", "SVARR", "BIGU", "TRIGU", "PRC(S)", "SVTAC"}
+LABELS = {
+    "heart_rate_bpm": "rate",
+    "rr_irregularity": "RR regularity",
+    "p_wave_present": "P waves",
+    "pr_ms": "PR",
+    "qrs_ms": "QRS duration",
+    "qt_ms": "QT",
+    "qtc_ms": "QTc",
+    "p_axis_deg": "P axis",
+    "qrs_axis_deg": "QRS axis",
+    "t_axis_deg": "T axis",
+}
+DISCLAIMER = "Preliminary AI-generated draft: decision support only, to be reviewed and signed by a clinician."
+
+
+def clinical_report(
+    *,
+    measurements: EcgMeasurements,
+    findings: Sequence[Finding],
+    detector: DetectorResult | None,
+    foundation: FoundationResult | None,
+) -> ClinicalReport:
+    """Return the verdict, urgency, findings and text for one ECG.
+
+    ``findings`` are the measured statements plus the intended-use and technical checks. Steps:
+    1. Technical problems (electrode reversal, no readable beats) → repeat the recording.
+    2. Intended use (paced rhythm, patient under 18) → measurements only, no AI anomaly verdict.
+    3. Otherwise abnormal when a measured statement is abnormal, the detector flags the ECG, the
+       foundation model is over its operating point, or an AI morphology statement stands; normal
+       only when none of these holds and P waves precede regular QRS complexes (sinus rhythm).
+    4. The decoder's text is checked against the measurements; contradicted sentences are removed.
+    """
+    findings = list(findings)
+    if measurements.beats == 0:
+        findings.append(_unreadable(measurements))
+    technical = [f for f in findings if f.category == "technical"]
+    intended = [f for f in findings if f.category == "intended-use"]
+    measured = [f for f in findings if f.source == "measured"]
+    detector_flag = bool(detector is not None and detector.flagged)
+    foundation_flag = _foundation_flag(foundation)
+    abnormal_measured = any(f.abnormal for f in measured)
+    provisional_abnormal = detector_flag or foundation_flag or abnormal_measured or bool(technical or intended)
+    evidence = Evidence(measurements=measurements, measured=measured, abnormal=provisional_abnormal)
+    checked = decoder_text_check(foundation.report_text, evidence) if foundation is not None else []
+    ai_findings, disagreements = _model_statements(foundation, checked, evidence)
+    sinus = any(f.snomed == SNOMED_SINUS_RHYTHM for f in measured)
+    if technical:
+        verdict = Verdict.TECHNICAL_PROBLEM
+    elif intended:
+        verdict = Verdict.OUTSIDE_INTENDED_USE
+    elif provisional_abnormal or ai_findings or not sinus:
+        verdict = Verdict.ABNORMAL
+    else:
+        verdict = Verdict.NORMAL
+    model_voice = not (technical or intended)  # outside intended use the models are not heard
+    if verdict == Verdict.ABNORMAL and not sinus and not any(f.category == "rhythm" for f in measured):
+        disagreements.append("the rhythm could not be determined from the measurements")
+    all_findings = [*technical, *intended, *measured, *(ai_findings if model_voice else [])]
+    text = _text(
+        verdict=verdict,
+        findings=all_findings,
+        disagreements=disagreements if model_voice else [],
+        measurements=measurements,
+        detector=detector if model_voice else None,
+        foundation=foundation if model_voice else None,
+    )
+    return ClinicalReport(
+        verdict=verdict,
+        urgency="urgent" if any(f.urgent for f in all_findings) else "routine",
+        findings=tuple(all_findings),
+        text=text,
+        disagreements=tuple(disagreements),
+        decoder_text=foundation.report_text if foundation is not None else "",
+        decoder_removed=tuple(f"{s.text}: {s.removed_because}" for s in checked if s.removed_because),
+    )
+
+
+def _foundation_flag(foundation: FoundationResult | None) -> bool:
+    if foundation is None or foundation.threshold is None:
+        return False
+    return foundation.probability_abnormal >= foundation.threshold
+
+
+def _unreadable(m: EcgMeasurements) -> Finding:
+    reason = m.not_measured.get("heart_rate_bpm") or "no QRS complexes could be detected"
+    return Finding(
+        code="UNREADABLE",
+        text="ECG not interpretable: no QRS complexes found; repeat the recording",
+        snomed=None,
+        category="technical",
+        source="technical",
+        abnormal=True,
+        evidence={"reason": reason, "unusable_leads": dict(m.unusable_leads)},
+    )
+
+
+def _model_statements(
+    foundation: FoundationResult | None, checked: Sequence[DecoderSentence], evidence: Evidence
+) -> tuple[list[Finding], list[str]]:
+    """Return the model's morphology findings and the disagreements between model and measurements.
+
+    A morphology statement stands when the statement head gives it p >= 0.5 and a second output
+    agrees: the decoder names it, or (diagnostic statements) the superclass head gives its class
+    p >= 0.5. A claim in the measurements' domain is never stated by the model; where the
+    measurements contradict it or do not confirm it, the disagreement is said.
+    """
+    if foundation is None:
+        return [], []
+    named = {s.code for s in checked if s.code and not s.removed_because}
+    measured_snomed = {f.snomed for f in evidence.measured if f.snomed}
+    findings: list[Finding] = []
+    disagreements: list[str] = []
+    for code, p in sorted(foundation.statement_probabilities.items(), key=lambda kv: -kv[1]):
+        if p < STATEMENT_PROBABILITY or code not in SCP_STATEMENTS or code == "NORM":
+            continue
+        statement = SCP_STATEMENTS[code]
+        if code in MEASURED_DOMAIN:
+            if SNOMED_OF_SCP.get(code) in measured_snomed:
+                continue  # confirmed by the measured statement, which is already in the report
+            reason = CONTRADICTIONS[code](evidence) if code in CONTRADICTIONS else ""
+            because = reason or "the measured criteria are not met"
+            disagreements.append(f"the AI model suggests {statement.description.lower()} (p {p:.2f}), {because}")
+            continue
+        superclass_p = foundation.superclass_probabilities.get(statement.superclass, 0.0)
+        if not (code in named or (statement.superclass and superclass_p >= STATEMENT_PROBABILITY)):
+            continue
+        findings.append(
+            Finding(
+                code=code,
+                text=f"Possible {statement.description.lower()}",
+                snomed=None,
+                category="morphology",
+                source="foundation-model",
+                abnormal=True,
+                evidence={"statement_probability": p, "superclass_probability": superclass_p, "decoder": code in named},
+            )
+        )
+    return findings, disagreements
+
+
+def _lead_span(leads: Sequence[str]) -> str:
+    """Return leads in standard order, runs of neighbours written as ranges ("V1–V3, aVL")."""
+    order = [lead for lead in LEADS_12 if lead in set(leads)]
+    runs: list[list[str]] = []
+    for lead in order:
+        if runs and LEADS_12.index(lead) == LEADS_12.index(runs[-1][-1]) + 1:
+            runs[-1].append(lead)
+        else:
+            runs.append([lead])
+    return ", ".join(run[0] if len(run) == 1 else f"{run[0]}–{run[-1]}" for run in runs)
+
+
+def _detector_leads(detector: DetectorResult) -> str:
+    """Return the leads where the anomaly map is highest (the top quarter, at least one)."""
+    scores = detector.per_lead_scores
+    if not scores:
+        return ""
+    ranked = sorted(scores, key=lambda lead: -scores[lead])
+    return _lead_span(ranked[: max(1, len(ranked) // 4)])
+
+
+def _verdict_sentence(
+    verdict: str, findings: Sequence[Finding], detector: DetectorResult | None, foundation: FoundationResult | None
+) -> str:
+    if verdict == Verdict.NORMAL:
+        return "Normal ECG."
+    if verdict == Verdict.TECHNICAL_PROBLEM:
+        return "Not interpreted: repeat the recording."
+    if verdict == Verdict.OUTSIDE_INTENDED_USE:
+        return "No AI anomaly verdict: outside the models' intended use; measured statements only."
+    if any(f.abnormal for f in findings):
+        return "Abnormal ECG."
+    reasons = []
+    if detector is not None and detector.flagged:
+        reasons.append(f"high anomaly score in {_detector_leads(detector)} (score {detector.score:.1f})")
+    if _foundation_flag(foundation) and foundation is not None:
+        reasons.append(f"foundation model abnormal probability {foundation.probability_abnormal:.2f}")
+    if not reasons:
+        reasons.append("the rhythm could not be classified")
+    return f"Abnormal ECG: {'; '.join(reasons)}, no specific finding."
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    return "not measured" if value is None else f"{value:.0f} {unit}"
+
+
+def _measurement_line(m: EcgMeasurements) -> str:
+    qt = "not measured" if m.qt_ms is None else f"{m.qt_ms:.0f}/{_fmt(m.qtc_ms, 'ms')} ({m.qtc_formula})"
+    axes = "/".join("—" if a is None else f"{a:.0f}" for a in (m.p_axis_deg, m.qrs_axis_deg, m.t_axis_deg))
+    return (
+        f"Measurements: ventricular rate {_fmt(m.heart_rate_bpm, '/min')}, PR {_fmt(m.pr_ms, 'ms')}, "
+        f"QRS {_fmt(m.qrs_ms, 'ms')}, QT/QTc {qt}, P/QRS/T axes {axes}°."
+    )
+
+
+def _text(
+    *,
+    verdict: str,
+    findings: Sequence[Finding],
+    disagreements: Sequence[str],
+    measurements: EcgMeasurements,
+    detector: DetectorResult | None,
+    foundation: FoundationResult | None,
+) -> str:
+    order = ["technical", "intended-use", "rhythm", "conduction", "axis", "interval", "voltage", "st-t", "morphology"]
+    ranked = sorted(findings, key=lambda f: order.index(f.category) if f.category in order else len(order))
+    sentences = [f"{f.text}{' (AI model)' if f.source == 'foundation-model' else ''}." for f in ranked]
+    if disagreements:
+        sentences.append("Evidence disagrees: " + "; ".join(disagreements) + ".")
+    sentences.append(_verdict_sentence(verdict, findings, detector, foundation))
+    if measurements.unusable_leads:
+        unusable = ", ".join(f"{lead} ({why})" for lead, why in measurements.unusable_leads.items())
+        sentences.append(f"Unusable leads, not interpreted: {unusable}.")
+    if measurements.not_measured:
+        missing = "; ".join(
+            f"{LABELS.get(name, name.replace('_', ' '))}: {why}" for name, why in measurements.not_measured.items()
+        )
+        sentences.append(f"Not measured: {missing}.")
+    sentences.append(_measurement_line(measurements))
+    sentences.append(DISCLAIMER)
+    return " ".join(sentence[0].upper() + sentence[1:] for sentence in sentences)
