@@ -9,8 +9,10 @@ Serving signature (``FoundationModel.forward``)::
     signal (B, 12, 1000) float32, lead_mask (B, 12) bool
       -> abnormal_logit (B,), superclass_logits (B, 5), statement_logits (B, S), embedding (B, 2 * d_model)
 
-and ``FoundationGreedyGenerator.forward(signal, lead_mask) -> token_ids (B, max_len) int64``
-(BOS not included; PAD after EOS). Inputs come from ``inference.preprocessing.foundation_inputs``.
+and ``FoundationGreedyGenerator.forward(signal, lead_mask, measured=None) -> token_ids (B, max_len) int64``
+(BOS not included; PAD after EOS). Inputs come from ``inference.preprocessing.foundation_inputs``;
+``measured`` (B, K) float32 is ``inference.clinical.conditioning.measured_vector`` of the measured
+findings, required when ``cfg.condition_on_measured`` (and ignored otherwise).
 No file or network I/O here except ``from_checkpoint``.
 """
 
@@ -50,6 +52,8 @@ class FoundationConfig:
     max_len: int = 40  # longest generated report in tokens (EOS included)
     dropout: float = 0.1  # dropout in the decoder and before the heads
     condition_on_heads: bool = True  # add the heads' (detached) probabilities as one extra memory token
+    condition_on_measured: bool = False  # add the measured-findings vector as one more memory token
+    n_measured: int = 21  # K: length of inference.clinical.conditioning.MEASURED_FINDINGS
 
     @property
     def n_statements(self) -> int:
@@ -220,6 +224,8 @@ class FoundationModel(nn.Module):
         self.condition_on_heads = cfg.condition_on_heads
         n_findings = 1 + cfg.n_superclasses + cfg.n_statements
         self.findings_embed = nn.Linear(n_findings, cfg.d_model) if cfg.condition_on_heads else nn.Identity()
+        self.condition_on_measured = cfg.condition_on_measured
+        self.measured_embed = nn.Linear(cfg.n_measured, cfg.d_model) if cfg.condition_on_measured else nn.Identity()
 
     def encode(self, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
         """Latent sequence (B, T, D)."""
@@ -229,18 +235,20 @@ class FoundationModel(nn.Module):
         """Mean- and max-pool latents (B, T, D) -> embedding (B, 2D) (max catches brief events)."""
         return self.pool_norm(torch.cat([latents.mean(dim=1), latents.amax(dim=1)], dim=-1))
 
-    def memory(self, latents: torch.Tensor) -> torch.Tensor:
-        """Decoder memory (B, T + 1, D): latents with positions, plus a findings token.
+    def memory(self, latents: torch.Tensor, measured: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder memory (B, T + 1 (+ 1), D): latents with positions, a findings token, a measured token.
 
         The findings token embeds the heads' probabilities (detached, so the text loss does not
-        move the classifier), letting the report name what the heads detect.
+        move the classifier), letting the report name what the heads detect. The measured token
+        (``condition_on_measured``) embeds the measured-findings vector (B, K), so the report can
+        follow what the measurements say.
         """
         mem = self.memory_pos(latents)
-        if not self.condition_on_heads:
-            return mem
-        abnormal, superclass, statement = self.heads(self.pool(latents))
-        probs = torch.cat([abnormal.unsqueeze(-1), superclass, statement], dim=-1).sigmoid().detach()
-        return torch.cat([mem, self.findings_embed(probs).unsqueeze(1)], dim=1)
+        if self.condition_on_heads:
+            abnormal, superclass, statement = self.heads(self.pool(latents))
+            probs = torch.cat([abnormal.unsqueeze(-1), superclass, statement], dim=-1).sigmoid().detach()
+            mem = torch.cat([mem, self.findings_embed(probs).unsqueeze(1)], dim=1)
+        return _append_measured(mem, self.measured_embed, self.condition_on_measured, measured)
 
     def forward(
         self, signal: torch.Tensor, lead_mask: torch.Tensor
@@ -249,9 +257,20 @@ class FoundationModel(nn.Module):
         abnormal, superclass, statement = self.heads(embedding)
         return abnormal, superclass, statement, embedding
 
-    def report_logits(self, tokens: torch.Tensor, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+    def report_logits(
+        self, tokens: torch.Tensor, signal: torch.Tensor, lead_mask: torch.Tensor, measured: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Teacher-forced next-token logits (B, L, V) for input ``tokens`` (BOS-prefixed)."""
-        return self.decoder(tokens, self.memory(self.encode(signal, lead_mask)))
+        return self.decoder(tokens, self.memory(self.encode(signal, lead_mask), measured))
+
+
+def _append_measured(mem: torch.Tensor, embed: nn.Module, enabled: bool, measured: torch.Tensor | None) -> torch.Tensor:
+    """Append the measured-findings token to the memory when ``enabled`` (shared by eager and scripted)."""
+    if not enabled:
+        return mem
+    if measured is None:
+        raise ValueError("this model is conditioned on measured findings: pass measured (B, K) float32")
+    return torch.cat([mem, embed(measured.to(mem.dtype)).unsqueeze(1)], dim=1)
 
 
 def build_foundation(cfg: FoundationConfig | dict[str, Any]) -> FoundationModel:
@@ -306,17 +325,24 @@ def random_lead_masks(batch: int, n_leads: int, p_drop: float, generator: torch.
 
 
 @torch.no_grad()
-def greedy_decode(model: FoundationModel, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+def greedy_decode(
+    model: FoundationModel, signal: torch.Tensor, lead_mask: torch.Tensor, measured: torch.Tensor | None = None
+) -> torch.Tensor:
     """Greedy report ids (B, max_len) int64 (no BOS, PAD after EOS); eager twin of the generator."""
-    return FoundationGreedyGenerator(model)(signal, lead_mask)
+    return FoundationGreedyGenerator(model)(signal, lead_mask, measured)
 
 
 @torch.no_grad()
 def beam_decode(
-    model: FoundationModel, signal: torch.Tensor, lead_mask: torch.Tensor, beam: int = 3, length_penalty: float = 0.7
+    model: FoundationModel,
+    signal: torch.Tensor,
+    lead_mask: torch.Tensor,
+    beam: int = 3,
+    length_penalty: float = 0.7,
+    measured: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """Beam search per ECG with the eager model (see :func:`beam_search`)."""
-    memory = model.memory(model.encode(signal, lead_mask))
+    memory = model.memory(model.encode(signal, lead_mask), measured)
     return beam_search(model.decoder, memory, model.cfg.max_len, beam, length_penalty)
 
 
@@ -364,9 +390,10 @@ def beam_search(
 
 
 class FoundationMemory(nn.Module):
-    """Scriptable (signal, lead_mask) -> decoder memory (B, T + 1, D): the encoder side of decoding.
+    """Scriptable (signal, lead_mask, measured) -> decoder memory (B, M, D): the encoder side of decoding.
 
-    Same computation as ``model.memory(model.encode(signal, lead_mask))`` (a test keeps them equal).
+    Same computation as ``model.memory(model.encode(signal, lead_mask), measured)`` (a test keeps
+    them equal). M = T + 1 (findings token) + 1 when conditioned on measured findings.
     """
 
     def __init__(self, model: FoundationModel) -> None:
@@ -377,20 +404,28 @@ class FoundationMemory(nn.Module):
         self.heads = model.heads
         self.findings_embed = model.findings_embed
         self.condition_on_heads = model.condition_on_heads
+        self.measured_embed = model.measured_embed
+        self.condition_on_measured = model.condition_on_measured
 
-    def forward(self, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, signal: torch.Tensor, lead_mask: torch.Tensor, measured: torch.Tensor | None = None
+    ) -> torch.Tensor:
         latents = self.encoder(signal, lead_mask)
         mem = self.memory_pos(latents)
-        if not self.condition_on_heads:
-            return mem
-        embedding = self.pool_norm(torch.cat([latents.mean(dim=1), latents.amax(dim=1)], dim=-1))
-        abnormal, superclass, statement = self.heads(embedding)
-        probs = torch.cat([abnormal.unsqueeze(-1), superclass, statement], dim=-1).sigmoid().detach()
-        return torch.cat([mem, self.findings_embed(probs).unsqueeze(1)], dim=1)
+        if self.condition_on_heads:
+            embedding = self.pool_norm(torch.cat([latents.mean(dim=1), latents.amax(dim=1)], dim=-1))
+            abnormal, superclass, statement = self.heads(embedding)
+            probs = torch.cat([abnormal.unsqueeze(-1), superclass, statement], dim=-1).sigmoid().detach()
+            mem = torch.cat([mem, self.findings_embed(probs).unsqueeze(1)], dim=1)
+        if self.condition_on_measured:
+            if measured is None:
+                raise ValueError("this model is conditioned on measured findings: pass measured (B, K) float32")
+            mem = torch.cat([mem, self.measured_embed(measured.to(mem.dtype)).unsqueeze(1)], dim=1)
+        return mem
 
 
 class FoundationGreedyGenerator(nn.Module):
-    """Scriptable greedy report generator: (signal, lead_mask) -> token ids (B, max_len) int64.
+    """Scriptable greedy report generator: (signal, lead_mask, measured) -> token ids (B, max_len) int64.
 
     The whole decoding loop runs inside one call (``torch.jit.script``-able), so a server does
     not round-trip per token. Output excludes BOS; after EOS every position is PAD.
@@ -405,8 +440,10 @@ class FoundationGreedyGenerator(nn.Module):
         self.eos_id = EOS_ID
         self.pad_id = PAD_ID
 
-    def forward(self, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
-        memory = self.memory(signal, lead_mask)
+    def forward(
+        self, signal: torch.Tensor, lead_mask: torch.Tensor, measured: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        memory = self.memory(signal, lead_mask, measured)
         b = signal.shape[0]
         tokens = torch.full((b, 1), self.bos_id, dtype=torch.long, device=signal.device)
         finished = torch.zeros(b, dtype=torch.bool, device=signal.device)

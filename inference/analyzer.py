@@ -259,7 +259,7 @@ class TritonAnalyzer:
         classified = self.client.infer_result(self.foundation_model, arrays, FOUNDATION_OUTPUTS)
         f_timings["triton_ms"] = _ms_since(started)
         started = time.perf_counter()
-        report = self.client.infer_result(self.report_model, arrays, REPORT_OUTPUTS)
+        report = self._report(f_inputs, report_measured(ecg, f_serving))
         f_timings["report_ms"] = _ms_since(started)
         foundation = foundation_result(
             classified.outputs,
@@ -271,6 +271,12 @@ class TritonAnalyzer:
             timings_ms=f_timings,
         )
         return AnalysisResult(detector=detector, foundation=foundation, timings_ms=_merge_timings(detector, foundation))
+
+    def _report(self, f_inputs: FoundationInputs, measured: np.ndarray | None) -> Any:
+        """Call the report model; ``measured`` is the measured-findings vector (None if it takes none)."""
+        assert self.report_model
+        arrays = self.foundation_serving().report_inputs(f_inputs.signal, f_inputs.lead_mask, measured)
+        return self.client.infer_result(self.report_model, arrays, REPORT_OUTPUTS)
 
 
 def _merge_timings(detector: DetectorResult, foundation: FoundationResult | None) -> dict[str, float]:
@@ -359,7 +365,7 @@ class InProcessAnalyzer:
                 outputs = {n: t.numpy() for n, t in zip(names, self._foundation.classifier(signal, mask), strict=True)}
                 f_timings["model_ms"] = _ms_since(started)
                 started = time.perf_counter()
-                token_ids = self._foundation.generator(signal, mask)[0].numpy()
+                token_ids = self._report(f_inputs, report_measured(ecg, self._foundation_serving))
             f_timings["report_ms"] = _ms_since(started)
             foundation = foundation_result(
                 outputs,
@@ -371,3 +377,28 @@ class InProcessAnalyzer:
                 timings_ms=f_timings,
             )
         return AnalysisResult(detector=detector, foundation=foundation, timings_ms=_merge_timings(detector, foundation))
+
+    def _report(self, f_inputs: FoundationInputs, measured: np.ndarray | None) -> np.ndarray:
+        """Run the report generator; ``measured`` is the measured-findings vector (None if it takes none)."""
+        import torch
+
+        assert self._foundation_serving is not None
+        arrays = self._foundation_serving.report_inputs(f_inputs.signal, f_inputs.lead_mask, measured)
+        with torch.inference_mode():
+            return np.asarray(self._foundation.generator(*(torch.from_numpy(a) for a in arrays.values()))[0].numpy())
+
+
+# --- decoder conditioning: the report model's measured-findings input ----------------------------
+
+
+def report_measured(ecg: EcgInput, serving: FoundationServing) -> np.ndarray | None:
+    """Return the measured-findings vector (K,) for the report model, or None when it takes none.
+
+    Measures the ECG (``inference.clinical.measurements``/``statements``, imported only when the
+    served report model is conditioned on them).
+    """
+    if not serving.measured_codes:
+        return None
+    from inference.clinical.conditioning import measured_vector_of_signal
+
+    return measured_vector_of_signal(np.asarray(ecg.signal, dtype=np.float64), ecg.rate_hz, ecg.leads, sex=ecg.sex)

@@ -45,6 +45,8 @@ class FoundationServing:
     statement_codes: tuple[str, ...]
     vocabulary: tuple[str, ...]  # token pieces indexed by id
     special_ids: frozenset[int]
+    # SNOMED CT codes of the report model's ``measured`` input, in order; () = it takes none.
+    measured_codes: tuple[str, ...] = ()
 
     @classmethod
     def from_parameters(cls, classifier: Mapping[str, str], report: Mapping[str, str]) -> FoundationServing:
@@ -61,7 +63,28 @@ class FoundationServing:
             statement_codes=tuple(json.loads(classifier["statement_codes"])),
             vocabulary=tuple(json.loads(report["vocabulary"])),
             special_ids=frozenset(int(i) for i in json.loads(report["special_ids"]).values()),
+            measured_codes=tuple(json.loads(report.get("measured_findings") or "[]")),
         )
+
+    def report_inputs(
+        self, signal: np.ndarray, lead_mask: np.ndarray, measured: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        """Return the report model's request (batch of one) for one ECG's inputs.
+
+        ``measured`` is ``inference.clinical.conditioning.measured_vector`` of the ECG's measured
+        findings. Raises InferenceFailed when the served model needs it and it is missing or was
+        built for another list of findings (the client's ``MEASURED_SNOMED`` must match).
+        """
+        arrays = {"signal": signal[None], "lead_mask": lead_mask[None]}
+        if not self.measured_codes:
+            return arrays
+        from inference.clinical.conditioning import MEASURED_SNOMED
+
+        if self.measured_codes != MEASURED_SNOMED:
+            raise InferenceFailed("ecg_report: served measured_findings differ from this client's MEASURED_FINDINGS")
+        if measured is None or np.shape(measured) != (len(MEASURED_SNOMED),):
+            raise InferenceFailed("ecg_report: the served model needs the measured-findings vector")
+        return arrays | {"measured": np.asarray(measured, dtype=np.float32)[None]}
 
 
 def decode_report(token_ids: Sequence[int], vocabulary: Sequence[str], special_ids: frozenset[int]) -> str:

@@ -6,8 +6,10 @@ Writes, then checks each against the eager model on a fresh batch (max abs diffe
   (dynamic batch): signal (B, 12, 1000) float32, lead_mask (B, 12) bool ->
   abnormal_logit (B,), superclass_logits (B, 5), statement_logits (B, S), embedding (B, 256) (2 * d_model: mean and max pooling);
 - ``DIR/foundation_generator.torchscript.pt`` (``torch.jit.script``, the whole greedy loop in
-  one call): signal, lead_mask -> token_ids (B, max_len) int64 (no BOS; PAD = 0 after EOS = 2);
-- ``DIR/foundation_memory.torchscript.pt`` (signal, lead_mask -> memory (B, 126, 128) float32) and
+  one call): signal, lead_mask[, measured] -> token_ids (B, max_len) int64 (no BOS; PAD = 0 after
+  EOS = 2); ``measured`` (B, K) float32 is required when the checkpoint is conditioned on the
+  measured findings (``inference.clinical.conditioning.MEASURED_FINDINGS``) and ignored otherwise;
+- ``DIR/foundation_memory.torchscript.pt`` (signal, lead_mask[, measured] -> memory (B, 126 or 127, 128) float32) and
   ``DIR/foundation_decoder.torchscript.pt`` (tokens (B, L) int64 starting with BOS = 1, memory ->
   logits (B, L, V) float32): the parts for beam search outside the model
   (``ecg_models.foundation.beam_search(decoder, memory, max_len)``), checked against eager beam search;
@@ -57,6 +59,7 @@ def example_inputs(model: FoundationModel, batch: int = 2, seed: int = 0) -> tup
 def export(checkpoint: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any]:
     """Write the artefacts; return the differences vs eager."""
     model = from_checkpoint(checkpoint)
+    cfg = model.cfg
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     args = example_inputs(model)
@@ -72,15 +75,16 @@ def export(checkpoint: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any]
         result["torchscript_classifier_max_abs_diff"] = max(
             float((a - b).abs().max()) for a, b in zip(eager, loaded, strict=True)
         )
-        ids_eager = FoundationGreedyGenerator(model).eval()(*check)
-        ids_script = torch.jit.load(str(out_dir / "foundation_generator.torchscript.pt"))(*check)
+        measured = torch.eye(3, cfg.n_measured) if cfg.condition_on_measured else None
+        ids_eager = FoundationGreedyGenerator(model).eval()(*check, measured)
+        ids_script = torch.jit.load(str(out_dir / "foundation_generator.torchscript.pt"))(*check, measured)
         result["torchscript_generator_ids_equal"] = bool(torch.equal(ids_eager, ids_script))
         torch.jit.script(FoundationMemory(model).eval()).save(str(out_dir / "foundation_memory.torchscript.pt"))
         torch.jit.script(model.decoder.eval()).save(str(out_dir / "foundation_decoder.torchscript.pt"))
         memory_net = torch.jit.load(str(out_dir / "foundation_memory.torchscript.pt"))
         decoder = torch.jit.load(str(out_dir / "foundation_decoder.torchscript.pt"))
-        exported_beam = beam_search(decoder, memory_net(*check), model.cfg.max_len, beam=3)
-        result["torchscript_beam_equal"] = exported_beam == beam_decode(model, *check, beam=3)
+        exported_beam = beam_search(decoder, memory_net(*check, measured), model.cfg.max_len, beam=3)
+        result["torchscript_beam_equal"] = exported_beam == beam_decode(model, *check, beam=3, measured=measured)
         if onnx:
             import onnxruntime as ort
 
@@ -101,7 +105,7 @@ def export(checkpoint: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any]
             )
     tok = checkpoint.parent / ckpt["tokenizer"]
     shutil.copy(tok, out_dir / "foundation_tokenizer.json")
-    cfg = model.cfg
+    measured_io = {"measured": ["FP32", [-1, cfg.n_measured]]} if cfg.condition_on_measured else {}
     io = {
         "classifier": {
             "inputs": {"signal": ["FP32", [-1, cfg.n_leads, cfg.n_samples]], "lead_mask": ["BOOL", [-1, cfg.n_leads]]},
@@ -113,15 +117,29 @@ def export(checkpoint: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any]
             },
         },
         "generator": {
-            "inputs": {"signal": ["FP32", [-1, cfg.n_leads, cfg.n_samples]], "lead_mask": ["BOOL", [-1, cfg.n_leads]]},
+            "inputs": {
+                "signal": ["FP32", [-1, cfg.n_leads, cfg.n_samples]],
+                "lead_mask": ["BOOL", [-1, cfg.n_leads]],
+                **measured_io,
+            },
             "outputs": {"token_ids": ["INT64", [-1, cfg.max_len]]},
         },
         "memory": {
-            "inputs": {"signal": ["FP32", [-1, cfg.n_leads, cfg.n_samples]], "lead_mask": ["BOOL", [-1, cfg.n_leads]]},
+            "inputs": {
+                "signal": ["FP32", [-1, cfg.n_leads, cfg.n_samples]],
+                "lead_mask": ["BOOL", [-1, cfg.n_leads]],
+                **measured_io,
+            },
             "outputs": {
                 "memory": [
                     "FP32",
-                    [-1, cfg.n_samples // 2 ** len(cfg.channels) + int(cfg.condition_on_heads), cfg.d_model],
+                    [
+                        -1,
+                        cfg.n_samples // 2 ** len(cfg.channels)
+                        + int(cfg.condition_on_heads)
+                        + int(cfg.condition_on_measured),
+                        cfg.d_model,
+                    ],
                 ]
             },
         },
@@ -132,12 +150,22 @@ def export(checkpoint: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any]
         "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID},
         "superclasses": ["NORM", "MI", "STTC", "CD", "HYP"],
         "statement_codes": list(cfg.statement_codes),
+        "measured_findings": _measured_codes(cfg.condition_on_measured),
         "threshold_prob_abnormal": ckpt["operating_point"]["threshold_prob_abnormal"],
         "preprocessing": "inference.preprocessing.foundation_inputs (100 Hz, 10 s, 0.5-40 Hz, robust per-lead scale)",
     }
     (out_dir / "foundation_io.json").write_text(json.dumps(io, indent=1))
     result["files"] = sorted(p.name for p in out_dir.iterdir())
     return result
+
+
+def _measured_codes(enabled: bool) -> list[str]:
+    """SNOMED CT codes of the ``measured`` input, in order ([] when the model takes none)."""
+    if not enabled:
+        return []
+    from inference.clinical.conditioning import MEASURED_SNOMED
+
+    return list(MEASURED_SNOMED)
 
 
 def main(argv: list[str] | None = None) -> None:

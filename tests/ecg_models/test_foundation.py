@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from pathlib import Path
 
@@ -69,7 +70,14 @@ def test_it_returns_every_head_with_its_shape() -> None:
 
 def test_it_pins_the_forward_signature() -> None:
     assert list(inspect.signature(FoundationModel.forward).parameters) == ["self", "signal", "lead_mask"]
-    assert list(inspect.signature(FoundationGreedyGenerator.forward).parameters) == ["self", "signal", "lead_mask"]
+    # ``measured`` (B, K): the measured-findings vector, required only when condition_on_measured.
+    assert list(inspect.signature(FoundationGreedyGenerator.forward).parameters) == [
+        "self",
+        "signal",
+        "lead_mask",
+        "measured",
+    ]
+    assert list(inspect.signature(FoundationMemory.forward).parameters) == ["self", "signal", "lead_mask", "measured"]
 
 
 def test_it_round_trips_state_dict_and_checkpoint(tmp_path) -> None:
@@ -212,3 +220,53 @@ def test_it_runs_the_shipped_weights_on_a_sample_ecg_with_any_leads() -> None:
         assert 0.0 <= float(prob) <= 1.0
         text, reason = report_text(tok, builder, ids[0].tolist())
         assert text or reason  # never empty without a reason
+
+
+def conditioned_model(seed: int = 0) -> FoundationModel:
+    torch.manual_seed(seed)
+    return build_foundation(dataclasses.replace(tiny_config(), condition_on_measured=True, n_measured=21)).eval()
+
+
+def measured(b: int = 3) -> torch.Tensor:
+    out = torch.zeros(b, 21)
+    out[0, 0] = 1.0  # sinus rhythm
+    out[-1, 4] = 1.0  # atrial fibrillation
+    return out
+
+
+def test_it_conditions_the_decoder_on_the_measured_findings_when_asked() -> None:
+    model = conditioned_model()
+    x = batch(3, seed=1)
+    memory = model.memory(model.encode(*x), measured())
+    assert memory.shape == (3, 127, 32)  # 125 latent steps + the findings token + the measured token
+    torch.testing.assert_close(FoundationMemory(model)(*x, measured()), memory)
+    other = measured()
+    other[0] = 0.0
+    assert not torch.allclose(model.memory(model.encode(*x), other)[0, -1], memory[0, -1])
+    with pytest.raises(ValueError, match="measured"):
+        model.memory(model.encode(*x))
+    scripted = torch.jit.script(FoundationGreedyGenerator(model).eval())
+    assert torch.equal(scripted(*x, measured()), greedy_decode(model, *x, measured()))
+    memory_net = torch.jit.script(FoundationMemory(model).eval())
+    decoder = torch.jit.script(model.decoder.eval())
+    exported = beam_search(decoder, memory_net(*x, measured()), model.cfg.max_len, beam=2)
+    assert exported == beam_decode(model, *x, beam=2, measured=measured())
+    with pytest.raises(torch.jit.Error, match="measured"):
+        scripted(*x)
+
+
+def test_it_loads_checkpoints_with_and_without_the_measured_token(tmp_path) -> None:
+    old = tiny_model()
+    cfg = config_dict(old.cfg)
+    del cfg["condition_on_measured"], cfg["n_measured"]  # written before the measured token
+    torch.save({"model": old.state_dict(), "model_config": cfg}, tmp_path / "old.pt")
+    loaded = from_checkpoint(tmp_path / "old.pt")
+    assert not loaded.cfg.condition_on_measured
+    assert not any(k.startswith("measured_embed") for k in loaded.state_dict())
+    new = conditioned_model()
+    torch.save({"model": new.state_dict(), "model_config": config_dict(new.cfg)}, tmp_path / "new.pt")
+    again = from_checkpoint(tmp_path / "new.pt")
+    x = batch(3)
+    assert torch.equal(greedy_decode(again, *x, measured()), greedy_decode(new, *x, measured()))
+    # An unconditioned model ignores ``measured``.
+    assert torch.equal(greedy_decode(loaded, *x, measured()), greedy_decode(loaded, *x))
