@@ -254,17 +254,15 @@ def send_samples(env: dict[str, str]) -> None:
         job = jobs.get(oid, {})
         finding = ""
         if job.get("score") is not None:
-            verdict = "FLAGGED" if job["flagged"] else "not flagged"
-            finding = f"  anomaly score {job['score']:+.2f} (operating point {job['threshold']:+.2f}) {verdict}"
-            finding += f", {job['intervals']} localized interval(s)" if job["flagged"] else ""
+            verdict = job.get("verdict") or ("flagged" if job["flagged"] else "not flagged")
+            urgency = f", {job['urgency']}" if job.get("urgency") else ""
+            finding = f"  verdict: {verdict.upper()}{urgency}; anomaly score {job['score']:+.2f}"
+            finding += f" (operating point {job['threshold']:+.2f})"
+            finding += f", {job['intervals']} localized interval(s)" if job["intervals"] else ""
         elif job.get("error"):
             finding = f"  {job['error'][:120]}"
         print(f"  Observation/{oid}: job {states.get(oid, 'unknown')}{finding}")
-        if job.get("report_text"):
-            print(
-                f"      draft report: {job['report_text']!r} (P(abnormal) {job['probability_abnormal']:.2f},"
-                f" review priority {job['review_priority']:.2f})"
-            )
+        print_draft(job)
     print("\nDecision support only: every finding is preliminary until a clinician signs it.")
     print(
         f"\nWhere to look:\n  FHIR API      {base}/fhir/metadata (CapabilityStatement, no token needed)\n"
@@ -273,6 +271,23 @@ def send_samples(env: dict[str, str]) -> None:
         f"  CDS Hooks     {base}/cds-services\n"
         f"  Health        {base}/healthz\n  Logs          {LOGS}\n"
     )
+
+
+def print_draft(job: dict[str, Any]) -> None:
+    """Print a job's draft report: the grounded report (the interpretation's), with its findings."""
+    if not job.get("report_text"):
+        return
+    kind = "draft report" if job.get("verdict") else "draft report (report model's text; no interpretation)"
+    print(f"      {kind}: {job['report_text']!r}")
+    if job.get("findings"):
+        print(f"      findings: {'; '.join(job['findings'])}")
+    extras = []
+    if job.get("probability_abnormal") is not None:
+        extras.append(f"P(abnormal) {job['probability_abnormal']:.2f}")
+    if job.get("reannotation_value") is not None:
+        extras.append(f"re-annotation value {job['reannotation_value']:.2f}")
+    if extras:
+        print(f"      ({', '.join(extras)})")
 
 
 def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:

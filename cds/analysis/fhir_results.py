@@ -1,8 +1,14 @@
 """Build the FHIR write-back set for one analysed ECG (DESIGN.md §2).
 
-Device · anomaly-score Observation (per-lead components) · one Observation per localized interval ·
-DiagnosticReport (preliminary, conclusion = report text) · Provenance (agent = Device) · Task
-(approve, when flagged). Every resource carries ``meta.security`` AIAST.
+Device · anomaly-score Observation (per-lead components; interpretation = the one verdict) · one
+Observation per localized interval · one Observation per measurement (LOINC) and the per-lead ST
+deviation · one Observation per coded finding · DiagnosticReport (preliminary, conclusion = the
+grounded report, conclusionCode = the findings' SNOMED CT concepts) · Provenance (agent = Device) ·
+Task (approve, when the verdict is not normal; urgent for an urgent finding). Every resource
+carries ``meta.security`` AIAST.
+
+Without an interpretation (``result.clinical`` None: older code paths) the verdict is the
+detector's flag and the conclusion the foundation model's text.
 
 The same builder serves our own store (literal ``Type/id`` references) and the EHR (a transaction
 Bundle with ``urn:uuid`` references, ``ifNoneExist`` on identifiers and a PUT for Provenance, which
@@ -13,177 +19,164 @@ from __future__ import annotations
 
 import base64
 import uuid
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
-from cds.ecg.leads import LOINC_EKG_STUDY, LOINC_SYSTEM, MDC_CODE_BY_LEAD, MDC_SYSTEM
-from inference.results import AnalysisResult
+from cds.analysis.fhir_common import (
+    AI_ASSERTED,
+    CODE_SYSTEM,
+    IDENTIFIER_SYSTEM,
+    INTERPRETATION_SYSTEM,
+    UCUM,
+    ResultEntry,
+    code,
+    identifier,
+    interpretation,
+    lead_code,
+    meta,
+    procedure_category,
+    quantity,
+)
+from cds.analysis.fhir_measurements import Context, conclusion_codes, finding_entries, measurement_entries
+from cds.analysis.interpretation import verdict_words
+from cds.ecg.leads import LOINC_EKG_STUDY, LOINC_SYSTEM, MDC_CODE_BY_LEAD
+from inference.clinical.types import INTERPRETATION_VERSION
+from inference.results import INTERPRETATION_NAME, AnalysisResult
 
-AI_ASSERTED = {
-    "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
-    "code": "AIAST",
-    "display": "Artificial Intelligence asserted",
-}
-CODE_SYSTEM = "urn:ecg-cds:CodeSystem:ecg-ai"
-IDENTIFIER_SYSTEM = "urn:ecg-cds:analysis"
-INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-UCUM = "http://unitsofmeasure.org"
-
-
-@dataclass
-class ResultEntry:
-    """One resource of the set, with how to create it (POST with ifNoneExist, or PUT)."""
-
-    role: str
-    resource_type: str
-    resource: dict[str, Any]
-    full_url: str
-    method: str = "POST"
-    logical_id: str | None = None  # fixed id (PUT) for resources without identifiers
-
-    @property
-    def identifier_query(self) -> str | None:
-        identifiers = self.resource.get("identifier") or []
-        if not identifiers:
-            return None
-        # ifNoneExist is a URL query: percent-encode the token, or a '+' in a version string (the
-        # Device's) reads as a space on the server, matches nothing and a replay creates a duplicate.
-        token = f"{identifiers[0]['system']}|{identifiers[0]['value']}"
-        return f"identifier={quote(token, safe=':|/')}"
+__all__ = [
+    "AI_ASSERTED",
+    "CODE_SYSTEM",
+    "IDENTIFIER_SYSTEM",
+    "INTERPRETATION_SYSTEM",
+    "UCUM",
+    "ResultEntry",
+    "result_entries",
+    "transaction_bundle",
+]
 
 
-def _meta() -> dict[str, Any]:
-    return {"security": [AI_ASSERTED]}
+def flagged(result: AnalysisResult) -> bool:
+    """Return the one verdict as a flag: the interpretation's, else the detector's."""
+    return result.clinical.flagged if result.clinical is not None else result.detector.flagged
 
 
-def _identifier(value: str) -> list[dict[str, str]]:
-    # '#' is avoided in identifier values: several EHRs treat it as a fragment separator.
-    return [{"system": IDENTIFIER_SYSTEM, "value": value.replace("#", "-")}]
-
-
-def _quantity(value: float, unit: str = "1", code: str = "1") -> dict[str, Any]:
-    return {"value": round(float(value), 6), "unit": unit, "system": UCUM, "code": code}
-
-
-def _code(code: str, display: str) -> dict[str, Any]:
-    return {"coding": [{"system": CODE_SYSTEM, "code": code, "display": display}], "text": display}
-
-
-def _lead_code(lead: str) -> dict[str, Any]:
-    return {"coding": [{"system": MDC_SYSTEM, "code": MDC_CODE_BY_LEAD[lead], "display": f"Lead {lead}"}]}
+def urgent(result: AnalysisResult) -> bool:
+    """Return True when a finding makes the ECG urgent (never from the score alone)."""
+    return result.clinical is not None and result.clinical.urgency == "urgent"
 
 
 def _device(result: AnalysisResult) -> ResultEntry:
     detector = result.detector
-    version = f"{detector.model_name}-{detector.model_version}"
-    names = [{"name": detector.model_name, "type": "model-name"}]
-    versions = [{"type": {"text": detector.model_name}, "value": detector.model_version}]
+    models = [(detector.model_name, detector.model_version)]
     if result.foundation is not None:
-        names.append({"name": result.foundation.model_name, "type": "model-name"})
-        versions.append({"type": {"text": result.foundation.model_name}, "value": result.foundation.model_version})
-        version += f"+{result.foundation.model_name}-{result.foundation.model_version}"
+        models.append((result.foundation.model_name, result.foundation.model_version))
+    if result.clinical is not None:
+        models.append((INTERPRETATION_NAME, INTERPRETATION_VERSION))
     device = {
         "resourceType": "Device",
-        "meta": _meta(),
-        "identifier": [{"system": f"{IDENTIFIER_SYSTEM}:device", "value": version}],
+        "meta": meta(),
+        "identifier": [
+            {
+                "system": f"{IDENTIFIER_SYSTEM}:device",
+                "value": "+".join(f"{name}-{version}" for name, version in models),
+            }
+        ],
         "status": "active",
         "manufacturer": "ecg-cds (open source)",
-        "deviceName": names,
-        "type": {"text": "ECG anomaly detection software (decision support)"},
-        "version": versions,
+        "deviceName": [{"name": name, "type": "model-name"} for name, _ in models],
+        "type": {"text": "ECG anomaly detection and interpretation software (decision support)"},
+        "version": [{"type": {"text": name}, "value": version} for name, version in models],
     }
     return ResultEntry("device", "Device", device, f"urn:uuid:{uuid.uuid4()}")
 
 
-def _score_observation(
-    result: AnalysisResult, *, job_key: str, ecg: dict[str, Any], patient: dict[str, Any] | None, issued: str
-) -> ResultEntry:
+def _verdict_component(result: AnalysisResult) -> list[dict[str, Any]]:
+    if result.clinical is None:
+        return []
+    clinical = result.clinical
+    concept = code(clinical.verdict, verdict_words(clinical.verdict))
+    return [{"code": code("verdict", "ECG interpretation verdict"), "valueCodeableConcept": concept}]
+
+
+def _score_note(result: AnalysisResult) -> str:
+    note = "AI decision support, preliminary until a clinician signs. Higher = more abnormal."
+    if result.clinical is None:
+        return note
+    clinical = result.clinical
+    return f"Verdict: {verdict_words(clinical.verdict)} ({clinical.urgency}). {note}"
+
+
+def _score_observation(result: AnalysisResult, context: Context) -> ResultEntry:
     detector = result.detector
     observation: dict[str, Any] = {
         "resourceType": "Observation",
-        "meta": _meta(),
-        "identifier": _identifier(f"{job_key}-anomaly-score"),
+        "meta": meta(),
+        "identifier": identifier(f"{context.job_key}-anomaly-score"),
         "status": "preliminary",
-        "category": [
-            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "procedure"}]}
-        ],
-        "code": _code("anomaly-score", "ECG anomaly score"),
-        "issued": issued,
-        "derivedFrom": [ecg],
-        "valueQuantity": _quantity(detector.score),
-        "interpretation": [
-            {
-                "coding": [
-                    {
-                        "system": INTERPRETATION_SYSTEM,
-                        "code": "A" if detector.flagged else "N",
-                        "display": "Abnormal" if detector.flagged else "Normal",
-                    }
-                ]
-            }
-        ],
-        "referenceRange": [{"high": _quantity(detector.threshold), "text": "operating point (model card)"}],
-        "note": [{"text": "AI decision support, preliminary until a clinician signs. Higher = more abnormal."}],
+        "category": procedure_category(),
+        "code": code("anomaly-score", "ECG anomaly score"),
+        "issued": context.issued,
+        "derivedFrom": [context.ecg],
+        "valueQuantity": quantity(detector.score),
+        # The one verdict, not the score's own comparison: the score is one input to it.
+        "interpretation": interpretation(flagged(result)),
+        "referenceRange": [{"high": quantity(detector.threshold), "text": "operating point (model card)"}],
+        "note": [{"text": _score_note(result)}],
         "component": [
-            {"code": _lead_code(lead), "valueQuantity": _quantity(score)}
+            {"code": lead_code(lead), "valueQuantity": quantity(score)}
             for lead, score in detector.per_lead_scores.items()
             if lead in MDC_CODE_BY_LEAD
-        ],
+        ]
+        + _verdict_component(result),
     }
-    if patient:
-        observation["subject"] = patient
+    if context.patient:
+        observation["subject"] = context.patient
     return ResultEntry("anomaly-score", "Observation", observation, f"urn:uuid:{uuid.uuid4()}")
 
 
-def _interval_observations(
-    result: AnalysisResult, *, job_key: str, ecg: dict[str, Any], patient: dict[str, Any] | None, issued: str
-) -> list[ResultEntry]:
+def _interval_observations(result: AnalysisResult, context: Context) -> list[ResultEntry]:
     entries = []
     for index, interval in enumerate(result.detector.intervals):
         observation: dict[str, Any] = {
             "resourceType": "Observation",
-            "meta": _meta(),
-            "identifier": _identifier(f"{job_key}-interval-{index}"),
+            "meta": meta(),
+            "identifier": identifier(f"{context.job_key}-interval-{index}"),
             "status": "preliminary",
-            "code": _code("anomaly-interval", "Localized ECG anomaly"),
-            "issued": issued,
-            "derivedFrom": [ecg],
-            "valueQuantity": _quantity(interval.score),
+            "code": code("anomaly-interval", "Localized ECG anomaly"),
+            "issued": context.issued,
+            "derivedFrom": [context.ecg],
+            "valueQuantity": quantity(interval.score),
             "component": [
-                {"code": _code("lead", "Lead"), "valueCodeableConcept": _lead_code(interval.lead)},
+                {"code": code("lead", "Lead"), "valueCodeableConcept": lead_code(interval.lead)},
                 {
-                    "code": _code("start-offset", "Start offset from recording start"),
-                    "valueQuantity": _quantity(interval.start_ms, "ms", "ms"),
+                    "code": code("start-offset", "Start offset from recording start"),
+                    "valueQuantity": quantity(interval.start_ms, "ms", "ms"),
                 },
                 {
-                    "code": _code("end-offset", "End offset from recording start"),
-                    "valueQuantity": _quantity(interval.end_ms, "ms", "ms"),
+                    "code": code("end-offset", "End offset from recording start"),
+                    "valueQuantity": quantity(interval.end_ms, "ms", "ms"),
                 },
             ],
         }
-        if patient:
-            observation["subject"] = patient
+        if context.patient:
+            observation["subject"] = context.patient
         entries.append(ResultEntry(f"interval-{index}", "Observation", observation, f"urn:uuid:{uuid.uuid4()}"))
     return entries
 
 
-def _report(
-    result: AnalysisResult,
-    *,
-    job_key: str,
-    patient: dict[str, Any] | None,
-    issued: str,
-    observations: list[ResultEntry],
-) -> ResultEntry:
-    # R4 DiagnosticReport.performer cannot reference a Device: the Provenance names the software.
+def _conclusion(result: AnalysisResult) -> str:
+    if result.clinical is not None and result.clinical.text:
+        return result.clinical.text
     text = result.foundation.report_text if result.foundation is not None else ""
-    if not text:
-        text = "No report text: the report model did not run for this ECG."
+    return text or "No report text: the report model did not run for this ECG."
+
+
+def _report(result: AnalysisResult, context: Context, observations: list[ResultEntry]) -> ResultEntry:
+    # R4 DiagnosticReport.performer cannot reference a Device: the Provenance names the software.
+    text = _conclusion(result)
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
-        "meta": _meta(),
-        "identifier": _identifier(f"{job_key}-report"),
+        "meta": meta(),
+        "identifier": identifier(f"{context.job_key}-report"),
         "status": "preliminary",
         "category": [
             {
@@ -197,7 +190,7 @@ def _report(
             }
         ],
         "code": {"coding": [{"system": LOINC_SYSTEM, "code": LOINC_EKG_STUDY, "display": "EKG study"}]},
-        "issued": issued,
+        "issued": context.issued,
         "result": [{"reference": entry.full_url} for entry in observations],
         "conclusion": text,
         "presentedForm": [
@@ -209,62 +202,55 @@ def _report(
             }
         ],
     }
-    if patient:
-        report["subject"] = patient
+    codes = conclusion_codes(result.clinical) if result.clinical is not None else []
+    if codes:
+        report["conclusionCode"] = codes
+    if context.patient:
+        report["subject"] = context.patient
     return ResultEntry("report", "DiagnosticReport", report, f"urn:uuid:{uuid.uuid4()}")
 
 
-def result_entries(
-    result: AnalysisResult,
-    *,
-    job_key: str,
-    ecg: dict[str, Any],
-    patient: dict[str, Any] | None,
-    issued: str,
-) -> list[ResultEntry]:
-    """Return the write-back set's entries, references between them as ``urn:uuid``.
+def _task(result: AnalysisResult, context: Context, report: ResultEntry) -> ResultEntry:
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "meta": meta(),
+        "identifier": identifier(f"{context.job_key}-review"),
+        "status": "requested",
+        "intent": "order",
+        # Urgency comes from the findings (AF with a rapid rate, ST elevation...), never from how far
+        # the anomaly score lies above its operating point.
+        "priority": "urgent" if urgent(result) else "routine",
+        "code": {
+            "coding": [
+                {
+                    "system": "http://hl7.org/fhir/CodeSystem/task-code",
+                    "code": "approve",
+                    "display": "Activate/approve the focal resource",
+                }
+            ]
+        },
+        "description": _task_description(result),
+        "focus": {"reference": report.full_url},
+        "authoredOn": context.issued,
+    }
+    if context.patient:
+        task["for"] = context.patient
+    return ResultEntry("review-task", "Task", task, f"urn:uuid:{uuid.uuid4()}")
 
-    ``ecg`` and ``patient`` are FHIR References to the source ECG Observation and its Patient.
-    """
-    device = _device(result)
-    score = _score_observation(result, job_key=job_key, ecg=ecg, patient=patient, issued=issued)
-    score.resource["device"] = {"reference": device.full_url}
-    intervals = _interval_observations(result, job_key=job_key, ecg=ecg, patient=patient, issued=issued)
-    for interval in intervals:
-        interval.resource["device"] = {"reference": device.full_url}
-    if intervals:
-        score.resource["hasMember"] = [{"reference": entry.full_url} for entry in intervals]
-    report = _report(result, job_key=job_key, patient=patient, issued=issued, observations=[score, *intervals])
-    entries = [device, score, *intervals, report]
-    if result.detector.flagged:
-        task: dict[str, Any] = {
-            "resourceType": "Task",
-            "meta": _meta(),
-            "identifier": _identifier(f"{job_key}-review"),
-            "status": "requested",
-            "intent": "order",
-            "priority": "urgent" if result.detector.score >= 2 * result.detector.threshold else "routine",
-            "code": {
-                "coding": [
-                    {
-                        "system": "http://hl7.org/fhir/CodeSystem/task-code",
-                        "code": "approve",
-                        "display": "Activate/approve the focal resource",
-                    }
-                ]
-            },
-            "description": "Review the AI-flagged ECG and sign or correct the preliminary report.",
-            "focus": {"reference": report.full_url},
-            "authoredOn": issued,
-        }
-        if patient:
-            task["for"] = patient
-        entries.append(ResultEntry("review-task", "Task", task, f"urn:uuid:{uuid.uuid4()}"))
+
+def _task_description(result: AnalysisResult) -> str:
+    what = "the AI-flagged ECG"
+    if result.clinical is not None:
+        what = f"the ECG read as {verdict_words(result.clinical.verdict)} by the AI"
+    return f"Review {what} and sign or correct the preliminary report."
+
+
+def _provenance(context: Context, device: ResultEntry, entries: list[ResultEntry]) -> ResultEntry:
     provenance = {
         "resourceType": "Provenance",
-        "meta": _meta(),
+        "meta": meta(),
         "target": [{"reference": entry.full_url} for entry in entries if entry.resource_type != "Device"],
-        "recorded": issued,
+        "recorded": context.issued,
         "activity": {
             "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation", "code": "CREATE"}]
         },
@@ -281,12 +267,44 @@ def result_entries(
                 "who": {"reference": device.full_url},
             }
         ],
-        "entity": [{"role": "source", "what": ecg}],
+        "entity": [{"role": "source", "what": context.ecg}],
     }
-    provenance_id = f"ecgcds-{job_key}".replace(":", "-")
-    entries.append(
-        ResultEntry("provenance", "Provenance", provenance, f"urn:uuid:{uuid.uuid4()}", "PUT", provenance_id)
-    )
+    provenance_id = f"ecgcds-{context.job_key}".replace(":", "-")
+    return ResultEntry("provenance", "Provenance", provenance, f"urn:uuid:{uuid.uuid4()}", "PUT", provenance_id)
+
+
+def _interpretation_observations(result: AnalysisResult, context: Context) -> list[ResultEntry]:
+    measured = measurement_entries(result.measurements, context) if result.measurements is not None else {}
+    findings = finding_entries(result.clinical, measured, context) if result.clinical is not None else []
+    return [*measured.values(), *findings]
+
+
+def result_entries(
+    result: AnalysisResult,
+    *,
+    job_key: str,
+    ecg: dict[str, Any],
+    patient: dict[str, Any] | None,
+    issued: str,
+) -> list[ResultEntry]:
+    """Return the write-back set's entries, references between them as ``urn:uuid``.
+
+    ``ecg`` and ``patient`` are FHIR References to the source ECG Observation and its Patient.
+    """
+    context = Context(job_key=job_key, ecg=ecg, patient=patient, issued=issued)
+    device = _device(result)
+    score = _score_observation(result, context)
+    intervals = _interval_observations(result, context)
+    if intervals:
+        score.resource["hasMember"] = [{"reference": entry.full_url} for entry in intervals]
+    observations = [score, *intervals, *_interpretation_observations(result, context)]
+    for observation in observations:
+        observation.resource["device"] = {"reference": device.full_url}
+    report = _report(result, context, observations)
+    entries = [device, *observations, report]
+    if flagged(result):
+        entries.append(_task(result, context, report))
+    entries.append(_provenance(context, device, entries))
     return entries
 
 

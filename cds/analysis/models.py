@@ -68,8 +68,18 @@ class Prediction(BaseModel):
     map_rate_hz = models.FloatField(null=True, blank=True)
     map_leads = models.JSONField(default=list, blank=True)
     report_text = models.TextField(blank=True)
-    # Active learning (foundation model): how much a clinician's label would help, in [0, 1].
+    # Active learning (foundation model): the re-annotation value, how much a clinician's label would
+    # help, in [0, 1]. Not clinical urgency (that is ``urgency`` of the interpretation row).
     review_priority = models.FloatField(null=True, blank=True)
+    # The rule-based interpretation (model_name INTERPRETATION_NAME): EcgMeasurements.to_json(),
+    # [Finding.to_json()], the one verdict and urgency; ``report_text`` holds the grounded report
+    # and ``report_details`` what it was checked against (disagreements, the decoder's raw text and
+    # the decoder statements removed from it).
+    measurements = models.JSONField(default=dict, blank=True)
+    findings = models.JSONField(default=list, blank=True)
+    verdict = models.CharField(max_length=32, blank=True)
+    urgency = models.CharField(max_length=16, blank=True)
+    report_details = models.JSONField(default=dict, blank=True)
     quality = models.JSONField(default=list, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     # Inputs' provenance: the waveform fingerprint and lead set the models saw.

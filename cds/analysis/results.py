@@ -11,12 +11,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from cds.analysis.fhir_results import ResultEntry, result_entries, transaction_bundle
+from cds.analysis.interpretation import interpretation_prediction_fields
 from cds.analysis.models import AnalysisJob, Prediction, ResultResource
 from cds.ecg.models import EcgRecording
 from cds.fhir.bundles import rewrite_references
 from cds.fhir.services import fhir_resource_store
 from cds.review.services import review_create_for_results  # issue 6: review worklist
-from inference.results import AnalysisResult
+from inference.clinical.types import INTERPRETATION_VERSION
+from inference.results import INTERPRETATION_NAME, AnalysisResult
 
 RESULT_SOURCE = "ecg-cds"
 
@@ -37,7 +39,7 @@ def _provenance(recording: EcgRecording) -> dict[str, Any]:
 
 
 def predictions_create(*, job: AnalysisJob, result: AnalysisResult) -> list[Prediction]:
-    """Create one Prediction per model version that ran."""
+    """Create one Prediction per model version that ran, and one for the interpretation when there is one."""
     detector = result.detector
     rows = [
         Prediction(
@@ -76,7 +78,30 @@ def predictions_create(*, job: AnalysisJob, result: AnalysisResult) -> list[Pred
                 input_provenance=_provenance(job.recording) | {"leads_used": list(foundation.leads_used)},
             )
         )
+    interpretation = _interpretation_row(job, result)
+    if interpretation is not None:
+        rows.append(interpretation)
     return Prediction.objects.bulk_create(rows)
+
+
+def _interpretation_row(job: AnalysisJob, result: AnalysisResult) -> Prediction | None:
+    """Return the rule-based interpretation's row: measurements, findings, the one verdict, the report.
+
+    Its provenance names the model versions whose outputs it combined, beside the waveform's.
+    """
+    if result.clinical is None:
+        return None
+    combined = {result.detector.model_name: result.detector.model_version}
+    if result.foundation is not None:
+        combined[result.foundation.model_name] = result.foundation.model_version
+    return Prediction(
+        job=job,
+        recording=job.recording,
+        model_name=INTERPRETATION_NAME,
+        model_version=INTERPRETATION_VERSION,
+        input_provenance=_provenance(job.recording) | {"model_outputs": combined},
+        **interpretation_prediction_fields(result.clinical, result.measurements),
+    )
 
 
 def _local_references(recording: EcgRecording) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from cds.analysis.models import Prediction
 from cds.ecg.models import Patient
+from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME
 
 
 def patients_for_hook(*, patient_id: str, prefetch_patient: dict[str, Any] | None) -> list[Patient]:
@@ -35,8 +36,9 @@ def patients_for_hook(*, patient_id: str, prefetch_patient: dict[str, Any] | Non
 def latest_detector_predictions(*, patients: list[Patient], limit: int = 5) -> list[Prediction]:
     """Return the newest detector prediction of each of the patients' latest analysed ECGs."""
     predictions = (
-        Prediction.objects.filter(recording__patient__in=patients, threshold__isnull=False)
+        Prediction.objects.filter(recording__patient__in=patients, model_name=DETECTOR_NAME)
         .select_related("recording", "job")
+        .defer("anomaly_map", "recording__samples")
         .order_by("-recording__effective_at", "-created_at")
     )
     seen: set[int] = set()
@@ -49,7 +51,14 @@ def latest_detector_predictions(*, patients: list[Patient], limit: int = 5) -> l
     return latest[:limit]
 
 
+def interpretations_by_job(predictions: list[Prediction]) -> dict[int, Prediction]:
+    """Return the interpretation of each prediction's job (one query), keyed by job id."""
+    rows = Prediction.objects.filter(job_id__in=[p.job_id for p in predictions], model_name=INTERPRETATION_NAME)
+    return {row.job_id: row for row in rows.defer("anomaly_map").order_by("created_at")}
+
+
 def report_text_for(prediction: Prediction) -> str:
     """Return the report text written for the same job by the report model, if any."""
-    report = Prediction.objects.filter(job_id=prediction.job_id).exclude(report_text="").first()
-    return report.report_text if report else ""
+    report = Prediction.objects.filter(job_id=prediction.job_id, model_name=FOUNDATION_NAME).exclude(report_text="")
+    first = report.first()
+    return first.report_text if first else ""

@@ -8,8 +8,17 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 
+from cds.analysis.interpretation import (
+    clinical_report_of,
+    evidence_text,
+    key_measurements_text,
+    measurements_of,
+    top_findings,
+    verdict_words,
+)
 from cds.analysis.models import Prediction
-from cds.hooks.selectors import latest_detector_predictions, patients_for_hook, report_text_for
+from cds.hooks.selectors import interpretations_by_job, latest_detector_predictions, patients_for_hook, report_text_for
+from inference.clinical.types import ClinicalReport, EcgMeasurements
 
 SERVICE_ID = "ecg-ai-findings"
 SOURCE = {"label": "ecg-cds AI ECG analysis (decision support, preliminary)"}
@@ -24,9 +33,9 @@ def discovery() -> dict[str, Any]:
                 "id": SERVICE_ID,
                 "title": "AI findings on resting ECGs",
                 "description": (
-                    "Shows the anomaly detector's result and the draft report for the patient's recently analysed "
-                    "ECGs, with a link to the clinician review page. Results are computed on ingest, so the hook "
-                    "only reads them."
+                    "Shows the AI verdict, coded findings, key measurements and the draft report for the "
+                    "patient's recently analysed ECGs, with a link to the clinician review page. Results are "
+                    "computed on ingest, so the hook only reads them."
                 ),
                 "prefetch": {"patient": "Patient/{{context.patientId}}"},
             }
@@ -45,40 +54,85 @@ def _review_path(prediction: Prediction) -> str:
     return reverse(f"admin:{name}_change", args=[review.pk])
 
 
-def _card(prediction: Prediction) -> dict[str, Any]:
-    recording = prediction.recording
+def _indicator(detector: Prediction, clinical: ClinicalReport | None) -> str:
+    """Return critical for an urgent verdict, warning for another flagged one, info for normal."""
+    if clinical is None:
+        return "warning" if detector.flagged else "info"
+    if clinical.flagged and clinical.urgency == "urgent":
+        return "critical"
+    return "warning" if clinical.flagged else "info"
+
+
+def _summary(when: str, detector: Prediction, clinical: ClinicalReport | None) -> str:
+    """Return ``ECG <date>: <verdict or top findings>`` in at most 140 characters."""
+    if clinical is None:
+        verdict = "AI flagged a possible anomaly" if detector.flagged else "no anomaly flagged by AI"
+        return f"ECG {when}: {verdict}"[:140]
+    prefix = f"ECG {when}: " + ("URGENT " if clinical.urgency == "urgent" and clinical.flagged else "")
+    named = [f.text for f in top_findings(clinical) if f.abnormal or not clinical.flagged]
+    text = prefix + ("; ".join(named) if named else verdict_words(clinical.verdict))
+    return text if len(text) <= 140 else text[:139] + "…"
+
+
+def _clinical_detail(clinical: ClinicalReport, measurements: EcgMeasurements | None) -> list[str]:
+    lines = [f"**AI verdict**: {verdict_words(clinical.verdict)} ({clinical.urgency})."]
+    if clinical.findings:
+        findings = []
+        for finding in clinical.findings:
+            evidence = evidence_text(finding)
+            urgent = " (urgent)" if finding.urgent else ""
+            findings.append(f"- {finding.text}{urgent}" + (f": {evidence}" if evidence else ""))
+        lines.append("**Findings**:\n" + "\n".join(findings))
+    if measurements is not None:
+        lines.append(f"**Measurements**: {key_measurements_text(measurements)}.")
+    if clinical.text:
+        lines.append(f"**Draft report**: {clinical.text}")
+    return lines
+
+
+def _card(detector: Prediction, interpretation: Prediction | None) -> dict[str, Any]:
+    recording = detector.recording
     when = recording.effective_at.date().isoformat() if recording.effective_at else "undated"
-    score, threshold = prediction.score or 0.0, prediction.threshold or 0.0
-    verdict = "AI flagged a possible anomaly" if prediction.flagged else "no anomaly flagged by AI"
-    intervals = ", ".join(
-        f"{i['lead']} {i['start_ms'] / 1000:.1f}–{i['end_ms'] / 1000:.1f} s" for i in prediction.intervals[:6]
+    clinical = clinical_report_of(interpretation) if interpretation is not None else None
+    score, threshold = detector.score or 0.0, detector.threshold or 0.0
+    detail = []
+    if clinical is not None and interpretation is not None:
+        detail += _clinical_detail(clinical, measurements_of(interpretation))
+    detail.append(
+        f"**Anomaly score** {score:.2f} (operating point {threshold:.2f}); model {detector.model_name} "
+        f"{detector.model_version}."
     )
-    detail = [
-        f"**Anomaly score** {score:.2f} (operating point {threshold:.2f}); model {prediction.model_name} "
-        f"{prediction.model_version}.",
-    ]
+    intervals = ", ".join(
+        f"{i['lead']} {i['start_ms'] / 1000:.1f}–{i['end_ms'] / 1000:.1f} s" for i in detector.intervals[:6]
+    )
     if intervals:
         detail.append(f"**Where**: {intervals}.")
-    report = report_text_for(prediction)
-    if report:
-        detail.append(f"**Draft report**: {report}")
+    if clinical is None:
+        report = report_text_for(detector)
+        if report:
+            detail.append(f"**Draft report**: {report}")
     detail.append("_Preliminary AI decision support: not a diagnosis until a clinician signs._")
-    review_url = settings.PUBLIC_BASE_URL + _review_path(prediction)
+    review_url = settings.PUBLIC_BASE_URL + _review_path(detector)
     return {
-        "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{SERVICE_ID}/{prediction.pk}")),
-        "summary": f"ECG {when}: {verdict}"[:140],
-        "indicator": "warning" if prediction.flagged else "info",
+        "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{SERVICE_ID}/{detector.pk}")),
+        "summary": _summary(when, detector, clinical),
+        "indicator": _indicator(detector, clinical),
         "detail": "\n\n".join(detail),
         "source": SOURCE,
         "links": [{"label": "Open the ECG review page", "url": review_url, "type": "absolute"}],
     }
 
 
+INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
 def patient_view_cards(*, request: dict[str, Any]) -> dict[str, Any]:
-    """Return the cards for a ``patient-view`` request (flagged ECGs first)."""
+    """Return the cards for a ``patient-view`` request (critical first, then warning, then info)."""
     context = request.get("context") or {}
     prefetch = request.get("prefetch") or {}
     patients = patients_for_hook(patient_id=str(context.get("patientId", "")), prefetch_patient=prefetch.get("patient"))
-    predictions = latest_detector_predictions(patients=patients)
-    predictions.sort(key=lambda p: not p.flagged)
-    return {"cards": [_card(p) for p in predictions]}
+    detectors = latest_detector_predictions(patients=patients)
+    interpretations = interpretations_by_job(detectors)
+    cards = [_card(p, interpretations.get(p.job_id)) for p in detectors]
+    cards.sort(key=lambda card: INDICATOR_ORDER[card["indicator"]])  # stable: newest first within each
+    return {"cards": cards}

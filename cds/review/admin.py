@@ -20,15 +20,19 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.dateparse import parse_date
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from cds.analysis.interpretation import clinical_report_of, evidence_text, top_findings, verdict_words
 from cds.core.exceptions import ApplicationError
 from cds.review import services
 from cds.review.models import CareTeam, CareTeamSource, QualityPrediction, ReannotationReview, Review
 from cds.review.plots import ecg_paper_svg, rhythm_strip_svg, roc_svg, score_drift_svg
 from cds.review.scp import SCP_STATEMENTS
 from cds.review.selectors import (
+    WORKLIST_ORDER,
     anomaly_map,
+    interpretation_for,
+    interpretation_view,
     previous_recordings,
     review_for_page,
     review_revisions,
@@ -36,6 +40,7 @@ from cds.review.selectors import (
     worklist,
     worklist_counts,
 )
+from inference.results import DETECTOR_NAME, INTERPRETATION_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +88,10 @@ class ReviewAdmin(admin.ModelAdmin):
     """The flagged-ECG worklist; its change page is the review page."""
 
     queue = Review.Queue.FLAGGED
+    priority_label = "score ÷ operating point"
     list_display = (
-        "open_link", "status", "priority_display", "score", "finding_date", "patient", "source", "model_version",
-        "claimed_by", "created_at",
+        "open_link", "status", "urgency", "verdict", "findings", "priority_display", "score", "finding_date",
+        "patient", "source", "model_version", "claimed_by", "created_at",
     )  # fmt: skip
     # No date_hierarchy: its two aggregate queries cost ~55 ms at 10,000 items; the date filter stays.
     list_filter = ("status", "prediction__model_version", SourceFilter, ReviewerFilter, "created_at")
@@ -120,7 +126,7 @@ class ReviewAdmin(admin.ModelAdmin):
         return worklist(user=request.user, queue=self.queue, queryset=super().get_queryset(request))
 
     def get_ordering(self, request: HttpRequest) -> list[str]:
-        return ["-priority", "created_at", "recording__patient_id"]
+        return list(WORKLIST_ORDER)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -133,7 +139,31 @@ class ReviewAdmin(admin.ModelAdmin):
         url = reverse(f"admin:review_{self.model._meta.model_name}_change", args=[obj.pk])
         return format_html('<a href="{}">Review {}</a>', url, obj.pk)
 
-    @admin.display(description="priority", ordering="priority")
+    @admin.display(description="urgency", ordering="-urgent")
+    def urgency(self, obj: Review) -> str:
+        return "urgent" if obj.urgent else "routine"
+
+    @admin.display(description="AI verdict")
+    def verdict(self, obj: Review) -> str:
+        interpretation = interpretation_for(obj)
+        if interpretation is None:  # analysed before the interpretation existed: the detector's call
+            return "flagged by the detector" if obj.prediction.flagged else "not flagged by the detector"
+        return verdict_words(interpretation.verdict)
+
+    @admin.display(description="findings")
+    def findings(self, obj: Review) -> str:
+        interpretation = interpretation_for(obj)
+        if interpretation is None:
+            return "—"
+        shown = top_findings(clinical_report_of(interpretation))
+        if not shown:
+            return "—"
+        # The evidence rides along as a tooltip: the row stays one line, the numbers are one hover away.
+        return format_html_join(
+            ", ", '<span title="{}">{}</span>', ((evidence_text(f) or f.source, f.text) for f in shown)
+        )
+
+    @admin.display(description="score ÷ operating point", ordering="priority")
     def priority_display(self, obj: Review) -> str:
         return f"{obj.priority:.2f}"
 
@@ -211,6 +241,8 @@ class ReviewAdmin(admin.ModelAdmin):
             "intervals": intervals,
             "leads": recording.leads,
             "revisions": review_revisions(review=review),
+            "interpretation": interpretation_view(review),
+            "priority_label": self.priority_label,
             "previous": [
                 (p, rhythm_strip_svg(signal_uv=p.waveform(), leads=p.leads, sample_rate_hz=p.sample_rate_hz))
                 for p in previous_recordings(review=review, user=user)
@@ -269,6 +301,12 @@ class ReannotationReviewAdmin(ReviewAdmin):
     """Not-flagged ECGs the foundation model's active learning ranks worth a second look."""
 
     queue = Review.Queue.REANNOTATION
+    priority_label = "re-annotation value"
+
+    # Active learning's value of a clinician's label: not clinical urgency, so not called priority.
+    @admin.display(description="re-annotation value", ordering="priority")
+    def priority_display(self, obj: Review) -> str:
+        return f"{obj.priority:.2f}"
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("review.view_review")
@@ -317,7 +355,7 @@ CSV_COLUMNS = (
     "prediction_id", "created_at", "ecg", "patient", "source", "model_name", "model_version",
     "server_model_version", "score", "threshold", "flagged", "waveform_sha256", "leads", "sample_rate_hz",
     "timings_ms", "job_triton_model_version", "review_status", "verdict", "reason", "reviewer",
-    "time_to_review_h",
+    "time_to_review_h", "ai_verdict", "urgency", "findings", "reannotation_value",
 )  # fmt: skip
 
 
@@ -327,7 +365,7 @@ class QualityPredictionAdmin(admin.ModelAdmin):
 
     list_display = (
         "pk", "created_at", "model_name", "model_version", "server_model_version", "score", "threshold", "flagged",
-        "source", "verdict", "time_to_review",
+        "ai_verdict", "urgency_display", "reannotation_value", "source", "reviewer_verdict", "time_to_review",
     )  # fmt: skip
     list_filter = (
         "model_name",
@@ -366,13 +404,25 @@ class QualityPredictionAdmin(admin.ModelAdmin):
     def source(self, obj: Any) -> str:
         return str(obj.recording.received_from)
 
+    @admin.display(description="urgency", ordering="urgency")
+    def urgency_display(self, obj: Any) -> str:
+        return obj.urgency or "—"
+
     @staticmethod
     def _review(obj: Any) -> Review | None:
-        reviews = list(obj.reviews.all())  # prefetched
-        return reviews[0] if reviews else None
+        return _judged_review(obj)
 
-    @admin.display(description="verdict")
-    def verdict(self, obj: Any) -> str:
+    @admin.display(description="AI verdict", ordering="verdict")
+    def ai_verdict(self, obj: Any) -> str:
+        return verdict_words(obj.verdict) if obj.verdict else "—"
+
+    @admin.display(description="re-annotation value", ordering="review_priority")
+    def reannotation_value(self, obj: Any) -> str:
+        return "—" if obj.review_priority is None else f"{obj.review_priority:.2f}"
+
+    # Not ``verdict``: a model field of that name (the AI's) would shadow the method in list_display.
+    @admin.display(description="reviewer verdict")
+    def reviewer_verdict(self, obj: Any) -> str:
         review = self._review(obj)
         if review is None:
             return "—"
@@ -426,7 +476,9 @@ class QualityPredictionAdmin(admin.ModelAdmin):
         period = request.GET.get("period", "week")
         period = period if period in {"day", "week", "month"} else "week"
         metrics = quality_metrics(model_version=model_version, since=since, until=until, period=period)
-        versions = Prediction.objects.order_by().values_list("model_version", flat=True).distinct()
+        # The dashboard's metrics are the detector's (AUROC of its score): offer only its versions.
+        detector_rows = Prediction.objects.filter(model_name=DETECTOR_NAME)
+        versions = detector_rows.order_by().values_list("model_version", flat=True).distinct()
         context = {
             **self.admin_site.each_context(request),
             "title": "Quality dashboard",
@@ -460,9 +512,31 @@ def _time_to_review_h(review: Review | None) -> float | None:
     return (review.decided_at - review.created_at).total_seconds() / 3600.0
 
 
+def _judged_review(obj: Any) -> Review | None:
+    """Return the review that judged this prediction's call: the detector's row, or the interpretation's.
+
+    The review hangs on the detector's row; it judges the one verdict, which is the interpretation's
+    when one ran. Foundation-model rows get none, so no verdict is counted twice per model.
+    """
+    reviews = list(obj.reviews.all())  # prefetched
+    if reviews:
+        return reviews[0]
+    if obj.model_name != INTERPRETATION_NAME:
+        return None
+    try:
+        return obj.job.review  # select_related
+    except Review.DoesNotExist:
+        return None
+
+
+def _findings_text(obj: Any) -> str:
+    if obj.model_name != INTERPRETATION_NAME:
+        return ""
+    return "; ".join(f"{f.code}: {evidence_text(f)}" for f in clinical_report_of(obj).findings)
+
+
 def _csv_row(obj: Any) -> list[Any]:
-    reviews = list(obj.reviews.all())
-    review = reviews[0] if reviews else None
+    review = _judged_review(obj)
     current = review.current if review else None
     provenance = obj.input_provenance or {}
     hours = _time_to_review_h(review)
@@ -474,5 +548,6 @@ def _csv_row(obj: Any) -> list[Any]:
         provenance.get("sample_rate_hz", ""), obj.timings, obj.job.triton_model_version,
         review.status if review else "", current.verdict if current else "", current.reason if current else "",
         review.claimed_by.get_username() if review and review.claimed_by else "",
-        "" if hours is None else round(hours, 3),
+        "" if hours is None else round(hours, 3), obj.verdict, obj.urgency, _findings_text(obj),
+        "" if obj.review_priority is None else obj.review_priority,
     ]  # fmt: skip

@@ -56,7 +56,8 @@ def _labels(review: Review) -> dict[str, float]:
     if current.scp_labels:
         return dict.fromkeys(current.scp_labels, 100.0)
     confirmed = current.verdict == "accept"
-    is_abnormal = review.prediction.flagged == confirmed
+    # The AI's call is the one verdict the review judged: the flagged queue holds the abnormal calls.
+    is_abnormal = (review.queue == Review.Queue.FLAGGED) == confirmed
     return {} if is_abnormal else {"NORM": 100.0}
 
 

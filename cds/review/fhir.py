@@ -49,7 +49,11 @@ def _now() -> str:
 
 
 def signed_report(content: dict[str, Any], *, revision: ReviewRevision, user: Any, amended: bool) -> dict[str, Any]:
-    """Return the DiagnosticReport as signed: status, conclusion, coded labels, performer, text."""
+    """Return the DiagnosticReport as signed: status, conclusion, coded labels, performer, text.
+
+    conclusionCode: the clinician's SCP labels when given; else the AI's SNOMED CT findings when the
+    clinician confirmed the AI call; else none.
+    """
     report = copy.deepcopy(content)
     report["meta"] = _security(content)
     report["status"] = "amended" if amended else "final"
@@ -64,7 +68,8 @@ def signed_report(content: dict[str, Any], *, revision: ReviewRevision, user: An
     ]
     if codes:
         report["conclusionCode"] = codes
-    else:
+    elif revision.verdict != "accept":
+        # A rejected AI call keeps none of the AI's coded findings; a confirmed one keeps them.
         report.pop("conclusionCode", None)
     report["presentedForm"] = [
         {

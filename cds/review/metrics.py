@@ -1,7 +1,8 @@
 """Quality metrics per model version and period, from reviewed ECGs (pure numpy over selector rows).
 
-Ground truth comes from the reviewer's verdict on the AI call: a confirmed flag or a rejected
-"normal" (re-annotation queue) is abnormal; a rejected flag (false positive) or a confirmed normal
+Ground truth comes from the reviewer's verdict on the AI call (the one verdict: the flagged queue
+holds the ECGs it called abnormal): a confirmed flag or a rejected "normal" (re-annotation queue) is
+abnormal; a rejected flag (false positive) or a confirmed normal
 is normal. Unreviewed ECGs count only in the score distribution (drift).
 """
 
@@ -103,13 +104,15 @@ def quality_metrics(
 
     reviews = list(
         Review.objects.filter(prediction__in=predictions, current__verdict__in=["accept", "reject"]).values_list(
-            "pk", "prediction__score", "prediction__flagged", "current__verdict", "created_at", "decided_at"
+            "pk", "prediction__score", "queue", "current__verdict", "created_at", "decided_at"
         )
     )
     metrics.n_reviewed = len(reviews)
     if reviews:
         scores = np.array([r[1] or 0.0 for r in reviews], dtype=np.float64)
-        called: np.ndarray = np.array([bool(r[2]) for r in reviews])  # the AI's call: flagged
+        # The AI's call the reviewer judged: the one verdict (flagged queue), which is the
+        # interpretation's when it ran and may differ from the detector's own flag.
+        called: np.ndarray = np.array([r[2] == Review.Queue.FLAGGED for r in reviews])
         confirmed = np.array([r[3] == "accept" for r in reviews])
         truth: np.ndarray = np.equal(called, confirmed)
         metrics.auroc, fpr, tpr = auroc_and_roc(scores, truth)

@@ -1,8 +1,9 @@
 """Clinician review of AI findings: one Review per analysed ECG in a queue, append-only revisions.
 
 Two queues share one model (and one review page, one set of actions, one export):
-``flagged`` holds the ECGs the detector flagged; ``reannotation`` holds not-flagged ECGs the
-foundation model's active learning ranked worth a second look.
+``flagged`` holds the ECGs whose one verdict (the interpretation's, or the detector's flag where no
+interpretation ran) is not normal; ``reannotation`` holds normal ECGs the foundation model's active
+learning ranked worth a second look (their re-annotation value).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class CareTeamSource(models.Model):
 
 
 class Review(BaseModel):
-    """The clinician review of one ECG's detector prediction.
+    """The clinician review of one ECG (``prediction`` is the detector's: score, anomaly map, intervals).
 
     Legal transitions (made only in ``cds.review.services``):
     pending → claimed (claim) → pending (unclaim); claimed → accepted | rejected;
@@ -65,7 +66,9 @@ class Review(BaseModel):
     recording = models.ForeignKey(EcgRecording, on_delete=models.PROTECT, related_name="reviews")
     queue = models.CharField(max_length=16, choices=Queue.choices, default=Queue.FLAGGED)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    # Worklist order: score over operating point (flagged) or active-learning priority (re-annotation).
+    # Worklist order: urgent first (the interpretation's urgency), then ``priority``: the score over
+    # the operating point (flagged) or the active-learning re-annotation value (re-annotation queue).
+    urgent = models.BooleanField(default=False)
     priority = models.FloatField(default=0.0)
     claimed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="claimed_reviews"
@@ -81,10 +84,10 @@ class Review(BaseModel):
 
     class Meta:
         indexes = [
-            # The worklist filters by queue and status, then orders by priority.
-            models.Index(fields=["queue", "status", "-priority"], name="review_worklist"),
+            # The worklist filters by queue and status, then orders by urgency and priority.
+            models.Index(fields=["queue", "status", "-urgent", "-priority"], name="review_worklist_urgent"),
             # The unfiltered worklist walks this in order and stops after one page (no sort of every row).
-            models.Index(fields=["queue", "-priority", "created_at"], name="review_worklist_order"),
+            models.Index(fields=["queue", "-urgent", "-priority", "created_at"], name="review_worklist_urgent_order"),
         ]
         permissions = [
             ("sign_review", "Can sign a review (senior clinician)"),

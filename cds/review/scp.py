@@ -9,4 +9,3 @@ from __future__ import annotations
 from inference.clinical.scp import SCP_CODES, SCP_STATEMENTS, SCP_STATEMENTS_CSV, ScpStatement
 
 __all__ = ["SCP_CODES", "SCP_STATEMENTS", "SCP_STATEMENTS_CSV", "ScpStatement"]
-

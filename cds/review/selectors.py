@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
+from cds.analysis.interpretation import (
+    MeasurementRow,
+    clinical_report_of,
+    evidence_text,
+    measurement_rows,
+    measurements_of,
+    st_rows,
+    verdict_words,
+)
 from cds.analysis.models import Prediction
 from cds.ecg.models import EcgRecording
 from cds.review.models import CareTeamSource, Review
+from inference.clinical.types import ClinicalReport, EcgMeasurements, Finding
+from inference.results import INTERPRETATION_NAME
 
 AnyUser = AbstractBaseUser | AnonymousUser
 
@@ -45,19 +57,40 @@ def review_visible(*, review: Review, user: Any) -> bool:
     return reviews_visible_to(user=user).filter(pk=review.pk).exists()
 
 
+WORKLIST_ORDER = ("-urgent", "-priority", "created_at", "recording__patient_id")
+
+
+def interpretation_rows() -> QuerySet[Prediction]:
+    """Return the interpretation predictions (verdict, urgency, findings, measurements, grounded text)."""
+    return Prediction.objects.filter(model_name=INTERPRETATION_NAME).defer("anomaly_map")
+
+
 def worklist(
     *, user: Any, queue: str = Review.Queue.FLAGGED, queryset: QuerySet[Review] | None = None
 ) -> QuerySet[Review]:
-    """Return the worklist rows: visible reviews of ``queue`` with what the list shows, in one query.
+    """Return the worklist rows: visible reviews of ``queue`` with what the list shows.
 
-    Ordered by priority (score over operating point, highest first), then the age of the finding
-    (oldest first), then the patient (keeps one patient's ECGs together).
+    Ordered urgent first (an urgent finding), then by priority (score over operating point, or the
+    re-annotation value), then the age of the finding (oldest first), then the patient (keeps one
+    patient's ECGs together). Each row's interpretation comes as ``job.interpretations`` (one
+    prefetch query per page, never one per row).
     """
     reviews = reviews_visible_to(user=user, queryset=queryset).filter(queue=queue)
-    rows = reviews.select_related("prediction", "recording", "recording__patient", "claimed_by", "current")
+    rows = reviews.select_related("prediction", "recording", "recording__patient", "claimed_by", "current", "job")
     # The list never shows waveforms or maps: without the defer each row drags ~240 kB of samples.
     rows = rows.defer("recording__samples", "prediction__anomaly_map")
-    return rows.order_by("-priority", "created_at", "recording__patient_id")
+    rows = rows.prefetch_related(
+        Prefetch("job__predictions", queryset=interpretation_rows(), to_attr="interpretations")
+    )
+    return rows.order_by(*WORKLIST_ORDER)
+
+
+def interpretation_for(review: Review) -> Prediction | None:
+    """Return the interpretation of the review's job (prefetched on worklist rows), or None."""
+    prefetched = getattr(review.job, "interpretations", None)
+    if prefetched is not None:
+        return prefetched[0] if prefetched else None
+    return interpretation_rows().filter(job_id=review.job_id).first()
 
 
 def worklist_counts(*, user: Any, queue: str = Review.Queue.FLAGGED) -> dict[str, int]:
@@ -104,7 +137,38 @@ def anomaly_map(prediction: Prediction) -> np.ndarray | None:
 
 def quality_predictions() -> QuerySet[Prediction]:
     """Return predictions with their job, recording and review joined (quality audit list)."""
-    rows = Prediction.objects.select_related("job", "recording", "recording__patient").defer(
-        "anomaly_map", "recording__samples"
-    )
+    rows = Prediction.objects.select_related(
+        "job", "job__review", "job__review__current", "job__review__claimed_by", "recording", "recording__patient"
+    ).defer("anomaly_map", "recording__samples")
     return rows.prefetch_related("reviews__current", "reviews__claimed_by")
+
+
+@dataclass(frozen=True)
+class InterpretationView:
+    """What the review page shows of the interpretation: verdict, findings, measurements, decoder text."""
+
+    prediction: Prediction
+    clinical: ClinicalReport
+    verdict_text: str
+    findings: list[tuple[Finding, str]]  # each with its evidence as text
+    measurements: EcgMeasurements | None
+    measurement_rows: list[MeasurementRow]
+    st_rows: list[tuple[str, str]]
+
+
+def interpretation_view(review: Review) -> InterpretationView | None:
+    """Return the review's interpretation ready to show, or None when none was stored for its job."""
+    prediction = interpretation_for(review)
+    if prediction is None:
+        return None
+    clinical = clinical_report_of(prediction)
+    measurements = measurements_of(prediction)
+    return InterpretationView(
+        prediction=prediction,
+        clinical=clinical,
+        verdict_text=verdict_words(clinical.verdict),
+        findings=[(finding, evidence_text(finding)) for finding in clinical.findings],
+        measurements=measurements,
+        measurement_rows=measurement_rows(measurements) if measurements is not None else [],
+        st_rows=st_rows(measurements) if measurements is not None else [],
+    )

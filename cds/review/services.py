@@ -19,7 +19,7 @@ from cds.core.exceptions import ApplicationError
 from cds.review.models import Review, ReviewRevision
 from cds.review.scp import SCP_CODES
 from cds.review.selectors import review_visible
-from inference.results import DETECTOR_NAME, AnalysisResult
+from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME, AnalysisResult
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class ReviewConflict(ApplicationError):
 
 
 def _reannotation_priority(result: AnalysisResult) -> float | None:
-    """Return the foundation model's active-learning priority, or its uncertainty when not served."""
+    """Return the foundation model's re-annotation value (active learning), or its uncertainty when not served."""
     foundation = result.foundation
     if foundation is None:
         return None
@@ -47,19 +47,36 @@ def _reannotation_priority(result: AnalysisResult) -> float | None:
     return 1.0 - abs(2.0 * foundation.probability_abnormal - 1.0)
 
 
+def _model_row(predictions: list[Prediction], model_name: str) -> Prediction | None:
+    return next((p for p in predictions if p.model_name == model_name), None)
+
+
+def _draft_text(predictions: list[Prediction]) -> str:
+    """Return the draft the clinician edits: the grounded report, else the foundation model's text."""
+    for model_name in (INTERPRETATION_NAME, FOUNDATION_NAME):
+        row = _model_row(predictions, model_name)
+        if row is not None and row.report_text:
+            return row.report_text
+    return ""
+
+
 @transaction.atomic
 def review_create_for_results(
     *, job: AnalysisJob, predictions: list[Prediction], result: AnalysisResult
 ) -> Review | None:
-    """Open a review for a flagged ECG, or queue a not-flagged one worth a second look; else None.
+    """Open a review for a flagged ECG, or queue a normal one worth a second look; else None.
 
-    Idempotent per job. The first revision (``ai``) holds the AI proposal: intervals and report text.
+    Flagged means the one verdict is not normal: the interpretation's when it ran, else the
+    detector's flag. Idempotent per job. The first revision (``ai``) holds the AI proposal:
+    intervals and the draft report (the grounded report text).
     """
     existing = Review.objects.filter(job=job).first()
     if existing is not None:
         return existing
-    detector = next((p for p in predictions if p.model_name == DETECTOR_NAME), predictions[0])
-    if detector.flagged:
+    detector = _model_row(predictions, DETECTOR_NAME) or predictions[0]
+    interpretation = _model_row(predictions, INTERPRETATION_NAME)
+    flagged = interpretation.flagged if interpretation is not None else detector.flagged
+    if flagged:
         queue = Review.Queue.FLAGGED
         threshold = detector.threshold or 1.0
         priority = (detector.score or 0.0) / threshold if threshold else detector.score or 0.0
@@ -68,12 +85,18 @@ def review_create_for_results(
         if al_priority is None or al_priority < settings.REVIEW_REANNOTATION_MIN_PRIORITY:
             return None
         queue, priority = Review.Queue.REANNOTATION, al_priority
-    report_text = next((p.report_text for p in predictions if p.report_text), "")
-    review = Review(job=job, prediction=detector, recording=job.recording, queue=queue, priority=priority)
+    urgent = interpretation is not None and interpretation.urgency == "urgent"
+    review = Review(
+        job=job, prediction=detector, recording=job.recording, queue=queue, priority=priority, urgent=urgent
+    )
     review.full_clean()
     review.save()
     _revise(
-        review, kind=ReviewRevision.Kind.AI, author=None, intervals=list(detector.intervals), report_text=report_text
+        review,
+        kind=ReviewRevision.Kind.AI,
+        author=None,
+        intervals=list(detector.intervals),
+        report_text=_draft_text(predictions),
     )
     return review
 

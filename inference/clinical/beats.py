@@ -192,6 +192,22 @@ def _corr(beats: np.ndarray, template: np.ndarray) -> np.ndarray:
     return np.where(den > 0, b @ t / np.where(den > 0, den, 1.0), 0.0)
 
 
+def _local_rr(rr: np.ndarray) -> np.ndarray:
+    """Return, per beat, the reference cycle its coupling interval is compared with.
+
+    The median of the neighbouring intervals that do not touch the beat (up to four before its
+    coupling interval, four after its following one), so a slowly varying sinus rate (sinus
+    arrhythmia) is not called premature and an isolated ectopic does not set its own reference.
+    """
+    n = len(rr) + 1
+    ref = np.full(n, float(np.median(rr)) if len(rr) else np.inf)
+    for k in range(1, n):
+        near = [rr[j] for j in (*range(k - 5, k - 1), *range(k + 1, k + 5)) if 0 <= j < len(rr)]
+        if len(near) >= 2:
+            ref[k] = float(np.median(near))
+    return ref
+
+
 def _classify(x: np.ndarray, peaks: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (aligned peaks, classes, correlations) of the beats."""
     n = x.shape[1]
@@ -216,9 +232,8 @@ def _classify(x: np.ndarray, peaks: np.ndarray, usable: np.ndarray) -> tuple[np.
     width = _qrs_width_ms(qrs)
     ref_width = float(np.median(width[c >= _SAME_SHAPE])) if np.any(c >= _SAME_SHAPE) else float(np.median(width))
     rr = np.diff(peaks).astype(float)
-    ref_rr = float(np.median(rr)) if len(rr) else np.inf
     prev_rr = np.concatenate([[np.inf], rr])[inner]
-    premature = prev_rr < _PREMATURE * ref_rr
+    premature = prev_rr < _PREMATURE * _local_rr(rr)[inner]
     # Wider than the dominant QRS by ≥40 ms: a ventricular origin or aberrant conduction.
     wide = width > ref_width + 40.0
     cls = np.full(int(inner.sum()), CLASS_EXCLUDED, dtype="<U1")

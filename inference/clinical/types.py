@@ -47,6 +47,7 @@ class EcgMeasurements:
     heart_rate_bpm: float | None = None  # ventricular rate from all RR intervals
     rr_mean_ms: float | None = None
     rr_irregularity: float | None = None  # median |successive RR difference| / median RR
+    rr_range_ms: float | None = None  # longest minus shortest RR between dominant beats
     rhythm_regular: bool | None = None
     p_wave_present: bool | None = None  # a P wave precedes most QRS complexes
     p_wave_fraction: float | None = None  # share of beats whose pre-QRS segment matches the median P

@@ -12,36 +12,11 @@ from cds.analysis.fhir_results import result_entries, transaction_bundle
 from cds.analysis.models import AnalysisJob, Prediction, ResultResource
 from cds.analysis.results import analysis_results_store
 from cds.fhir.models import StoredResource
-from inference.results import AnalysisResult, AnomalyInterval, DetectorResult, FoundationResult
+from tests.cds.factories import make_result
+
+__all__ = ["make_result"]  # imported from here by other tests
 
 pytestmark = pytest.mark.django_db
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-
-
-def make_result(score: float, *, threshold: float = 1.0, intervals: int = 2) -> AnalysisResult:
-    detector = DetectorResult(
-        model_name="ecg-anomaly-detector",
-        model_version="1.0.0",
-        score=score,
-        threshold=threshold,
-        per_lead_scores={lead: score / (i + 1) for i, lead in enumerate(LEADS)},
-        anomaly_map=np.linspace(0, 1, 12 * 250, dtype=np.float32).reshape(12, 250),
-        map_rate_hz=25.0,
-        leads=LEADS,
-        intervals=tuple(
-            AnomalyInterval(lead="V2", start_ms=1000.0 + 500 * i, end_ms=1400.0 + 500 * i, score=0.9)
-            for i in range(intervals)
-        ),
-    )
-    foundation = FoundationResult(
-        model_name="ecg-foundation",
-        model_version="1.0.0",
-        probability_abnormal=0.8,
-        superclass_probabilities={"NORM": 0.2, "MI": 0.7, "STTC": 0.1, "CD": 0.05, "HYP": 0.02},
-        report_text="sinus rhythm. anteroseptal myocardial infarction.",
-        leads_used=LEADS,
-    )
-    return AnalysisResult(detector=detector, foundation=foundation)
 
 
 @pytest.fixture

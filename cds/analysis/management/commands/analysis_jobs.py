@@ -1,4 +1,4 @@
-"""List analysis jobs (newest first) with their ECG, status and the detector's finding."""
+"""List analysis jobs (newest first) with their ECG, status, the one verdict and the draft report."""
 
 from __future__ import annotations
 
@@ -8,11 +8,18 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from cds.analysis.models import AnalysisJob, Prediction
-from inference.results import DETECTOR_NAME, FOUNDATION_NAME
+from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME
 
 
-def job_row(job: AnalysisJob, detector: Prediction | None, foundation: Prediction | None) -> dict[str, Any]:
-    """Return one job's row: status, the detector's finding and the foundation model's draft."""
+def job_row(
+    job: AnalysisJob, detector: Prediction | None, foundation: Prediction | None, interpretation: Prediction | None
+) -> dict[str, Any]:
+    """Return one job's row: status, the detector's finding, the one verdict and the draft report.
+
+    ``report_text`` is the grounded report (the interpretation's) when there is one, else the
+    foundation model's text; ``decoder_text`` is always the foundation model's, as generated.
+    """
+    decoder_text = foundation.report_text if foundation else ""
     return {
         "job": job.pk,
         "observation": job.recording.logical_id,
@@ -21,13 +28,24 @@ def job_row(job: AnalysisJob, detector: Prediction | None, foundation: Predictio
         "model_version": job.model_version,
         "score": detector.score if detector else None,
         "threshold": detector.threshold if detector else None,
-        "flagged": detector.flagged if detector else None,
+        "flagged": interpretation.flagged if interpretation else (detector.flagged if detector else None),
+        "detector_flagged": detector.flagged if detector else None,
+        "verdict": interpretation.verdict if interpretation else "",
+        "urgency": interpretation.urgency if interpretation else "",
+        "findings": [f.get("text", "") for f in interpretation.findings] if interpretation else [],
         "intervals": len(detector.intervals) if detector else 0,
         "probability_abnormal": foundation.score if foundation else None,
-        "report_text": foundation.report_text if foundation else "",
-        "review_priority": foundation.review_priority if foundation else None,
+        "report_text": interpretation.report_text if interpretation else decoder_text,
+        "decoder_text": decoder_text,
+        "reannotation_value": foundation.review_priority if foundation else None,
         "error": job.error,
     }
+
+
+def _by_job(jobs: list[AnalysisJob], model_name: str, *fields: str) -> dict[int, Prediction]:
+    """Return each job's prediction of ``model_name`` (one query), keyed by job id."""
+    rows = Prediction.objects.filter(job__in=jobs, model_name=model_name).only("job_id", *fields)
+    return {p.job_id: p for p in rows}
 
 
 class Command(BaseCommand):
@@ -39,20 +57,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         jobs = list(AnalysisJob.objects.select_related("recording").order_by("-created_at")[: options["limit"]])
-        # One query for every job's detector prediction (the score shown beside each job).
-        scored = {
-            p.job_id: p
-            for p in Prediction.objects.filter(job__in=jobs, model_name=DETECTOR_NAME).only(
-                "job_id", "score", "threshold", "flagged", "intervals"
-            )
-        }
-        reported = {
-            p.job_id: p
-            for p in Prediction.objects.filter(job__in=jobs, model_name=FOUNDATION_NAME).only(
-                "job_id", "score", "report_text", "review_priority"
-            )
-        }
-        rows = [job_row(job, scored.get(job.pk), reported.get(job.pk)) for job in jobs]
+        # One query per model for every job's prediction (no query per job).
+        scored = _by_job(jobs, DETECTOR_NAME, "score", "threshold", "flagged", "intervals")
+        reported = _by_job(jobs, FOUNDATION_NAME, "score", "report_text", "review_priority")
+        interpreted = _by_job(jobs, INTERPRETATION_NAME, "flagged", "verdict", "urgency", "findings", "report_text")
+        rows = [job_row(job, scored.get(job.pk), reported.get(job.pk), interpreted.get(job.pk)) for job in jobs]
         if options["json"]:
             self.stdout.write(json.dumps(rows))
             return

@@ -1,0 +1,75 @@
+"""Coded statements from measurements (inference.clinical.statements)."""
+
+from __future__ import annotations
+
+from inference.clinical.measurements import measure_ecg
+from inference.clinical.statements import measured_findings
+from inference.clinical.types import EcgMeasurements
+from training.synthetic_ecg import synthesize
+
+
+def _codes(**options: object) -> list[str]:
+    ecg = synthesize(**options)  # type: ignore[arg-type]
+    return [f.code for f in measured_findings(measure_ecg(ecg.signal, ecg.rate_hz, ecg.leads))]
+
+
+def test_it_calls_a_normal_ecg_sinus_rhythm_only() -> None:
+    ecg = synthesize()
+    findings = measured_findings(measure_ecg(ecg.signal, ecg.rate_hz, ecg.leads))
+    assert [f.code for f in findings] == ["SR"]
+    assert findings[0].snomed == "426783006" and not findings[0].abnormal and findings[0].source == "measured"
+
+
+def test_it_calls_atrial_fibrillation_not_sinus() -> None:
+    codes = _codes(rhythm="af", heart_rate=95, seed=5)
+    assert "AFIB" in codes and not {"SR", "SBRAD", "STACH", "SARRH"} & set(codes)
+
+
+def test_it_marks_fast_atrial_fibrillation_urgent() -> None:
+    ecg = synthesize(rhythm="af", heart_rate=130, seed=4)
+    af = [f for f in measured_findings(measure_ecg(ecg.signal, 500, ecg.leads)) if f.code == "AFIB"]
+    assert af and af[0].urgent and "rapid" in af[0].text
+
+
+def test_it_keeps_sinus_with_two_pacs() -> None:
+    codes = _codes(pac_beats=(3, 8))
+    assert codes[0] == "SR" and "PAC" in codes and "AFIB" not in codes
+
+
+def test_it_calls_wide_rbbb_complete_rbbb() -> None:
+    assert "CRBBB" in _codes(conduction="rbbb", qrs_ms=140)
+
+
+def test_it_calls_wide_lbbb_complete_lbbb() -> None:
+    assert "CLBBB" in _codes(conduction="lbbb", qrs_ms=150, qt_ms=440)
+
+
+def test_it_calls_first_degree_av_block_and_bradycardia() -> None:
+    codes = _codes(heart_rate=50, pr_ms=240)
+    assert codes[0] == "SBRAD" and "1AVB" in codes
+
+
+def test_it_calls_left_axis_deviation() -> None:
+    assert "LAD" in _codes(qrs_axis_deg=-50)
+
+
+def test_it_calls_inferior_st_elevation_urgent() -> None:
+    ecg = synthesize(st_vector_mv=(0.0, 0.25, 0.0))
+    ste = [f for f in measured_findings(measure_ecg(ecg.signal, 500, ecg.leads)) if f.code == "STE"]
+    assert ste and ste[0].urgent and "inferior" in ste[0].evidence["territories"]
+
+
+def test_it_does_not_interpret_qtc_with_wide_qrs() -> None:
+    m = EcgMeasurements(qrs_ms=150.0, qt_ms=480.0, qtc_ms=490.0, heart_rate_bpm=70.0)
+    codes = [f.code for f in measured_findings(m, sex="male")]
+    assert "LQT" not in codes and "QT_NOT_INTERPRETED" in codes
+
+
+def test_it_uses_sex_specific_qtc_limits() -> None:
+    m = EcgMeasurements(qrs_ms=90.0, qt_ms=420.0, qtc_ms=455.0, heart_rate_bpm=70.0)
+    assert "LQT" in [f.code for f in measured_findings(m, sex="male")]
+    assert "LQT" not in [f.code for f in measured_findings(m, sex="female")]
+
+
+def test_it_says_nothing_about_rhythm_without_measurements() -> None:
+    assert measured_findings(EcgMeasurements()) == []
