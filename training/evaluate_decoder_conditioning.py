@@ -94,7 +94,8 @@ def contradictions(
     }
 
 
-def evaluate(before: Path, after: Path, data_dir: Path, challenge: Path) -> dict[str, Any]:
+def evaluate(models: dict[str, Path], data_dir: Path, challenge: Path) -> dict[str, Any]:
+    """Contradiction counts (and fold-10 label check) of each named checkpoint on both test sets."""
     arrays, builder, _ = load_ptbxl_arrays(data_dir)
     test = arrays.where("test")
     sets: dict[str, tuple[FoundationArrays, dict[str, MeasuredRecord]]] = {
@@ -106,14 +107,16 @@ def evaluate(before: Path, after: Path, data_dir: Path, challenge: Path) -> dict
             logger.warning("challenge records refused by preprocessing: %s", refused)
         sets["challenge_sample"] = (ch, challenge_measured(challenge))
     threshold = float(
-        torch.load(after, map_location="cpu", weights_only=False)["operating_point"]["threshold_prob_abnormal"]
+        torch.load(next(iter(models.values())), map_location="cpu", weights_only=False)["operating_point"][
+            "threshold_prob_abnormal"
+        ]
     )
     out: dict[str, Any] = {}
     for name, (data, measured) in sets.items():
         records = [measured[str(r)] for r in data.record_ids]
         vec = vectors(measured, data.record_ids)
         out[name] = {"measured_prevalence": {k: int(v) for k, v in zip(*_prevalence(vec), strict=True)}}
-        for label, path in (("before", before), ("after", after)):
+        for label, path in models.items():
             texts, prob = generate(path, data, vec)
             res = contradictions(texts, records, prob, threshold)
             if data.full_codes.any():
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--before", type=Path, default=RUNS / "foundation_decoder_conditioning" / "start.pt")
     parser.add_argument("--after", type=Path, default=REPO_ROOT / "ecg_models" / "weights" / "foundation.pt")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--control", type=Path, default=None, help="also the fine-tune without the measured token")
     parser.add_argument("--challenge", type=Path, default=DEFAULT_DATA / "challenge-sample")
     parser.add_argument("--out", type=Path, default=RUNS / "foundation_decoder_conditioning" / "contradictions.json")
     parser.add_argument("--threads", type=int, default=1)
@@ -148,7 +152,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     started = time.time()
-    result = evaluate(args.before, args.after, args.data_dir, args.challenge)
+    models = {"before": args.before, "after": args.after} | ({"control": args.control} if args.control else {})
+    result = evaluate(models, args.data_dir, args.challenge)
     result["seconds"] = round(time.time() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

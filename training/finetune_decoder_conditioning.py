@@ -34,10 +34,11 @@ import torch
 import torch.nn.functional as F
 
 from ecg_models.foundation import PAD_ID, FoundationModel, build_foundation, from_checkpoint
-from inference.clinical.conditioning import MEASURED_SNOMED, N_MEASURED
+from inference.clinical.conditioning import AMPLITUDE_SNOMED, MEASURED_SNOMED, N_MEASURED
+from inference.clinical.decoder_check import DecoderSentence, Evidence, decoder_text_check
 from training.foundation_data import DEFAULT_DATA, RUNS, load_ptbxl_arrays
 from training.foundation_text import ReportBuilder, decode, encode, label_check, load_tokenizer
-from training.measured_cache import ptbxl_measured, vectors
+from training.measured_cache import MeasuredRecord, ptbxl_measured, vectors
 
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -130,14 +131,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out-dir", type=Path, default=RUNS / "foundation_decoder_conditioning")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-budget-s", type=float, default=480.0)
+    parser.add_argument(
+        "--consistent-targets",
+        choices=("none", "strict", "all"),
+        default="strict",
+        help="drop from each training target the sentences its measurements contradict: "
+        "'strict' only where a measurement refutes the statement itself (AF vs sinus, QRS width, PR, QTc, axis, "
+        "ectopic counts), 'all' also 'normal ecg' on any abnormal measured finding and sinus without measured P waves",
+    )
+    parser.add_argument(
+        "--signal-dropout",
+        type=float,
+        default=0.0,
+        help="per training step, the probability of a measured-only step (memory = the measured token alone)",
+    )
+    parser.add_argument(
+        "--measured-lr-scale", type=float, default=1.0, help="learning-rate factor of the new embedding"
+    )
     parser.add_argument("--write", action="store_true", help="replace --checkpoint if fold 9 is not worse")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="same fine-tune without the measured token (what the extra decoder training alone buys); never writes",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(args.seed)
@@ -166,7 +189,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     tok = load_tokenizer(args.checkpoint.parent / ckpt["tokenizer"])
     max_len = int(ckpt["model_config"]["max_len"])
-    t_train = torch.from_numpy(np.stack([encode(tok, t, max_len) for t in train.texts])).to(device)
+    train_texts = list(train.texts)
+    changed = 0
+    if args.consistent_targets != "none":
+        train_texts = [
+            consistent_text(t, measured[str(r)], strict=args.consistent_targets == "strict")
+            for t, r in zip(train.texts, train.record_ids, strict=True)
+        ]
+        changed = sum(a != b for a, b in zip(train_texts, train.texts, strict=True))
+        keep = np.flatnonzero([bool(t) for t in train_texts])
+        logger.info(
+            "consistent targets: %d of %d texts changed, %d left empty (dropped)",
+            changed,
+            len(train),
+            len(train) - len(keep),
+        )
+        train = train.subset(keep)
+        train_texts = [train_texts[i] for i in keep]
+        m_train = m_train[torch.from_numpy(keep).to(device)]
+    t_train = torch.from_numpy(np.stack([encode(tok, t, max_len) for t in train_texts])).to(device)
     t_val = torch.from_numpy(np.stack([encode(tok, t, max_len) for t in val.texts])).to(device)
 
     shipped = from_checkpoint(args.checkpoint).to(device)
@@ -184,9 +225,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     logger.info("shipped model on fold 9: %s", json.dumps(baseline))
 
-    model = conditioned_model(shipped).to(device)
+    if args.control:
+        model = build_foundation(shipped.cfg)
+        model.load_state_dict(shipped.state_dict())
+        model = model.to(device)
+        args.write = False
+    else:
+        model = conditioned_model(shipped).to(device)
     params = trainable(model)
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    embed_params = {id(p) for p in model.measured_embed.parameters()}
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in params if id(p) not in embed_params], "lr": args.lr},
+            {"params": [p for p in params if id(p) in embed_params], "lr": args.lr * args.measured_lr_scale},
+        ],
+        weight_decay=args.weight_decay,
+    )
     steps = max(1, len(train) // args.batch_size)
     total = args.epochs * steps
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -205,7 +259,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for b in range(steps):
             idx = torch.from_numpy(np.sort(order[b * args.batch_size : (b + 1) * args.batch_size])).to(device)
             tokens = t_train[idx]
-            logits = model.decoder(tokens[:, :-1], memory(model, lat_train[idx], m_train[idx]))
+            mem = memory(model, lat_train[idx], m_train[idx])
+            if model.condition_on_measured and float(torch.rand(1, generator=generator)) < args.signal_dropout:
+                # A measured-only step: the decoder sees the measured token alone, so it must learn
+                # to write from it. Without such steps it ignores one token among 127 (diluted by
+                # the 125 latents and the findings token, which already predict the text in training).
+                mem = mem[:, -1:]
+            logits = model.decoder(tokens[:, :-1], mem)
             loss = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], ignore_index=PAD_ID)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -229,6 +289,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.time_budget_s and time.time() - started > args.time_budget_s:
             break
     train_s = time.time() - started
+    torch.save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, args.out_dir / "last_state.pt")
     not_worse = best["val_label_macro_f1"] >= baseline["val_label_macro_f1"]
     summary = {
         "shipped_fold9": baseline,
@@ -239,6 +300,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "n_train_texts": len(train),
         "n_val_texts": len(val),
         "device": device,
+        "control_without_measured": bool(args.control),
+        "consistent_targets": args.consistent_targets,
+        "train_targets_changed": changed,
+        "signal_dropout": args.signal_dropout,
+        "measured_lr_scale": args.measured_lr_scale,
         "data_split_id": sid,
     }
     out = dict(ckpt)
@@ -259,6 +325,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         logger.info("fold-9 label check worse than the shipped model's: %s left as it is", args.checkpoint)
     print(json.dumps(summary))
     return summary
+
+
+def consistent_text(text: str, rec: MeasuredRecord, *, strict: bool = True) -> str:
+    """The target text without the sentences the record's measurements contradict.
+
+    Evidence as in ``inference.clinical.report``: the measurements and measured findings, with
+    ``abnormal`` = a measured finding is abnormal (amplitude findings only where the signal is in mV).
+    ``strict``: keep "normal ecg" (a verdict, not a measurement: 188 of 389 training texts would
+    lose it, mostly for measured 1AVB, unclear rhythm, sinus arrhythmia, ST elevation, bradycardia
+    or PVCs the cardiologist did not code) and sinus statements refuted only by absent P waves
+    (P waves are measured absent in 119 of 389 training ECGs). The cardiologist's other statements
+    (morphology, infarction, ...) are kept as written.
+    """
+    abnormal = any(f.abnormal and (rec.amplitudes_valid or f.snomed not in AMPLITUDE_SNOMED) for f in rec.findings)
+    evidence = Evidence(measurements=rec.measurements, measured=rec.findings, abnormal=abnormal)
+
+    def refuted(s: DecoderSentence) -> bool:
+        if not s.removed_because:
+            return False
+        return not strict or (s.code != "NORM" and not s.removed_because.startswith("no P waves"))
+
+    kept = [s.text for s in decoder_text_check(text, evidence) if not refuted(s)]
+    return "".join(f"{s}. " for s in kept).strip()
 
 
 def _label(builder: ReportBuilder, texts: list[str], codes: list[Any]) -> dict[str, float]:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from inference.clinical.conditioning import N_MEASURED, measured_vector
+from inference.clinical.conditioning import N_MEASURED, measured_findings_of_signal, measured_vector
 from inference.clinical.types import EcgMeasurements, Finding
 from inference.preprocessing import LEADS_12
 from training.data.challenge import load_challenge_records
@@ -35,7 +35,7 @@ from training.data.splits import load_index, split_records
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNS = REPO_ROOT / "training" / "runs"
-_SOURCES = ("measurements.py", "statements.py", "beats.py", "lead_measures.py", "conditioning.py")
+_SOURCES = ("measurements.py", "statements.py", "beats.py", "lead_measures.py", "intended_use.py", "conditioning.py")
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,14 @@ class MeasuredRecord:
 
 def measure_record(rec: EcgRecord) -> MeasuredRecord:
     """Measure one record (raw signal, LEADS_12 order)."""
-    from inference.clinical.measurements import measure_ecg
-    from inference.clinical.statements import measured_findings  # type: ignore[import-not-found,unused-ignore]
-
-    m = measure_ecg(np.asarray(rec.signal, dtype=np.float64), float(rec.sample_rate_hz), LEADS_12)
-    return MeasuredRecord(m, tuple(measured_findings(m, sex=rec.sex)), amplitudes_valid=not rec.standardized)
+    m, findings = measured_findings_of_signal(
+        np.asarray(rec.signal, dtype=np.float64),
+        float(rec.sample_rate_hz),
+        LEADS_12,
+        sex=rec.sex,
+        age_years=rec.age_years,
+    )
+    return MeasuredRecord(m, tuple(findings), amplitudes_valid=not rec.standardized)
 
 
 def _rules_version() -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from inference.clinical.types import Finding
+from inference.clinical.types import EcgMeasurements, Finding
 
 # SNOMED CT concept ids, in input order (K = 21).
 MEASURED_FINDINGS: tuple[tuple[str, str], ...] = (
@@ -42,21 +42,28 @@ MEASURED_FINDINGS: tuple[tuple[str, str], ...] = (
 )
 MEASURED_SNOMED: tuple[str, ...] = tuple(code for code, _ in MEASURED_FINDINGS)
 N_MEASURED = len(MEASURED_SNOMED)
-# Statements read from amplitudes in mV: meaningless on signals that are not in mV (ptb-xl-extra is
-# z-scored per lead), where ``measured_vector(..., amplitudes_valid=False)`` leaves them 0.
-AMPLITUDE_SNOMED = frozenset({"251146004", "164931005", "429622005"})
+# Statements read from amplitudes in mV (pacing spikes too: a second difference in mV): meaningless
+# on signals that are not in mV (ptb-xl-extra is 0.5-40 Hz filtered and z-scored per lead), where
+# ``measured_vector(..., amplitudes_valid=False)`` leaves them 0.
+AMPLITUDE_SNOMED = frozenset({"251146004", "164931005", "429622005", "10370003"})
+# ``statements.measured_findings`` does not state atrial flutter (its AF statement covers an
+# irregular rhythm without P waves) and pacing comes from the intended-use check
+# (``intended_use_findings``, source "intended-use", SNOMED 10370003), which is taken as measured.
+PACED_SNOMED = "10370003"
 _INDEX = {code: i for i, code in enumerate(MEASURED_SNOMED)}
 
 
 def measured_vector(findings: Iterable[Finding], *, amplitudes_valid: bool = True) -> np.ndarray:
     """Return float32 (K,): 1 where a measured finding has that SNOMED code, else 0.
 
-    Only findings with ``source == "measured"`` count (the model's own statements must not feed
-    back into its input). Codes outside ``MEASURED_FINDINGS`` are ignored.
+    Only measured findings count (``source == "measured"``, and the intended-use pacing finding):
+    the models' own statements must not feed back into the decoder's input. Codes outside
+    ``MEASURED_FINDINGS`` are ignored.
     """
     out = np.zeros(N_MEASURED, dtype=np.float32)
     for finding in findings:
-        if finding.source != "measured" or finding.snomed not in _INDEX:
+        measured = finding.source == "measured" or (finding.source == "intended-use" and finding.snomed == PACED_SNOMED)
+        if not measured or finding.snomed not in _INDEX:
             continue
         if not amplitudes_valid and finding.snomed in AMPLITUDE_SNOMED:
             continue
@@ -75,14 +82,39 @@ def measured_vector_of_signal(
     leads: Sequence[str],
     *,
     sex: str | None = None,
+    age_years: float | None = None,
     amplitudes_valid: bool = True,
 ) -> np.ndarray:
-    """Measure one ECG (mV, (leads, samples)) and return its measured vector (K,).
+    """Measure one ECG (mV, (leads, samples), NaN where missing) and return its measured vector (K,)."""
+    return measured_vector(
+        measured_findings_of_signal(signal, rate_hz, leads, sex=sex, age_years=age_years)[1],
+        amplitudes_valid=amplitudes_valid,
+    )
 
-    Uses ``inference.clinical.measurements.measure_ecg`` and ``statements.measured_findings``.
+
+def measured_findings_of_signal(
+    signal: np.ndarray, rate_hz: float, leads: Sequence[str], *, sex: str | None = None, age_years: float | None = None
+) -> tuple[EcgMeasurements, list[Finding]]:
+    """Return (measurements, measured findings + the intended-use pacing finding) of one ECG.
+
+    ``measure_ecg`` -> ``measured_findings``, plus ``intended_use_findings``' PACE (other
+    intended-use findings are not measured statements and are left out).
     """
-    from inference.clinical.measurements import measure_ecg
-    from inference.clinical.statements import measured_findings  # type: ignore[import-not-found,unused-ignore]
+    from inference.clinical.beats import beats_analyse
+    from inference.clinical.intended_use import intended_use_findings
+    from inference.clinical.measurements import measure_beats, measure_ecg
+    from inference.clinical.statements import measured_findings
 
-    findings = measured_findings(measure_ecg(signal, rate_hz, leads), sex=sex)
-    return measured_vector(findings, amplitudes_valid=amplitudes_valid)
+    beats = None
+    try:
+        beats = beats_analyse(signal, rate_hz, leads)
+        measurements = measure_beats(beats)
+    except Exception:  # as measure_ecg: say why instead of losing the ECG
+        measurements = measure_ecg(signal, rate_hz, leads)
+    findings = measured_findings(measurements, sex=sex, age_years=age_years)
+    paced = [
+        f
+        for f in intended_use_findings(signal, rate_hz, leads, age_years=age_years, beats=beats)
+        if f.snomed == PACED_SNOMED
+    ]
+    return measurements, findings + paced
