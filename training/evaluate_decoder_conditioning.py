@@ -120,7 +120,7 @@ def evaluate(models: dict[str, Path], data_dir: Path, challenge: Path) -> dict[s
             texts, prob = generate(path, data, vec)
             res = contradictions(texts, records, prob, threshold)
             if data.full_codes.any():
-                res["label_check_macro_f1"] = round(float(label_check(builder, texts, list(data.codes))["macro_f1"]), 4)  # type: ignore[arg-type]
+                res["label_check_macro_f1"] = round(float(label_check(builder, texts, list(data.codes))["macro_f1"]), 4)
             res["examples"] = texts[:3]
             out[name][label] = res
     return out

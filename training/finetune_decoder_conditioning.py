@@ -353,8 +353,8 @@ def consistent_text(text: str, rec: MeasuredRecord, *, strict: bool = True) -> s
 def _label(builder: ReportBuilder, texts: list[str], codes: list[Any]) -> dict[str, float]:
     check = label_check(builder, texts, codes)
     return {
-        "val_label_macro_f1": round(float(check["macro_f1"]), 4),  # type: ignore[arg-type]
-        "val_statement_micro_f1": round(float(check["statement_micro_f1"]), 4),  # type: ignore[arg-type]
+        "val_label_macro_f1": round(float(check["macro_f1"]), 4),
+        "val_statement_micro_f1": round(float(check["statement_micro_f1"]), 4),
     }
 
 

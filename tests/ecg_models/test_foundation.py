@@ -198,6 +198,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "ptbxl"
 
 @pytest.mark.skipif(not (WEIGHTS / "foundation.pt").exists(), reason="shipped weights not built yet")
 def test_it_runs_the_shipped_weights_on_a_sample_ecg_with_any_leads() -> None:
+    from inference.clinical.conditioning import measured_vector_of_signal
     from inference.preprocessing import foundation_inputs
     from training.data.ptbxl import read_wfdb_12lead
     from training.foundation_text import ReportBuilder, load_tokenizer, report_text
@@ -214,9 +215,12 @@ def test_it_runs_the_shipped_weights_on_a_sample_ecg_with_any_leads() -> None:
         assert inp.leads_used == tuple(names)
         x = torch.from_numpy(inp.signal)[None]
         m = torch.from_numpy(inp.lead_mask)[None]
+        measured = None
+        if model.cfg.condition_on_measured:  # the report follows the measured findings of the same leads
+            measured = torch.from_numpy(measured_vector_of_signal(signal[leads], rate, names))[None]
         with torch.no_grad():
             prob = torch.sigmoid(model(x, m)[0])
-            ids = generator(x, m)
+            ids = generator(x, m, measured)
         assert 0.0 <= float(prob) <= 1.0
         text, reason = report_text(tok, builder, ids[0].tolist())
         assert text or reason  # never empty without a reason

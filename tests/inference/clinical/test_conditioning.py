@@ -70,3 +70,22 @@ def test_it_sends_the_measured_vector_only_to_a_conditioned_report_model() -> No
         conditioned.report_inputs(signal, mask, None)
     with pytest.raises(InferenceFailed, match="differ"):
         serving(MEASURED_SNOMED[::-1]).report_inputs(signal, mask, vec)
+
+
+def test_it_sends_the_measured_vector_to_the_served_report_model() -> None:
+    from inference.analyzer import TritonAnalyzer
+    from inference.preprocessing import FoundationInputs
+
+    class Client:
+        def __init__(self) -> None:
+            self.sent: dict[str, np.ndarray] = {}
+
+        def infer_result(self, model: str, arrays: dict[str, np.ndarray], outputs: tuple[str, ...]) -> str:
+            self.sent = arrays
+            return model
+
+    client = Client()
+    analyzer = TritonAnalyzer(client=client, _foundation_serving=serving(MEASURED_SNOMED))  # type: ignore[arg-type]
+    inputs = FoundationInputs(signal=np.zeros((12, 1000), np.float32), lead_mask=np.ones(12, bool))
+    assert analyzer._report(inputs, measured_vector([finding("164889003")])) == "ecg_report"
+    assert client.sent["measured"][0, 4] == 1.0 and client.sent["signal"].shape == (1, 12, 1000)
