@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from inference.clinical.interpret import interpret_ecg
 from inference.errors import InferenceFailed, UnscorableEcg
 from inference.foundation_postprocessing import (
     FOUNDATION_OUTPUTS,
@@ -249,7 +250,7 @@ class TritonAnalyzer:
             timings_ms=timings,
         )
         if not (self.foundation_model and self.report_model):
-            return AnalysisResult(detector=detector, timings_ms=dict(detector.timings_ms))
+            return with_interpretation(ecg, detector, None)
         started = time.perf_counter()
         f_inputs = prepare_foundation_inputs(ecg)
         f_timings = {"preprocess_ms": _ms_since(started)}
@@ -270,7 +271,28 @@ class TritonAnalyzer:
             server_model_version=f"{classified.model_name}/{classified.model_version}+{report.model_name}/{report.model_version}",
             timings_ms=f_timings,
         )
-        return AnalysisResult(detector=detector, foundation=foundation, timings_ms=_merge_timings(detector, foundation))
+        return with_interpretation(ecg, detector, foundation)
+
+
+def with_interpretation(ecg: EcgInput, detector: DetectorResult, foundation: FoundationResult | None) -> AnalysisResult:
+    """Return both models' results with the ECG's measurements and grounded report added."""
+    interpretation = interpret_ecg(
+        np.asarray(ecg.signal, dtype=np.float64),
+        ecg.rate_hz,
+        ecg.leads,
+        age_years=ecg.age_years,
+        sex=ecg.sex,
+        detector=detector,
+        foundation=foundation,
+    )
+    return AnalysisResult(
+        detector=detector,
+        foundation=foundation,
+        measurements=interpretation.measurements,
+        clinical=interpretation.clinical,
+        timings_ms=_merge_timings(detector, foundation)
+        | {f"clinical_{k}": v for k, v in interpretation.timings_ms.items()},
+    )
 
 
 def _merge_timings(detector: DetectorResult, foundation: FoundationResult | None) -> dict[str, float]:
@@ -370,4 +392,4 @@ class InProcessAnalyzer:
                 server_model_version="in-process",
                 timings_ms=f_timings,
             )
-        return AnalysisResult(detector=detector, foundation=foundation, timings_ms=_merge_timings(detector, foundation))
+        return with_interpretation(ecg, detector, foundation)
