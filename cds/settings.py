@@ -169,7 +169,7 @@ TRITON_MODEL_VERSIONS = dict(item.split("=", 1) for item in env_list("TRITON_MOD
 INFERENCE_DETECTOR_CHECKPOINT = env_str(
     "INFERENCE_DETECTOR_CHECKPOINT", str(BASE_DIR / "ecg_models" / "weights" / "detector.pt")
 )
-# The foundation model (probabilities, report text, review priority) runs beside the detector
+# The foundation model (probabilities, report text, re-annotation value) runs beside the detector
 # unless switched off (a deployment that serves only the detector).
 INFERENCE_FOUNDATION_ENABLED = env_bool("INFERENCE_FOUNDATION_ENABLED", True)
 INFERENCE_FOUNDATION_CHECKPOINT = env_str(
@@ -214,7 +214,8 @@ AXES_RESET_ON_SUCCESS = True
 ADMIN_OTP_REQUIRED = env_bool("ADMIN_OTP_REQUIRED", False)
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "ecg-cds")
 AUDITLOG_INCLUDE_ALL_MODELS = False
-# Not-flagged ECGs whose active-learning priority reaches this go to the re-annotation queue.
+# ECGs with a normal verdict whose re-annotation value (active learning) reaches this go to the
+# re-annotation queue.
 REVIEW_REANNOTATION_MIN_PRIORITY = env_float("REVIEW_REANNOTATION_MIN_PRIORITY", 0.5)
 # --- end review and audit ----------------------------------------------------------------------
 

@@ -254,9 +254,10 @@ def send_samples(env: dict[str, str]) -> None:
         job = jobs.get(oid, {})
         finding = ""
         if job.get("score") is not None:
-            verdict = job.get("verdict") or ("flagged" if job["flagged"] else "not flagged")
-            urgency = f", {job['urgency']}" if job.get("urgency") else ""
-            finding = f"  verdict: {verdict.upper()}{urgency}; anomaly score {job['score']:+.2f}"
+            # The one verdict (the interpretation's; the detector's flag for jobs without one).
+            flag = "FLAGGED" if job["flagged"] else "not flagged"
+            words = ", ".join(w for w in (job.get("verdict"), job.get("urgency")) if w)
+            finding = f"  {flag}{f' ({words})' if words else ''}; anomaly score {job['score']:+.2f}"
             finding += f" (operating point {job['threshold']:+.2f})"
             finding += f", {job['intervals']} localized interval(s)" if job["intervals"] else ""
         elif job.get("error"):
@@ -277,8 +278,8 @@ def print_draft(job: dict[str, Any]) -> None:
     """Print a job's draft report: the grounded report (the interpretation's), with its findings."""
     if not job.get("report_text"):
         return
-    kind = "draft report" if job.get("verdict") else "draft report (report model's text; no interpretation)"
-    print(f"      {kind}: {job['report_text']!r}")
+    source = "" if job.get("verdict") else " (the report model's text: no interpretation for this job)"
+    print(f"      draft report: {job['report_text']!r}{source}")
     if job.get("findings"):
         print(f"      findings: {'; '.join(job['findings'])}")
     extras = []

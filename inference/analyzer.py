@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from inference.clinical.interpret import interpret_ecg
 from inference.errors import InferenceFailed, UnscorableEcg
 from inference.foundation_postprocessing import (
     FOUNDATION_OUTPUTS,
@@ -249,7 +250,7 @@ class TritonAnalyzer:
             timings_ms=timings,
         )
         if not (self.foundation_model and self.report_model):
-            return AnalysisResult(detector=detector, timings_ms=dict(detector.timings_ms))
+            return with_interpretation(ecg, detector, None)
         started = time.perf_counter()
         f_inputs = prepare_foundation_inputs(ecg)
         f_timings = {"preprocess_ms": _ms_since(started)}
@@ -270,13 +271,34 @@ class TritonAnalyzer:
             server_model_version=f"{classified.model_name}/{classified.model_version}+{report.model_name}/{report.model_version}",
             timings_ms=f_timings,
         )
-        return AnalysisResult(detector=detector, foundation=foundation, timings_ms=_merge_timings(detector, foundation))
+        return with_interpretation(ecg, detector, foundation)
 
     def _report(self, f_inputs: FoundationInputs, measured: np.ndarray | None) -> Any:
         """Call the report model; ``measured`` is the measured-findings vector (None if it takes none)."""
         assert self.report_model
         arrays = self.foundation_serving().report_inputs(f_inputs.signal, f_inputs.lead_mask, measured)
         return self.client.infer_result(self.report_model, arrays, REPORT_OUTPUTS)
+
+
+def with_interpretation(ecg: EcgInput, detector: DetectorResult, foundation: FoundationResult | None) -> AnalysisResult:
+    """Return both models' results with the ECG's measurements and grounded report added."""
+    interpretation = interpret_ecg(
+        np.asarray(ecg.signal, dtype=np.float64),
+        ecg.rate_hz,
+        ecg.leads,
+        age_years=ecg.age_years,
+        sex=ecg.sex,
+        detector=detector,
+        foundation=foundation,
+    )
+    return AnalysisResult(
+        detector=detector,
+        foundation=foundation,
+        measurements=interpretation.measurements,
+        clinical=interpretation.clinical,
+        timings_ms=_merge_timings(detector, foundation)
+        | {f"clinical_{k}": v for k, v in interpretation.timings_ms.items()},
+    )
 
 
 def _merge_timings(detector: DetectorResult, foundation: FoundationResult | None) -> dict[str, float]:
@@ -376,7 +398,7 @@ class InProcessAnalyzer:
                 server_model_version="in-process",
                 timings_ms=f_timings,
             )
-        return AnalysisResult(detector=detector, foundation=foundation, timings_ms=_merge_timings(detector, foundation))
+        return with_interpretation(ecg, detector, foundation)
 
     def _report(self, f_inputs: FoundationInputs, measured: np.ndarray | None) -> np.ndarray:
         """Run the report generator; ``measured`` is the measured-findings vector (None if it takes none)."""
@@ -401,4 +423,5 @@ def report_measured(ecg: EcgInput, serving: FoundationServing) -> np.ndarray | N
         return None
     from inference.clinical.conditioning import measured_vector_of_signal
 
-    return measured_vector_of_signal(np.asarray(ecg.signal, dtype=np.float64), ecg.rate_hz, ecg.leads, sex=ecg.sex)
+    signal = np.asarray(ecg.signal, dtype=np.float64)
+    return measured_vector_of_signal(signal, ecg.rate_hz, ecg.leads, sex=ecg.sex, age_years=ecg.age_years)

@@ -17,7 +17,10 @@ class AnalysisJobAdmin(ReadOnlyAdmin):
 
 @admin.register(Prediction)
 class PredictionAdmin(ReadOnlyAdmin):
-    list_display = ("pk", "recording", "model_name", "model_version", "score", "threshold", "flagged", "created_at")
-    list_filter = ("model_name", "model_version", "flagged")
+    list_display = (
+        "pk", "recording", "model_name", "model_version", "score", "threshold", "flagged", "verdict", "urgency",
+        "created_at",
+    )  # fmt: skip
+    list_filter = ("model_name", "model_version", "flagged", "verdict", "urgency")
     exclude = ("anomaly_map",)
     list_select_related = ("recording",)

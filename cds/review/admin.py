@@ -90,7 +90,7 @@ class ReviewAdmin(admin.ModelAdmin):
     queue = Review.Queue.FLAGGED
     priority_label = "score ÷ operating point"
     list_display = (
-        "open_link", "status", "urgency", "verdict", "findings", "priority_display", "score", "finding_date",
+        "open_link", "status", "urgency", "verdict", "findings", "ranking_value", "score", "finding_date",
         "patient", "source", "model_version", "claimed_by", "created_at",
     )  # fmt: skip
     # No date_hierarchy: its two aggregate queries cost ~55 ms at 10,000 items; the date filter stays.
@@ -164,7 +164,7 @@ class ReviewAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="score ÷ operating point", ordering="priority")
-    def priority_display(self, obj: Review) -> str:
+    def ranking_value(self, obj: Review) -> str:
         return f"{obj.priority:.2f}"
 
     @admin.display(description="score", ordering="prediction__score")
@@ -305,7 +305,7 @@ class ReannotationReviewAdmin(ReviewAdmin):
 
     # Active learning's value of a clinician's label: not clinical urgency, so not called priority.
     @admin.display(description="re-annotation value", ordering="priority")
-    def priority_display(self, obj: Review) -> str:
+    def ranking_value(self, obj: Review) -> str:
         return f"{obj.priority:.2f}"
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:

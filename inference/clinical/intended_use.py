@@ -41,6 +41,7 @@ _SPIKE_LEADS = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
 _SPIKE_MERGE_S = 0.02  # atrial and ventricular spikes are ≥ 60 ms apart; one spike spans < 20 ms
 _SPIKE_MAX_PER_S = 5.0  # dual-chamber pacing at 150/min gives 5 spikes/s; more is noise
 _MIN_RATE_HZ = 400.0  # below this a 0.5–2 ms spike is averaged away by the anti-alias filter
+_NARROW_RATIO = 1.5  # spike: d2 at 4 ms ~0.5-1x d2 at 2 ms; a QRS peak's: 2-4x
 _CAPTURE_S = 0.35  # a spike followed by a QRS within 350 ms (AV delay + QRS) may have captured
 
 
@@ -78,7 +79,12 @@ def detect_pacing_spikes(raw: np.ndarray, rate_hz: float) -> PacingSpikes | None
     d2 = np.zeros_like(x)
     d2[:, k:-k] = np.abs(x[:, 2 * k :] - 2.0 * x[:, k:-k] + x[:, : -2 * k])
     d2 = np.nan_to_num(d2, nan=0.0)  # a gap (NaN) is not a spike
-    above = ndimage.maximum_filter1d(d2, 2 * k + 1, axis=1) >= SPIKE_D2_MV
+    # A pacing spike is narrower than any QRS: its second difference does not grow at twice the
+    # step (a smooth or triangular R peak's does, by 2-4x), so tall sharp R waves are not spikes.
+    wide = np.zeros_like(x)
+    wide[:, 2 * k : -2 * k] = np.abs(x[:, 4 * k :] - 2.0 * x[:, 2 * k : -2 * k] + x[:, : -4 * k])
+    narrow = np.nan_to_num(wide, nan=np.inf) <= _NARROW_RATIO * d2
+    above = ndimage.maximum_filter1d(np.where(narrow, d2, 0.0), 2 * k + 1, axis=1) >= SPIKE_D2_MV
     hits = above.sum(axis=0) >= SPIKE_MIN_LEADS
     merge = max(1, int(_SPIKE_MERGE_S * rate_hz / 2))
     labels, n = ndimage.label(ndimage.binary_dilation(hits, iterations=merge))

@@ -111,6 +111,7 @@ def _lead(
         r_peak_time_ms=round(_ms(r_idx), 1) if r_idx is not None else None,
         terminal_qrs_mv=_r(term),
         qrs_area_mv_ms=_r(float(qrs.sum()) * _MS, 2),
+        qrs_min_mv=_r(min(0.0, float(qrs.min())) if len(qrs) else None),
         st_j60_mv=_r(st),
         t_amplitude_mv=_r(t_amp),
     )

@@ -76,6 +76,10 @@ def _qrs_bounds(med: np.ndarray, r: int) -> tuple[int, int] | None:
     # Noise floor: the quietest 10% of the beat (TP / PR segments) must not be called QRS.
     floor = float(np.quantile(v, 0.1))
     thr = max(_QRS_VEL_FRACTION * vmax, 3.0 * floor)
+    # The QRS ends where its slope is no longer clearly above repolarization's: twice the median
+    # slope of the ST-T region (large and steep in bundle-branch block and ST elevation).
+    st_t = v[r + int(0.20 * RATE_HZ) : r + int(0.32 * RATE_HZ)]
+    thr_off = max(thr, 2.0 * float(np.median(st_t))) if len(st_t) else thr
     peak = core.start + int(np.argmax(v[core]))
     below = np.flatnonzero(v[lo:peak] < thr)
     onset = lo + int(below[-1]) + 1 if len(below) else lo
@@ -84,7 +88,7 @@ def _qrs_bounds(med: np.ndarray, r: int) -> tuple[int, int] | None:
     hold = int(0.016 * RATE_HZ)
     last_high = peak
     for i in range(peak, hi):
-        if v[i] >= thr:
+        if v[i] >= thr_off:
             last_high = i
         elif i - last_high >= hold:
             break
@@ -121,13 +125,23 @@ def _p_wave(med: np.ndarray, onset: int, base: np.ndarray, earliest: int = 1) ->
     floor = float(np.quantile(mag, 0.1))
     if mag[peak] < 2.0 * floor:
         return None  # the "bump" is no larger than the noise: no P wave
-    lo_before, lo_after = float(left.min()), float(right.min())
-    before = np.flatnonzero(left < lo_before + 0.03 * (mag[peak] - lo_before))
+    # The P onset lies within 100 ms before the P peak (the first half of a P wave, normal
+    # duration < 120 ms, is never that long); searching further reaches the previous T wave.
+    reach = max(0, peak - int(0.10 * RATE_HZ))
+    near = left[reach:]
+    lo_before, lo_after = float(near.min()), float(right.min())
+    before = np.flatnonzero(near < lo_before + 0.03 * (mag[peak] - lo_before))
+    if not len(before):
+        return None
+    before = before + reach
     after = np.flatnonzero(right < lo_after + 0.03 * (mag[peak] - lo_after))
     first = int(before[-1]) + 1 if len(before) else 0
     # Walk back to where the magnitude stops falling: the wave starts at its foot, not at the
     # threshold crossing (a threshold alone reads a smooth P onset late).
-    while first > 0 and mag[first - 1] < mag[first]:
+    # At most 10 ms: the foot of a smooth P is that close to a 3% crossing; further back lies
+    # the previous T or U wave's tail, which also falls towards the P.
+    stop = max(0, first - int(0.010 * RATE_HZ))
+    while first > stop and mag[first - 1] < mag[first]:
         first -= 1
     p_on = lo + first
     p_off = lo + peak + (int(after[0]) if len(after) else len(right))

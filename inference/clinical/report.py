@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from inference.clinical.decoder_check import CONTRADICTIONS, DecoderSentence, Evidence, decoder_text_check
+from inference.clinical.decoder_check import (
+    CONTRADICTIONS,
+    SNOMED_SINUS_FAMILY,
+    DecoderSentence,
+    Evidence,
+    decoder_text_check,
+)
 from inference.clinical.scp import SCP_STATEMENTS
 from inference.clinical.types import ClinicalReport, EcgMeasurements, Finding, Verdict
 from inference.preprocessing import LEADS_12
@@ -22,6 +28,7 @@ from inference.results import DetectorResult, FoundationResult
 # fitted per statement (too few positives per statement to choose one without overfitting).
 STATEMENT_PROBABILITY = 0.5
 SNOMED_SINUS_RHYTHM = "426783006"
+SINUS_SCP = frozenset({"SR", "SARRH"})  # "sinus rhythm" is confirmed by any measured sinus rhythm
 # The measured statement an SCP label corresponds to (SNOMED CT): the model's claim is confirmed
 # when the measurements made the same statement.
 SNOMED_OF_SCP = {
@@ -166,7 +173,9 @@ def _model_statements(
             continue
         statement = SCP_STATEMENTS[code]
         if code in MEASURED_DOMAIN:
-            if SNOMED_OF_SCP.get(code) in measured_snomed:
+            if SNOMED_OF_SCP.get(code) in measured_snomed or (
+                code in SINUS_SCP and measured_snomed & SNOMED_SINUS_FAMILY
+            ):
                 continue  # confirmed by the measured statement, which is already in the report
             reason = CONTRADICTIONS[code](evidence) if code in CONTRADICTIONS else ""
             because = reason or "the measured criteria are not met"
@@ -232,7 +241,9 @@ def _verdict_sentence(
 
 
 def _fmt(value: float | None, unit: str) -> str:
-    return "not measured" if value is None else f"{value:.0f} {unit}"
+    if value is None:
+        return "not measured"
+    return f"{value:.0f}{unit}" if unit.startswith("/") else f"{value:.0f} {unit}"
 
 
 def _measurement_line(m: EcgMeasurements) -> str:

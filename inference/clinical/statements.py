@@ -92,14 +92,16 @@ def _rbbb_pattern(m: EcgMeasurements) -> dict | None:
 def _lbbb_pattern(m: EcgMeasurements) -> dict | None:
     """Return the evidence of an LBBB morphology, or None (part III criteria)."""
     v1 = _lead(m, "V1")
-    if v1 is None or v1.r_amplitude_mv is None or v1.s_amplitude_mv is None:
+    if v1 is None or v1.r_amplitude_mv is None or v1.qrs_min_mv is None:
         return None
-    # Dominant negative V1 (QS or rS).
-    if not (v1.r_amplitude_mv < 0.5 * abs(v1.s_amplitude_mv) and (v1.qrs_area_mv_ms or 0.0) < 0):
+    # Dominant negative V1 (QS or rS): net negative, the negative wave at least twice any r.
+    if not (v1.r_amplitude_mv < 0.5 * abs(v1.qrs_min_mv) and (v1.qrs_area_mv_ms or 0.0) < 0):
         return None
     lateral = [n for n in ("V5", "V6") if _lead(m, n) is not None]
     rpt = {n: m.leads[n].r_peak_time_ms for n in lateral}
-    if not lateral or not all((t or 0.0) > _LBBB_RPT for t in rpt.values()):
+    # Delayed R-peak time in V5 or V6 (AHA asks both; one suffices here because V5/V6 placement
+    # varies and a small V5 R can peak early while V6 shows the delay).
+    if not any((t or 0.0) > _LBBB_RPT for t in rpt.values()):
         return None
     q_leads = [n for n in ("I", "V5", "V6") if (lm := _lead(m, n)) is not None and (lm.q_amplitude_mv or 0.0) <= _Q_MV]
     if q_leads:
@@ -108,7 +110,7 @@ def _lbbb_pattern(m: EcgMeasurements) -> dict | None:
              and (lm.r_amplitude_mv or 0.0) > abs(lm.s_amplitude_mv or 0.0)]  # fmt: skip
     if not broad:
         return None
-    return {"v1_r_mv": v1.r_amplitude_mv, "v1_s_mv": v1.s_amplitude_mv, "r_peak_time_ms": rpt, "broad_r": broad}
+    return {"v1_r_mv": v1.r_amplitude_mv, "v1_negative_mv": v1.qrs_min_mv, "r_peak_time_ms": rpt, "broad_r": broad}
 
 
 def _conduction(m: EcgMeasurements) -> list[Finding]:

@@ -31,6 +31,7 @@ class LeadMeasurements:
     r_peak_time_ms: float | None = None  # QRS onset to the R peak (intrinsicoid deflection)
     terminal_qrs_mv: float | None = None  # mean of the last 40 ms of the QRS (terminal force)
     qrs_area_mv_ms: float | None = None  # net QRS area
+    qrs_min_mv: float | None = None  # most negative QRS deflection (QS depth when there is no R)
     st_j60_mv: float | None = None  # ST deviation at J point + 60 ms
     t_amplitude_mv: float | None = None  # signed peak of the T wave
 

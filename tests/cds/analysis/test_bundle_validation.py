@@ -22,7 +22,7 @@ from fhirpathpy.models import models
 
 from cds.analysis.fhir_results import result_entries, transaction_bundle
 from inference.results import AnalysisResult
-from tests.cds.analysis.test_results_store import make_result
+from tests.cds.factories import flagged_clinical, make_measurements, make_result, normal_clinical, with_interpretation
 
 SCHEMA = Path(__file__).resolve().parents[2] / "fixtures" / "fhir" / "fhir.schema.json.gz"
 R4 = models["r4"]
@@ -127,6 +127,14 @@ CASES = {
     "detector only, no patient": lambda: remote_bundle(
         replace(make_result(score=1.5), foundation=None), with_patient=False
     ),
+    "interpretation, urgent, a value not measured": lambda: remote_bundle(
+        with_interpretation(
+            make_result(score=0.4, intervals=0),
+            flagged_clinical(urgent=True),
+            make_measurements(pr_ms=None, not_measured={"pr_ms": "atrial fibrillation: no P waves"}),
+        )
+    ),
+    "interpretation, normal": lambda: remote_bundle(with_interpretation(make_result(score=2.5), normal_clinical())),
 }
 
 

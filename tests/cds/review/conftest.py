@@ -12,7 +12,8 @@ from cds.analysis.models import AnalysisJob
 from cds.analysis.results import analysis_results_store
 from cds.ecg.models import EcgRecording
 from cds.review.models import Review
-from tests.cds.analysis.test_results_store import make_result
+from inference.clinical.types import ClinicalReport, EcgMeasurements
+from tests.cds.factories import make_result, with_interpretation
 from tests.conftest import CARE_TEAM_SOURCE
 
 
@@ -20,7 +21,7 @@ from tests.conftest import CARE_TEAM_SOURCE
 def analysed_ecg(
     service_account: Any, ecg_factory: Any, patient_resource: dict[str, Any]
 ) -> Callable[..., AnalysisJob]:
-    """Return a builder: ingest a sample ECG for one patient, store a detector result, set its source."""
+    """Return a builder: ingest a sample ECG for one patient, store its analysis (interpretation when given), set its source."""
     state: dict[str, str] = {}
 
     def build(
@@ -31,6 +32,8 @@ def analysed_ecg(
         effective: str = "2024-03-01T10:00:00Z",
         review_priority: float | None = None,
         probability_abnormal: float = 0.8,
+        clinical: ClinicalReport | None = None,
+        measurements: EcgMeasurements | None = None,
     ) -> AnalysisJob:
         if "patient" not in state:
             state["patient"] = service_account.post("/fhir/Patient", patient_resource).json()["id"]
@@ -49,7 +52,10 @@ def analysed_ecg(
         foundation = dataclasses.replace(
             result.foundation, review_priority=review_priority, probability_abnormal=probability_abnormal
         )
-        analysis_results_store(job=job, result=dataclasses.replace(result, foundation=foundation))
+        result = dataclasses.replace(result, foundation=foundation)
+        if clinical is not None:
+            result = with_interpretation(result, clinical, measurements)
+        analysis_results_store(job=job, result=result)
         return job
 
     return build
