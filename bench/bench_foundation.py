@@ -52,9 +52,11 @@ def main() -> None:
             reps = 20 if b == 1 else 5
             res[f"classify_eager_ecg_per_s_b{b}"] = round(b / _time(lambda: model(x, m), reps), 1)  # noqa: B023
             res[f"classify_torchscript_ecg_per_s_b{b}"] = round(b / _time(lambda: traced(x, m), reps), 1)  # noqa: B023
-            ids = gen(x, m)
+            # A conditioned decoder also takes the measured-findings vector (timing only: all zero).
+            meas = torch.zeros(b, model.cfg.n_measured) if model.cfg.condition_on_measured else None
+            ids = gen(x, m, meas)
             n_tokens = int((ids != PAD_ID).sum())  # generated tokens incl. EOS
-            t = _time(lambda: gen(x, m), 3)  # noqa: B023
+            t = _time(lambda: gen(x, m, meas), 3)  # noqa: B023
             res[f"report_ecg_per_s_b{b}"] = round(b / t, 2)
             res[f"decoder_tokens_per_s_b{b}"] = round(n_tokens / t, 1)
             res[f"mean_tokens_per_report_b{b}"] = round(n_tokens / b, 1)

@@ -33,6 +33,7 @@ from training.data.splits import load_index, split_records
 from training.detector_data import detection_metrics
 from training.finetune_foundation import predict
 from training.foundation_data import (
+    DEFAULT_DATA,
     LEAD_SUBSETS,
     FoundationArrays,
     bootstrap_auroc,
@@ -74,19 +75,31 @@ def timed_preprocessing(data_dir: Path, test: FoundationArrays) -> tuple[float, 
     return (time.perf_counter() - start) / max(len(frame), 1), diff
 
 
-def text_metrics(model: Any, tok: Any, builder: ReportBuilder, data: FoundationArrays) -> dict[str, Any]:
-    """Greedy (the served generator) and beam reports of the records with known codes."""
+def text_metrics(
+    model: Any, tok: Any, builder: ReportBuilder, data: FoundationArrays, data_dir: Path | None = None
+) -> dict[str, Any]:
+    """Greedy (the served generator) and beam reports of the records with known codes.
+
+    A decoder conditioned on measured findings gets each record's measured vector
+    (``training.measured_cache``, from the raw signals under ``data_dir``).
+    """
     idx = np.flatnonzero(data.full_codes)
     if len(idx) == 0:
         return {}
     x, m = torch.from_numpy(data.signal[idx]), torch.from_numpy(data.lead_mask[idx])
+    measured = None
+    if model.cfg.condition_on_measured:
+        from training.measured_cache import ptbxl_measured, vectors
+
+        ids_ = data.record_ids[idx]
+        measured = torch.from_numpy(vectors(ptbxl_measured(data_dir or DEFAULT_DATA, ids_), ids_))
     gen = torch.jit.script(FoundationGreedyGenerator(model).eval())
     start = time.perf_counter()
     with torch.no_grad():
-        ids = gen(x, m).numpy()
+        ids = gen(x, m, measured).numpy()
     greedy_s = (time.perf_counter() - start) / len(idx)
     greedy = [report_text(tok, builder, row) for row in ids]
-    beam = [decode(tok, row) for row in beam_decode(model, x, m, beam=3)]
+    beam = [decode(tok, row) for row in beam_decode(model, x, m, beam=3, measured=measured)]
     refs = [str(t) for t in data.texts[idx]]
     hyp = [g[0] for g in greedy]
     codes = [list(c) for c in data.codes[idx]]
@@ -190,7 +203,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["macro_auroc_superclass_by_lead_subset"][name] = _r(macro_auroc(sub.superclass, ps)[0])
 
     if not challenge:
-        text = text_metrics(model, tok, builder, test)
+        text = text_metrics(model, tok, builder, test, args.data)
         result.update({k: v for k, v in text.items() if k != "examples"})
         result["text_examples"] = text.get("examples", [])
     else:
