@@ -23,7 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from inference.clinical.interpret import interpret_ecg
+from inference.clinical.conditioning import measured_vector
+from inference.clinical.interpret import MeasuredEcg, interpretation_of, measure_and_state
 from inference.errors import InferenceFailed, UnscorableEcg
 from inference.foundation_postprocessing import (
     FOUNDATION_OUTPUTS,
@@ -232,7 +233,8 @@ class TritonAnalyzer:
         return all(self.client.model_ready(model) for model in models if model)
 
     def analyse(self, ecg: EcgInput) -> AnalysisResult:
-        """Return both models' results for ``ecg``."""
+        """Return both models' results for ``ecg``, with its measurements and grounded report."""
+        measured = measure_ecg_input(ecg)  # before the models: the report model reads the findings
         started = time.perf_counter()
         inputs = prepare_detector_inputs(ecg)
         timings = {"preprocess_ms": _ms_since(started)}
@@ -250,7 +252,7 @@ class TritonAnalyzer:
             timings_ms=timings,
         )
         if not (self.foundation_model and self.report_model):
-            return with_interpretation(ecg, detector, None)
+            return with_interpretation(measured, detector, None)
         started = time.perf_counter()
         f_inputs = prepare_foundation_inputs(ecg)
         f_timings = {"preprocess_ms": _ms_since(started)}
@@ -260,7 +262,7 @@ class TritonAnalyzer:
         classified = self.client.infer_result(self.foundation_model, arrays, FOUNDATION_OUTPUTS)
         f_timings["triton_ms"] = _ms_since(started)
         started = time.perf_counter()
-        report = self._report(f_inputs, report_measured(ecg, f_serving))
+        report = self._report(f_inputs, report_measured(measured, f_serving))
         f_timings["report_ms"] = _ms_since(started)
         foundation = foundation_result(
             classified.outputs,
@@ -271,7 +273,7 @@ class TritonAnalyzer:
             server_model_version=f"{classified.model_name}/{classified.model_version}+{report.model_name}/{report.model_version}",
             timings_ms=f_timings,
         )
-        return with_interpretation(ecg, detector, foundation)
+        return with_interpretation(measured, detector, foundation)
 
     def _report(self, f_inputs: FoundationInputs, measured: np.ndarray | None) -> Any:
         """Call the report model; ``measured`` is the measured-findings vector (None if it takes none)."""
@@ -280,17 +282,18 @@ class TritonAnalyzer:
         return self.client.infer_result(self.report_model, arrays, REPORT_OUTPUTS)
 
 
-def with_interpretation(ecg: EcgInput, detector: DetectorResult, foundation: FoundationResult | None) -> AnalysisResult:
-    """Return both models' results with the ECG's measurements and grounded report added."""
-    interpretation = interpret_ecg(
-        np.asarray(ecg.signal, dtype=np.float64),
-        ecg.rate_hz,
-        ecg.leads,
-        age_years=ecg.age_years,
-        sex=ecg.sex,
-        detector=detector,
-        foundation=foundation,
+def measure_ecg_input(ecg: EcgInput) -> MeasuredEcg:
+    """Return the measurements and statements of ``ecg`` (once per job; never raises on bad signals)."""
+    return measure_and_state(
+        np.asarray(ecg.signal, dtype=np.float64), ecg.rate_hz, ecg.leads, age_years=ecg.age_years, sex=ecg.sex
     )
+
+
+def with_interpretation(
+    measured: MeasuredEcg, detector: DetectorResult, foundation: FoundationResult | None
+) -> AnalysisResult:
+    """Return both models' results with the ECG's measurements and grounded report added."""
+    interpretation = interpretation_of(measured, detector=detector, foundation=foundation)
     return AnalysisResult(
         detector=detector,
         foundation=foundation,
@@ -357,6 +360,7 @@ class InProcessAnalyzer:
 
         self._load()
         assert self._detector_serving is not None
+        measured = measure_ecg_input(ecg)  # before the models: the report model reads the findings
         started = time.perf_counter()
         inputs = prepare_detector_inputs(ecg)
         timings = {"preprocess_ms": _ms_since(started)}
@@ -387,7 +391,7 @@ class InProcessAnalyzer:
                 outputs = {n: t.numpy() for n, t in zip(names, self._foundation.classifier(signal, mask), strict=True)}
                 f_timings["model_ms"] = _ms_since(started)
                 started = time.perf_counter()
-                token_ids = self._report(f_inputs, report_measured(ecg, self._foundation_serving))
+                token_ids = self._report(f_inputs, report_measured(measured, self._foundation_serving))
             f_timings["report_ms"] = _ms_since(started)
             foundation = foundation_result(
                 outputs,
@@ -398,7 +402,7 @@ class InProcessAnalyzer:
                 server_model_version="in-process",
                 timings_ms=f_timings,
             )
-        return with_interpretation(ecg, detector, foundation)
+        return with_interpretation(measured, detector, foundation)
 
     def _report(self, f_inputs: FoundationInputs, measured: np.ndarray | None) -> np.ndarray:
         """Run the report generator; ``measured`` is the measured-findings vector (None if it takes none)."""
@@ -413,15 +417,8 @@ class InProcessAnalyzer:
 # --- decoder conditioning: the report model's measured-findings input ----------------------------
 
 
-def report_measured(ecg: EcgInput, serving: FoundationServing) -> np.ndarray | None:
-    """Return the measured-findings vector (K,) for the report model, or None when it takes none.
-
-    Measures the ECG (``inference.clinical.measurements``/``statements``, imported only when the
-    served report model is conditioned on them).
-    """
+def report_measured(measured: MeasuredEcg, serving: FoundationServing) -> np.ndarray | None:
+    """Return the measured-findings vector (K,) for the report model, or None when it takes none."""
     if not serving.measured_codes:
         return None
-    from inference.clinical.conditioning import measured_vector_of_signal
-
-    signal = np.asarray(ecg.signal, dtype=np.float64)
-    return measured_vector_of_signal(signal, ecg.rate_hz, ecg.leads, sex=ecg.sex, age_years=ecg.age_years)
+    return measured_vector(measured.findings)

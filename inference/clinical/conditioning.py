@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from inference.clinical.interpret import measure_and_state
 from inference.clinical.types import EcgMeasurements, Finding
 
 # SNOMED CT concept ids, in input order (K = 21).
@@ -95,26 +96,6 @@ def measured_vector_of_signal(
 def measured_findings_of_signal(
     signal: np.ndarray, rate_hz: float, leads: Sequence[str], *, sex: str | None = None, age_years: float | None = None
 ) -> tuple[EcgMeasurements, list[Finding]]:
-    """Return (measurements, measured findings + the intended-use pacing finding) of one ECG.
-
-    ``measure_ecg`` -> ``measured_findings``, plus ``intended_use_findings``' PACE (other
-    intended-use findings are not measured statements and are left out).
-    """
-    from inference.clinical.beats import beats_analyse
-    from inference.clinical.intended_use import intended_use_findings
-    from inference.clinical.measurements import measure_beats, measure_ecg
-    from inference.clinical.statements import measured_findings
-
-    beats = None
-    try:
-        beats = beats_analyse(signal, rate_hz, leads)
-        measurements = measure_beats(beats)
-    except Exception:  # as measure_ecg: say why instead of losing the ECG
-        measurements = measure_ecg(signal, rate_hz, leads)
-    findings = measured_findings(measurements, sex=sex, age_years=age_years)
-    paced = [
-        f
-        for f in intended_use_findings(signal, rate_hz, leads, age_years=age_years, beats=beats)
-        if f.snomed == PACED_SNOMED
-    ]
-    return measurements, findings + paced
+    """Return (measurements, statements) of one ECG, as the worker makes them (``measure_and_state``)."""
+    measured = measure_and_state(signal, rate_hz, leads, age_years=age_years, sex=sex)
+    return measured.measurements, list(measured.findings)
