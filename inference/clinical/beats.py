@@ -58,6 +58,9 @@ _PREMATURE = 0.85
 # ventricular beats usually < 0.8. Between the two, width decides.
 _SAME_SHAPE = 0.90
 _DIFF_SHAPE = 0.80
+_MIN_DIFF_LEADS = 3  # a different shape must show in at least 3 leads (not one noisy lead)
+_MIN_SLOPE_RATIO = 1.0 / 3.0
+_WIDE_MS = 120.0  # QRS ≥ 120 ms: the adult limit of a ventricular / bundle-branch QRS
 # A lead whose beat-to-beat residual exceeds this share of its median QRS amplitude is noisy:
 # above it the median beat itself is unreliable for amplitude criteria (AHA 2007 part I).
 _NOISE_RATIO = 0.5
@@ -192,6 +195,19 @@ def _corr(beats: np.ndarray, template: np.ndarray) -> np.ndarray:
     return np.where(den > 0, b @ t / np.where(den > 0, den, 1.0), 0.0)
 
 
+def _max_slope(beats: np.ndarray) -> np.ndarray:
+    """Return each beat's largest spatial slope (root sum of squares of the lead slopes)."""
+    return np.sqrt(np.sum(np.diff(beats, axis=-1) ** 2, axis=1)).max(axis=1)
+
+
+def _lead_corr(beats: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """Return the per-lead Pearson correlation (beats, leads) of each beat with the template."""
+    b = beats - beats.mean(axis=2, keepdims=True)
+    t = template - template.mean(axis=1, keepdims=True)
+    den = np.linalg.norm(b, axis=2) * np.linalg.norm(t, axis=1)[None, :]
+    return np.where(den > 0, (b * t[None]).sum(axis=2) / np.where(den > 0, den, 1.0), 1.0)
+
+
 def _local_rr(rr: np.ndarray) -> np.ndarray:
     """Return, per beat, the reference cycle its coupling interval is compared with.
 
@@ -231,21 +247,49 @@ def _classify(x: np.ndarray, peaks: np.ndarray, usable: np.ndarray) -> tuple[np.
     c = _corr(qrs, template)
     width = _qrs_width_ms(qrs)
     ref_width = float(np.median(width[c >= _SAME_SHAPE])) if np.any(c >= _SAME_SHAPE) else float(np.median(width))
-    rr = np.diff(peaks).astype(float)
-    prev_rr = np.concatenate([[np.inf], rr])[inner]
-    premature = prev_rr < _PREMATURE * _local_rr(rr)[inner]
-    # Wider than the dominant QRS by ≥40 ms: a ventricular origin or aberrant conduction.
-    wide = width > ref_width + 40.0
+    # A QRS is the steepest deflection of the beat: a detection whose spatial slope is under a third
+    # of the dominant QRS's is a T wave, a P wave or an artefact, not a beat of its own, and the
+    # cycles around it are measured between the real beats on either side.
+    steep = _max_slope(qrs)
+    ref_steep = float(np.median(steep[c >= _SAME_SHAPE])) if np.any(c >= _SAME_SHAPE) else float(np.median(steep))
+    not_qrs = steep < _MIN_SLOPE_RATIO * ref_steep
+    real = np.ones(len(peaks), dtype=bool)
+    real[np.flatnonzero(inner)[not_qrs]] = False
+    rr = np.diff(peaks[real]).astype(float)
+    pos = np.cumsum(real) - 1  # index of each beat among the real beats
+    # The first two beats have no preceding cycle to compare with, the last none following: their
+    # prematurity cannot be confirmed (a beat cut by the recording's edge is often spurious).
+    coupling = np.concatenate([[np.inf], rr])[pos][inner]
+    following = np.concatenate([rr, [0.0]])[pos][inner]
+    # The dominant cycle just before the coupling interval (AHA/ACC/HRS 2009 part II: a premature
+    # complex comes earlier than the next expected sinus beat); RR varying gradually (sinus
+    # arrhythmia) changes little from one cycle to the next, so it is not premature against it.
+    preceding = np.concatenate([[0.0, 0.0], rr[:-1]])[pos][inner]
+    local = _local_rr(rr)[pos][inner]
+    # Premature against both the preceding cycle and the local reference, and followed by a longer
+    # cycle (the pause after an ectopic: compensatory for a PVC, non-compensatory for a PAC). An
+    # extra detection on an artefact comes early too but is not followed by a pause.
+    premature = (coupling < _PREMATURE * local) & (coupling < _PREMATURE * preceding) & (following > coupling)
+    premature &= ~not_qrs
+    # Wider than the dominant QRS by ≥40 ms, or ≥120 ms while the dominant is narrow: a
+    # ventricular origin or aberrant conduction.
+    wide = (width > ref_width + 40.0) | ((width >= _WIDE_MS) & (ref_width < _WIDE_MS - 20.0))
+    # Different shape in several leads: noise in one lead lowers the all-lead correlation of a
+    # normal beat, a ventricular focus changes the QRS in most leads.
+    low_leads = (_lead_corr(qrs, template) < _DIFF_SHAPE).sum(axis=1)
+    shape_differs = (c < _DIFF_SHAPE) & (low_leads >= min(_MIN_DIFF_LEADS, qrs.shape[1]))
     cls = np.full(int(inner.sum()), CLASS_EXCLUDED, dtype="<U1")
     same = (c >= _SAME_SHAPE) & ~wide
     cls[same & ~premature] = CLASS_NORMAL
     cls[same & premature] = CLASS_SUPRA
-    different = (c < _DIFF_SHAPE) | wide
-    cls[different & (premature | wide)] = CLASS_VENTRICULAR
-    # Between 0.8 and 0.9 and not wide: same focus with noise if on time, PAC if premature.
+    different = shape_differs | wide
+    cls[different & premature] = CLASS_VENTRICULAR
+    # Between 0.8 and 0.9 (or low in fewer leads) and not wide: same focus with noise if on time,
+    # PAC if premature.
     middle = ~same & ~different
     cls[middle & ~premature] = CLASS_NORMAL
     cls[middle & premature] = CLASS_SUPRA
+    cls[not_qrs] = CLASS_EXCLUDED
     classes[inner] = cls
     corr[inner] = c
     return peaks, classes, corr

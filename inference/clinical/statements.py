@@ -15,6 +15,10 @@ from inference.clinical.types import EcgMeasurements, Finding, LeadMeasurements
 SOURCE = "measured"
 # Sinus rate limits 60–100 bpm (AHA/ACC/HRS 2009 part II; the standard statement boundaries).
 _BRADY, _TACHY = 60.0, 100.0
+# Resting sinus rate 50–59/min is a normal variant (Spodick 1992/1993; AHA/ACC/HRS 2009 part II
+# notes the 50–100/min normal range): still stated as sinus bradycardia (< 60/min definition),
+# but not abnormal, so it does not by itself deny the "normal ECG" verdict.
+_BRADY_ABNORMAL = 50.0
 _RAPID_AF = 110.0  # "AF with rapid ventricular response": >110 bpm (2023 ACC/AHA AF guideline, rate control)
 _SINUS_ARRHYTHMIA_MS = 120.0  # P–P (here R–R of sinus beats) varying by > 0.12 s, gradual
 _AVB1_PR = 200.0  # PR > 200 ms (part III)
@@ -65,11 +69,12 @@ def _rhythm(m: EcgMeasurements) -> Finding | None:
         return _f("RHYTHM_UNCLEAR", "Regular rhythm, atrial activity unclear (no P waves identified)", None,
                   "rhythm", ev)  # fmt: skip
     if rate < _BRADY:
-        return _f("SBRAD", "Sinus bradycardia", "426177001", "rhythm", ev)
+        return _f("SBRAD", "Sinus bradycardia", "426177001", "rhythm", ev, abnormal=rate < _BRADY_ABNORMAL)
     if rate > _TACHY:
         return _f("STACH", "Sinus tachycardia", "427084000", "rhythm", ev)
     if irregular or (m.rr_range_ms is not None and m.rr_range_ms > _SINUS_ARRHYTHMIA_MS):
-        return _f("SARRH", "Sinus arrhythmia", "427393009", "rhythm", ev)
+        # Respiratory sinus arrhythmia is a normal variant (part II): stated, not abnormal.
+        return _f("SARRH", "Sinus arrhythmia", "427393009", "rhythm", ev, abnormal=False)
     return _f("SR", "Sinus rhythm", "426783006", "rhythm", ev, abnormal=False)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from inference.clinical.measurements import measure_ecg
 from inference.clinical.statements import measured_findings
-from inference.clinical.types import EcgMeasurements
+from inference.clinical.types import EcgMeasurements, LeadMeasurements
 from training.synthetic_ecg import synthesize
 
 
@@ -73,3 +73,38 @@ def test_it_uses_sex_specific_qtc_limits() -> None:
 
 def test_it_says_nothing_about_rhythm_without_measurements() -> None:
     assert measured_findings(EcgMeasurements()) == []
+
+
+def _sinus(rate: float, rr_range_ms: float = 40.0, irregularity: float = 0.01) -> EcgMeasurements:
+    return EcgMeasurements(heart_rate_bpm=rate, rr_irregularity=irregularity, rr_range_ms=rr_range_ms,
+                           p_wave_present=True, p_wave_fraction=1.0, pr_ms=160.0, qrs_ms=90.0)  # fmt: skip
+
+
+def test_it_states_mild_sinus_bradycardia_as_a_normal_variant() -> None:
+    mild = [f for f in measured_findings(_sinus(55.0)) if f.code == "SBRAD"]
+    marked = [f for f in measured_findings(_sinus(45.0)) if f.code == "SBRAD"]
+    assert mild and not mild[0].abnormal
+    assert marked and marked[0].abnormal
+    assert [f.code for f in measured_findings(_sinus(60.0))] == ["SR"]
+
+
+def test_it_states_sinus_arrhythmia_as_a_normal_variant() -> None:
+    findings = measured_findings(_sinus(75.0, rr_range_ms=200.0))
+    assert [f.code for f in findings] == ["SARRH"] and not findings[0].abnormal
+
+
+def test_it_reads_no_st_deviation_with_a_wide_qrs() -> None:
+    elevated = LeadMeasurements(st_j60_mv=0.4)
+    depressed = LeadMeasurements(st_j60_mv=-0.3)
+    leads = {"V1": elevated, "V2": elevated, "V3": elevated, "V5": depressed, "V6": depressed}
+    narrow = measured_findings(EcgMeasurements(qrs_ms=100.0, leads=leads))
+    assert {"STE", "STD"} <= {f.code for f in narrow}
+    wide = measured_findings(EcgMeasurements(qrs_ms=130.0, leads=leads))
+    assert not {"STE", "STD"} & {f.code for f in wide} and not any(f.urgent for f in wide)
+
+
+def test_it_makes_no_st_statement_on_a_synthetic_lbbb_with_discordant_st() -> None:
+    ecg = synthesize(conduction="lbbb", qrs_ms=150, qt_ms=440, st_vector_mv=(0.0, 0.0, 0.3))
+    findings = measured_findings(measure_ecg(ecg.signal, ecg.rate_hz, ecg.leads))
+    assert "CLBBB" in {f.code for f in findings}
+    assert not {"STE", "STD"} & {f.code for f in findings} and not any(f.urgent for f in findings)
