@@ -27,7 +27,6 @@ from inference.results import DetectorResult, FoundationResult
 # A sigmoid head trained with binary cross-entropy states a statement at p >= 0.5; no threshold is
 # fitted per statement (too few positives per statement to choose one without overfitting).
 STATEMENT_PROBABILITY = 0.5
-SNOMED_SINUS_RHYTHM = "426783006"
 SINUS_SCP = frozenset({"SR", "SARRH"})  # "sinus rhythm" is confirmed by any measured sinus rhythm
 # The measured statement an SCP label corresponds to (SNOMED CT): the model's claim is confirmed
 # when the measurements made the same statement.
@@ -101,7 +100,9 @@ def clinical_report(
     evidence = Evidence(measurements=measurements, measured=measured, abnormal=provisional_abnormal)
     checked = decoder_text_check(foundation.report_text, evidence) if foundation is not None else []
     ai_findings, disagreements = _model_statements(foundation, checked, evidence)
-    sinus = any(f.snomed == SNOMED_SINUS_RHYTHM for f in measured)
+    # Normal needs a sinus rhythm: P waves before regular QRS (sinus arrhythmia and a rate of
+    # 50-59/min are normal variants; the statements mark which are abnormal).
+    sinus = any(f.category == "rhythm" and f.snomed in SNOMED_SINUS_FAMILY for f in measured)
     if technical:
         verdict = Verdict.TECHNICAL_PROBLEM
     elif intended:

@@ -171,3 +171,14 @@ def test_it_maps_each_decoder_sentence_back_to_its_statement() -> None:
     evidence = Evidence(measurements=_measurements(qrs_ms=150.0), measured=[SINUS], abnormal=True)
     checked = decoder_text_check("sinus rhythm. complete right bundle branch block. something odd.", evidence)
     assert [(s.code, s.removed_because) for s in checked] == [("SR", ""), ("CRBBB", ""), (None, "")]
+
+
+def test_it_calls_a_normal_variant_sinus_rhythm_normal_but_not_an_unclear_rhythm() -> None:
+    arrhythmia = Finding("SARRH", "Sinus arrhythmia", "427393009", "rhythm", "measured", abnormal=False)
+    unclear = Finding("RHYTHM_UNCLEAR", "Regular rhythm, atrial activity unclear", None, "rhythm", "measured", True)
+    normal = clinical_report(
+        measurements=_measurements(), findings=[arrhythmia], detector=_detector(), foundation=_foundation()
+    )
+    assert normal.verdict == Verdict.NORMAL and normal.text.startswith("Sinus arrhythmia. Normal ECG.")
+    report = clinical_report(measurements=_measurements(), findings=[unclear], detector=_detector(), foundation=None)
+    assert report.verdict == Verdict.ABNORMAL and "Normal ECG" not in report.text
