@@ -47,6 +47,9 @@ _MIN_P_MV = 0.04  # a P wave smaller than 40 µV in every lead is not distinguis
 # Per-beat pre-QRS correlation with the median P counted as "P present": the same P wave in
 # two beats correlates > 0.8 unless noise is as large as the P wave itself.
 _P_MATCH = 0.8
+_R_PRIME_MV = 0.1  # V1/V2 still ≥ 0.1 mV above baseline at the global QRS end: an unfinished R'
+_P_ON_FRACTION = 0.15  # P onset: back within 15% of the P height above its local floor (noise-relative)
+_P_FOOT = int(0.006 * RATE_HZ)  # then at most 6 ms back to the foot
 _P_SIZE = 1.6
 # Irregularity above which RR is "irregular": successive differences > 8% of the cycle; AF
 # detectors use a normalized RMSSD > ~0.1 (Dash et al. 2009), our median-based statistic is
@@ -95,6 +98,44 @@ def _qrs_bounds(med: np.ndarray, r: int) -> tuple[int, int] | None:
     return onset, last_high + 1
 
 
+def _terminal_r_prime(beats: Beats, q_on: int, q_off: int, base: np.ndarray) -> int:
+    """Return the QRS offset moved to the end of a slow terminal R' in V1/V2, if one is still up.
+
+    In RBBB the terminal R' of V1/V2 is slow (late right-ventricular activation); the global
+    slope falls below the threshold on it while V1/V2 are still well above the PR baseline, which
+    cuts the QRS short. The QRS then ends where that lead's own slope falls to 10% of its QRS
+    maximum for 16 ms (the end of the R' descent), at most 200 ms after QRS onset.
+    """
+    use = beats.lead_usable
+    full_base = np.full(len(LEADS_12), np.nan)
+    full_base[use] = base
+    end = q_off
+    hold = int(0.016 * RATE_HZ)
+    stop = min(beats.median.shape[1] - 1, q_on + int(0.20 * RATE_HZ))
+    for name in ("V1", "V2"):
+        i = LEADS_12.index(name)
+        if not use[i]:
+            continue
+        x = beats.median[i] - full_base[i]
+        qrs = x[q_on:q_off]
+        # Still up, and coming down in the next 30 ms (an R' descent; a normal V1–V2 ST elevation
+        # rises into the T wave instead).
+        later = x[min(q_off + int(0.03 * RATE_HZ), len(x) - 1)]
+        if len(qrs) < 5 or x[q_off] < _R_PRIME_MV or x[q_off] < 0.3 * float(qrs.max()) or later > x[q_off] - 0.05:
+            continue
+        v = np.abs(np.diff(x))
+        v = np.convolve(v, np.ones(3) / 3, mode="same")
+        thr = 0.1 * float(v[q_on:q_off].max())
+        last_high = q_off
+        for k in range(q_off, stop):
+            if v[k] >= thr:
+                last_high = k
+            elif k - last_high >= hold:
+                break
+        end = max(end, last_high + 1)
+    return end
+
+
 def _baseline(med: np.ndarray, onset: int) -> np.ndarray:
     """Return each lead's PR-segment level (10–2 ms before QRS onset)."""
     return np.median(med[:, onset - int(0.010 * RATE_HZ) : onset - int(0.002 * RATE_HZ)], axis=1)
@@ -111,7 +152,8 @@ def _p_wave(med: np.ndarray, onset: int, base: np.ndarray, earliest: int = 1) ->
     if seg.shape[1] < 10:
         return None
     amp = np.abs(seg).max(axis=1)
-    if amp.max() < _MIN_P_MV:
+    # A P wave is seen in at least two leads (one lead alone is noise or an electrode artefact).
+    if np.sum(amp >= _MIN_P_MV) < min(2, len(amp)):
         return None
     mag = np.sqrt((seg**2).sum(axis=0))
     peak = int(np.argmax(mag))
@@ -130,17 +172,18 @@ def _p_wave(med: np.ndarray, onset: int, base: np.ndarray, earliest: int = 1) ->
     reach = max(0, peak - int(0.10 * RATE_HZ))
     near = left[reach:]
     lo_before, lo_after = float(near.min()), float(right.min())
-    before = np.flatnonzero(near < lo_before + 0.03 * (mag[peak] - lo_before))
+    before = np.flatnonzero(near < lo_before + _P_ON_FRACTION * (mag[peak] - lo_before))
     if not len(before):
         return None
     before = before + reach
     after = np.flatnonzero(right < lo_after + 0.03 * (mag[peak] - lo_after))
     first = int(before[-1]) + 1 if len(before) else 0
-    # Walk back to where the magnitude stops falling: the wave starts at its foot, not at the
-    # threshold crossing (a threshold alone reads a smooth P onset late).
-    # At most 10 ms: the foot of a smooth P is that close to a 3% crossing; further back lies
-    # the previous T or U wave's tail, which also falls towards the P.
-    stop = max(0, first - int(0.010 * RATE_HZ))
+    # The onset threshold is relative to the P height above the local floor (noise and the
+    # previous T/U tail set that floor): at 3% it was read 20-40 ms early on real median beats
+    # (false PR > 200 ms); at 15% it is within ~10 ms of a smooth P's exact start. Then a short
+    # walk back (at most 6 ms) to where the magnitude stops falling; further back lies the
+    # previous T or U wave's tail, which also falls towards the P.
+    stop = max(0, first - _P_FOOT)
     while first > stop and mag[first - 1] < mag[first]:
         first -= 1
     p_on = lo + first
@@ -275,8 +318,9 @@ def measure_beats(beats: Beats) -> EcgMeasurements:
         why["qrs_ms"] = "no QRS slope in the median beats"
         return _finish(out, why, base_fields, {})
     q_on, q_off = bounds
-    out["qrs_ms"] = _ms(q_off - q_on)
     base = _baseline(med, q_on)
+    q_off = _terminal_r_prime(beats, q_on, q_off, base)
+    out["qrs_ms"] = _ms(q_off - q_on)
     rr_dom = _dominant_rr(beats)
     rr_med = float(np.median(beats.rr_ms)) if len(beats.rr_ms) else None
     limit = MEDIAN_SAMPLES - 1
