@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 VAR = Path(os.environ.get("CDS_VAR_DIR", REPO / "var"))
 PIDS = VAR / "pids"
 LOGS = VAR / "logs"
+LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 BIN = Path(sys.executable).parent
 
 
@@ -181,13 +182,65 @@ def http_json(method: str, url: str, body: Any = None, token: str | None = None,
         return error.code, json.loads(error.read() or b"null")
 
 
-def send_samples(env: dict[str, str]) -> None:
-    """Act as an EHR: get a token, send each sample ECG with its patient, wait for the jobs."""
-    sys.path.insert(0, str(REPO))
+def sample_ecgs() -> list[dict[str, Any]]:
+    """Return the bundled sample ECGs as an EHR would hold them: patient, signal in µV, labels.
+
+    ``samples/ptbxl`` (PTB-XL layout) and ``samples/challenge`` (PhysioNet/CinC Challenge WFDB
+    records from other hospitals, with AF and bundle branch blocks; see samples/README.md).
+    """
     import numpy as np
     import pandas as pd
     import wfdb
 
+    ecgs = []
+    samples = REPO / "samples" / "ptbxl"
+    for row in pd.read_csv(samples / "ptbxl_database.csv").itertuples():
+        record = wfdb.rdrecord(str(samples / row.filename_hr))
+        ecgs.append(
+            {
+                "name": str(row.ecg_id),
+                "labels": str(row.scp_codes),
+                "signal_uv": np.nan_to_num(record.p_signal.T) * 1000.0,
+                "rate_hz": record.fs,
+                "patient": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": "urn:demo:ptbxl:patient", "value": str(int(row.patient_id))}],
+                    "gender": "male" if row.sex == 0 else "female",
+                    "birthDate": str(int(str(row.recording_date)[:4]) - int(row.age)) if row.age == row.age else None,
+                },
+                "identifier": ("urn:demo:ptbxl:ecg", str(row.ecg_id)),
+                "effective": str(row.recording_date).replace(" ", "T") + "Z",
+            }
+        )
+    for header in sorted((REPO / "samples" / "challenge").glob("*.hea")):
+        record = wfdb.rdrecord(str(header.with_suffix("")))
+        names = [name.lower() for name in record.sig_name]
+        order = [names.index(lead.lower()) for lead in LEADS]
+        meta = dict(c.split(":", 1) for c in record.comments if ":" in c)
+        meta = {k.strip().lower(): v.strip() for k, v in meta.items()}
+        age = meta.get("age", "")
+        ecgs.append(
+            {
+                "name": header.stem,
+                "labels": f"SNOMED {meta.get('dx', '')}",
+                "signal_uv": np.nan_to_num(record.p_signal.T[order]) * 1000.0,
+                "rate_hz": record.fs,
+                "patient": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": "urn:demo:challenge:patient", "value": header.stem}],
+                    "gender": {"male": "male", "female": "female"}.get(meta.get("sex", "").lower(), "unknown"),
+                    "birthDate": str(2020 - int(age)) if age.isdigit() else None,
+                },
+                "identifier": ("urn:demo:challenge:ecg", header.stem),
+                "effective": "2020-06-01T10:00:00Z",
+            }
+        )
+    return ecgs
+
+
+def send_samples(env: dict[str, str]) -> None:
+    """Act as an EHR: get a token, send each sample ECG with its patient, wait for the jobs."""
+    sys.path.insert(0, str(REPO))
     from cds.ecg.encoding import ecg_observation, ecg_transaction_bundle
 
     base = env["PUBLIC_BASE_URL"]
@@ -205,27 +258,17 @@ def send_samples(env: dict[str, str]) -> None:
     if token_status != 200:
         raise RuntimeError(f"token request failed: HTTP {token_status} {token_body}")
     token = token_body["access_token"]
-    samples = REPO / "samples" / "ptbxl"
-    table = pd.read_csv(samples / "ptbxl_database.csv")
-    print(f"\nSending {len(table)} PTB-XL sample ECGs to {base}/fhir as transaction Bundles ...")
+    ecgs = list(sample_ecgs())
+    print(f"\nSending {len(ecgs)} sample ECGs (PTB-XL, Challenge) to {base}/fhir as transaction Bundles ...")
     observation_ids = []
-    for row in table.itertuples():
-        record = wfdb.rdrecord(str(samples / row.filename_hr))
-        signal_uv = np.nan_to_num(record.p_signal.T) * 1000.0
-        leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-        patient = {
-            "resourceType": "Patient",
-            "identifier": [{"system": "urn:demo:ptbxl:patient", "value": str(int(row.patient_id))}],
-            "gender": "male" if row.sex == 0 else "female",
-            "birthDate": str(int(str(row.recording_date)[:4]) - int(row.age)) if row.age == row.age else None,
-        }
-        patient = {k: v for k, v in patient.items() if v is not None}
+    for ecg in ecgs:
+        patient = {k: v for k, v in ecg["patient"].items() if v is not None}
         observation = ecg_observation(
-            signal_uv,
-            sample_rate_hz=record.fs,
-            leads=leads,
-            identifier=("urn:demo:ptbxl:ecg", str(row.ecg_id)),
-            effective=str(row.recording_date).replace(" ", "T") + "Z",
+            ecg["signal_uv"],
+            sample_rate_hz=ecg["rate_hz"],
+            leads=list(LEADS),
+            identifier=ecg["identifier"],
+            effective=ecg["effective"],
         )
         started = time.perf_counter()
         status, body = http_json(
@@ -233,12 +276,12 @@ def send_samples(env: dict[str, str]) -> None:
         )
         elapsed = (time.perf_counter() - started) * 1000
         if status != 200:
-            print(f"  ecg {row.ecg_id}: HTTP {status}: {json.dumps(body)[:300]}")
+            print(f"  ecg {ecg['name']}: HTTP {status}: {json.dumps(body)[:300]}")
             continue
         location = body["entry"][1]["response"]["location"]
         observation_ids.append(location.split("/")[1])
         print(
-            f"  ecg {row.ecg_id:>5} ({row.scp_codes[:40]:<40}) -> {body['entry'][1]['response']['status']:<11} {location}  {elapsed:.0f} ms"
+            f"  ecg {ecg['name']:>7} ({ecg['labels'][:40]:<40}) -> {body['entry'][1]['response']['status']:<11} {location}  {elapsed:.0f} ms"
         )
     print("\nWaiting for the analysis jobs ...")
     deadline = time.monotonic() + 120
