@@ -194,8 +194,13 @@ def _p_wave(med: np.ndarray, onset: int, base: np.ndarray, earliest: int = 1) ->
     return p_on, p_off
 
 
-def _t_end(med: np.ndarray, qrs_off: int, base: np.ndarray, limit: int) -> tuple[int, int] | None:
-    """Return (T peak, T end) by the tangent method on the spatial T magnitude."""
+def _t_end(
+    med: np.ndarray, qrs_off: int, base: np.ndarray, limit: int, peak_limit: int | None = None
+) -> tuple[int, int] | None:
+    """Return (T peak, T end) by the tangent method on the spatial T magnitude.
+
+    ``peak_limit``: the latest median-beat sample where the T peak may lie (see ``measure_beats``).
+    """
     lo = qrs_off + int(0.04 * RATE_HZ)
     hi = min(limit, med.shape[1] - 1)
     if hi - lo < int(0.1 * RATE_HZ):
@@ -206,12 +211,22 @@ def _t_end(med: np.ndarray, qrs_off: int, base: np.ndarray, limit: int) -> tuple
     start = int(0.06 * RATE_HZ)
     if len(mag) <= start + 5:
         return None
-    peak = start + int(np.argmax(mag[start:]))
+    stop = len(mag) if peak_limit is None else max(start + 5, min(len(mag), peak_limit - lo))
+    peak = start + int(np.argmax(mag[start:stop]))
     # The descending limb: from the peak until the magnitude first falls below 20% of it (past
     # that, the next beat's P wave or noise could offer a steeper slope that is not the T's).
     tail = mag[peak:]
     low = np.flatnonzero(tail < 0.2 * tail[0])
-    limb = tail[: int(low[0]) + 1] if len(low) else tail
+    end_limb = int(low[0]) + 1 if len(low) else len(tail)
+    # Or, once below half the peak, where the magnitude stops falling: a raised floor (noise, a
+    # flat T) keeps it above 20%, and the limb must not run on into the next P wave's slopes.
+    half = np.flatnonzero(tail < 0.5 * tail[0])
+    if len(half):
+        j = int(half[0])
+        while j + 1 < len(tail) and tail[j + 1] < tail[j]:
+            j += 1
+        end_limb = min(end_limb, j + 1)
+    limb = tail[:end_limb]
     slope = np.diff(limb)
     if len(slope) < 3 or slope.min() >= 0:
         return None
@@ -327,7 +342,11 @@ def measure_beats(beats: Beats) -> EcgMeasurements:
     if rr_med is not None:
         # T must end before the next beat's P/QRS: within 90% of the cycle after this R.
         limit = min(limit, r + int(0.9 * rr_med / _MS))
-    t = _t_end(med, q_off, base, limit)
+    # The T peak lies within 0.45 RR + 100 ms of R: the QT is at most about half the cycle plus
+    # 200 ms at any rate (even QTc 600 ms), and the T peak precedes the T end by ~100 ms. Past
+    # that, a larger "peak" is the next beat's P wave or a U wave over a low, flat T.
+    peak_limit = r + int((0.45 * rr_dom + 100.0) / _MS) if rr_dom else None
+    t = _t_end(med, q_off, base, limit, peak_limit)
     if t is None:
         why["qt_ms"] = "no T wave end found in the median beats"
     else:

@@ -151,6 +151,10 @@ def _qt(m: EcgMeasurements, sex: str | None) -> list[Finding]:
             return [_f("QT_NOT_INTERPRETED", "QTc not interpreted because QRS ≥ 120 ms", None, "interval",
                        {**ev, "qrs_ms": m.qrs_ms}, abnormal=False)]  # fmt: skip
         return []
+    if m.p_wave_present is False and m.heart_rate_bpm is not None and m.heart_rate_bpm > _TACHY:
+        # Fast rhythm without identifiable P waves (atrial flutter, SVT): flutter waves overlap the
+        # T wave's end, so a long QT is not stated from it.
+        return []
     if m.qtc_ms >= limit:
         return [_f("LQT", "Prolonged QT interval", "111975006", "interval", {**ev, "limit_ms": limit, "sex": sex})]
     if m.qtc_ms <= _QTC_SHORT:
