@@ -43,6 +43,7 @@ _MS = 1000.0 / RATE_HZ
 # Velocity thresholds relative to the QRS maximum slope: QRS boundaries are where the spatial
 # slope falls to a few percent of its peak, above the noise floor of the isoelectric segments.
 _QRS_VEL_FRACTION = 0.04
+_ST_T_SLOPE = 2.0  # the QRS ends where its slope is no longer twice the ST-T slope
 _MIN_P_MV = 0.04  # a P wave smaller than 40 µV in every lead is not distinguishable from noise
 # Per-beat pre-QRS correlation with the median P counted as "P present": the same P wave in
 # two beats correlates > 0.8 unless noise is as large as the P wave itself.
@@ -82,7 +83,7 @@ def _qrs_bounds(med: np.ndarray, r: int) -> tuple[int, int] | None:
     # The QRS ends where its slope is no longer clearly above repolarization's: twice the median
     # slope of the ST-T region (large and steep in bundle-branch block and ST elevation).
     st_t = v[r + int(0.20 * RATE_HZ) : r + int(0.32 * RATE_HZ)]
-    thr_off = max(thr, 2.0 * float(np.median(st_t))) if len(st_t) else thr
+    thr_off = max(thr, _ST_T_SLOPE * float(np.median(st_t))) if len(st_t) else thr
     peak = core.start + int(np.argmax(v[core]))
     below = np.flatnonzero(v[lo:peak] < thr)
     onset = lo + int(below[-1]) + 1 if len(below) else lo
@@ -118,10 +119,13 @@ def _terminal_r_prime(beats: Beats, q_on: int, q_off: int, base: np.ndarray) -> 
             continue
         x = beats.median[i] - full_base[i]
         qrs = x[q_on:q_off]
-        # Still up, and coming down in the next 30 ms (an R' descent; a normal V1–V2 ST elevation
-        # rises into the T wave instead).
-        later = x[min(q_off + int(0.03 * RATE_HZ), len(x) - 1)]
-        if len(qrs) < 5 or x[q_off] < _R_PRIME_MV or x[q_off] < 0.3 * float(qrs.max()) or later > x[q_off] - 0.05:
+        # Still up, and an R' that comes down within the next 80 ms: its peak at most 60 ms on and
+        # the lead back below half that peak (a normal V1–V2 ST elevation rises into the T wave).
+        seg = x[q_off : min(len(x), q_off + int(0.08 * RATE_HZ))]
+        if len(qrs) < 5 or len(seg) < 5 or x[q_off] < _R_PRIME_MV or x[q_off] < 0.3 * float(qrs.max()):
+            continue
+        pk = int(np.argmax(seg))
+        if pk > int(0.06 * RATE_HZ) or float(seg[pk:].min()) > 0.5 * float(seg[pk]):
             continue
         v = np.abs(np.diff(x))
         v = np.convolve(v, np.ones(3) / 3, mode="same")
