@@ -161,7 +161,8 @@ def synthesize(
         t_start = onset + qrs + 0.35 * (qt - qrs)
         t_vec += 0.35 * np.outer(t_dir, _pulse(t, t_start, onset + qt - t_start, 0.62))
         if any(st_vector_mv):
-            vec += np.outer(np.asarray(st_vector_mv), _plateau(t, onset + qrs, 0.65 * (qt - qrs), 0.02))
+            # An injury current shifts the whole ST segment from the J point on (the ramp ends there).
+            vec += np.outer(np.asarray(st_vector_mv), _plateau(t, onset + qrs - 0.02, 0.65 * (qt - qrs) + 0.02, 0.02))
     if rhythm == "af":
         # Fibrillatory waves: 4–9 Hz activity of drifting frequency, largest in V1 and inferior leads.
         phase = np.cumsum(2 * np.pi * (6.0 + 1.0 * np.sin(2 * np.pi * 0.13 * t + rng.uniform(0, 6))) / rate_hz)

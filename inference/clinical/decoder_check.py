@@ -16,6 +16,8 @@ from inference.clinical.types import EcgMeasurements, Finding
 
 SNOMED_SINUS_FAMILY = frozenset({"426783006", "426177001", "427084000", "427393009"})
 SNOMED_AF_FLUTTER = frozenset({"164889003", "164890007"})
+# Measured rhythm statements without P waves before regular QRS (statements.py codes).
+NON_SINUS_RHYTHMS = frozenset({"AFIB", "AFLT", "WCT", "NCT", "RHYTHM_UNCLEAR"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ def _sinus_claim(e: Evidence) -> str:
     m = e.measurements
     if e.rhythm_snomed & SNOMED_AF_FLUTTER:
         return "measured rhythm is atrial fibrillation/flutter"
+    other = [f.text for f in e.measured if f.code in NON_SINUS_RHYTHMS]
+    if other:
+        return f"measured rhythm: {other[0].lower()}"
     if m.p_wave_present is False:
         return "no P waves precede the QRS complexes"
     return ""

@@ -87,11 +87,12 @@ def _lead(
         signs[k : k + 2] == [1, 1] for k in range(len(signs) - 1)
     )
     term = float(np.mean(qrs[-int(0.04 * RATE_HZ) :])) if len(qrs) >= 5 else None
-    st = None
+    st = st_j = None
     st_idx = q_off + int(0.06 * RATE_HZ)
     if st_idx < beats.median_st.shape[1]:
         st_base = float(np.median(beats.median_st[i, q_on - 5 : q_on - 1]))
         st = float(beats.median_st[i, st_idx] - st_base)
+        st_j = float(beats.median_st[i, q_off] - st_base)
     t_amp = None
     if t is not None:
         seg = med[q_off + int(0.04 * RATE_HZ) : t[1] + 1]
@@ -113,6 +114,7 @@ def _lead(
         qrs_area_mv_ms=_r(float(qrs.sum()) * _MS, 2),
         qrs_min_mv=_r(min(0.0, float(qrs.min())) if len(qrs) else None),
         st_j60_mv=_r(st),
+        st_j_mv=_r(st_j),
         t_amplitude_mv=_r(t_amp),
     )
 

@@ -19,6 +19,8 @@ _BRADY, _TACHY = 60.0, 100.0
 # notes the 50–100/min normal range): still stated as sinus bradycardia (< 60/min definition),
 # but not abnormal, so it does not by itself deny the "normal ECG" verdict.
 _BRADY_ABNORMAL = 50.0
+_MAX_PR_TACHY = 250.0  # ms
+_RAPID_NCT = 150.0  # 2:1 atrial flutter runs at ~150/min
 _RAPID_AF = 110.0  # "AF with rapid ventricular response": >110 bpm (2023 ACC/AHA AF guideline, rate control)
 _SINUS_ARRHYTHMIA_MS = 120.0  # P–P (here R–R of sinus beats) varying by > 0.12 s, gradual
 _AVB1_PR = 200.0  # PR > 200 ms (part III)
@@ -59,11 +61,16 @@ def _rhythm(m: EcgMeasurements) -> Finding | None:
         "rr_range_ms": m.rr_range_ms,
     }
     irregular = m.rr_irregularity > IRREGULAR
-    if not m.p_wave_present:
+    # In a tachycardia a "P wave" found more than 250 ms before the QRS lies on the previous T wave
+    # (sinus tachycardia shortens PR); conducting it would call a VT or flutter "sinus".
+    p_conducted = m.p_wave_present and not (rate > _TACHY and m.pr_ms is not None and m.pr_ms > _MAX_PR_TACHY)
+    if not p_conducted:
         if irregular:
             rapid = rate > _RAPID_AF
             text = "Atrial fibrillation" + (" with rapid ventricular response" if rapid else "")
             return _f("AFIB", text, "164889003", "rhythm", ev, urgent=rapid)
+        if rate > _TACHY:
+            return _regular_tachycardia(m, ev)
         # Regular without identifiable P waves: junctional, flutter with fixed block or P hidden
         # in noise. Saying which would be a guess, so the statement says exactly that.
         return _f("RHYTHM_UNCLEAR", "Regular rhythm, atrial activity unclear (no P waves identified)", None,
@@ -76,6 +83,23 @@ def _rhythm(m: EcgMeasurements) -> Finding | None:
         # Respiratory sinus arrhythmia is a normal variant (part II): stated, not abnormal.
         return _f("SARRH", "Sinus arrhythmia", "427393009", "rhythm", ev, abnormal=False)
     return _f("SR", "Sinus rhythm", "426783006", "rhythm", ev, abnormal=False)
+
+
+def _regular_tachycardia(m: EcgMeasurements, ev: dict) -> Finding:
+    """Return the statement for a regular tachycardia without identifiable P waves.
+
+    A wide one is ventricular tachycardia until proven otherwise (AHA/ACC/HRS 2015 SVT guideline:
+    treat a wide-complex tachycardia of unknown mechanism as VT), so it is urgent and not called
+    sinus; a narrow one is supraventricular (atrial flutter with 2:1 block, AVNRT, ...), urgent at
+    150/min and faster, where flutter with 2:1 conduction typically runs.
+    """
+    rate = float(m.heart_rate_bpm or 0.0)
+    ev = ev | {"qrs_ms": m.qrs_ms}
+    if m.qrs_ms is not None and m.qrs_ms >= _QRS_COMPLETE:
+        text = "Wide QRS tachycardia, no P waves identified: ventricular tachycardia not excluded"
+        return _f("WCT", text, None, "rhythm", ev, urgent=True)
+    text = "Narrow QRS tachycardia, no P waves identified: supraventricular tachycardia or atrial flutter"
+    return _f("NCT", text, None, "rhythm", ev, urgent=rate >= _RAPID_NCT)
 
 
 def _lead(m: EcgMeasurements, name: str) -> LeadMeasurements | None:
@@ -184,6 +208,13 @@ def _st(m: EcgMeasurements, sex: str | None, age_years: float | None) -> list[Fi
     if m.qrs_ms is None or m.qrs_ms >= _QRS_COMPLETE:
         return []  # secondary ST-T changes of wide QRS are not read as ischaemic ST deviation
     st = {n: lm.st_j60_mv for n, lm in m.leads.items() if lm.st_j60_mv is not None}
+    # UDMI 2018 sets its elevation limits at the J point; J+60 ms alone over-reads the concave
+    # rising ST of early repolarization in healthy young adults. Elevation must hold at both.
+    st_elev = {
+        n: min(lm.st_j60_mv, lm.st_j_mv)
+        for n, lm in m.leads.items()
+        if lm.st_j60_mv is not None and lm.st_j_mv is not None
+    }
 
     def elev_limit(lead: str) -> float:
         # UDMI 2018: ≥0.1 mV in all leads except V2–V3, where ≥0.2 mV (men ≥40), ≥0.25 mV (men <40),
@@ -199,13 +230,14 @@ def _st(m: EcgMeasurements, sex: str | None, age_years: float | None) -> list[Fi
     depressed: dict[str, list[str]] = {}
     for group, pairs in _CONTIGUOUS.items():
         for a, b in pairs:
-            if a in st and b in st:
-                if st[a] >= elev_limit(a) and st[b] >= elev_limit(b):
-                    elevated.setdefault(group, []).extend(x for x in (a, b) if x not in elevated.get(group, []))
-                if st[a] <= _ST_DEPRESSION and st[b] <= _ST_DEPRESSION:
-                    depressed.setdefault(group, []).extend(x for x in (a, b) if x not in depressed.get(group, []))
+            if a in st_elev and b in st_elev and st_elev[a] >= elev_limit(a) and st_elev[b] >= elev_limit(b):
+                elevated.setdefault(group, []).extend(x for x in (a, b) if x not in elevated.get(group, []))
+            if a in st and b in st and st[a] <= _ST_DEPRESSION and st[b] <= _ST_DEPRESSION:
+                depressed.setdefault(group, []).extend(x for x in (a, b) if x not in depressed.get(group, []))
     if elevated:
-        ev = {"st_j60_mv": {n: st[n] for g in elevated.values() for n in g}, "territories": elevated}
+        leads = [n for g in elevated.values() for n in g]
+        ev = {"st_j_mv": {n: m.leads[n].st_j_mv for n in leads}, "st_j60_mv": {n: st[n] for n in leads}}
+        ev["territories"] = elevated
         out.append(_f("STE", "ST elevation (" + ", ".join(elevated) + ")", "164931005", "st-t", ev, urgent=True))
     if depressed:
         ev = {"st_j60_mv": {n: st[n] for g in depressed.values() for n in g}, "territories": depressed}

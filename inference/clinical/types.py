@@ -33,6 +33,7 @@ class LeadMeasurements:
     qrs_area_mv_ms: float | None = None  # net QRS area
     qrs_min_mv: float | None = None  # most negative QRS deflection (QS depth when there is no R)
     st_j60_mv: float | None = None  # ST deviation at J point + 60 ms
+    st_j_mv: float | None = None  # ST deviation at the J point (QRS offset), where UDMI sets its limits
     t_amplitude_mv: float | None = None  # signed peak of the T wave
 
 

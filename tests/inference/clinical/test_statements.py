@@ -94,7 +94,7 @@ def test_it_states_sinus_arrhythmia_as_a_normal_variant() -> None:
 
 
 def test_it_reads_no_st_deviation_with_a_wide_qrs() -> None:
-    elevated = LeadMeasurements(st_j60_mv=0.4)
+    elevated = LeadMeasurements(st_j60_mv=0.4, st_j_mv=0.35)
     depressed = LeadMeasurements(st_j60_mv=-0.3)
     leads = {"V1": elevated, "V2": elevated, "V3": elevated, "V5": depressed, "V6": depressed}
     narrow = measured_findings(EcgMeasurements(qrs_ms=100.0, leads=leads))
@@ -108,3 +108,25 @@ def test_it_makes_no_st_statement_on_a_synthetic_lbbb_with_discordant_st() -> No
     findings = measured_findings(measure_ecg(ecg.signal, ecg.rate_hz, ecg.leads))
     assert "CLBBB" in {f.code for f in findings}
     assert not {"STE", "STD"} & {f.code for f in findings} and not any(f.urgent for f in findings)
+
+
+def test_it_reads_no_st_elevation_when_only_the_st_after_the_j_point_rises() -> None:
+    # Early repolarization: the J point near baseline, the concave ST rising by J+60 ms.
+    rising = LeadMeasurements(st_j60_mv=0.3, st_j_mv=0.02)
+    m = EcgMeasurements(heart_rate_bpm=70, qrs_ms=90, leads={lead: rising for lead in ("V2", "V3", "V4")})
+    assert "STE" not in {f.code for f in measured_findings(m, sex="male", age_years=25)}
+
+
+def test_it_calls_a_regular_wide_tachycardia_without_p_waves_urgent_never_sinus() -> None:
+    rhythm = {"heart_rate_bpm": 150.0, "rr_irregularity": 0.01, "p_wave_present": False}
+    wide = measured_findings(EcgMeasurements(**rhythm, qrs_ms=150.0))  # type: ignore[arg-type]
+    narrow = measured_findings(EcgMeasurements(**rhythm, qrs_ms=90.0))  # type: ignore[arg-type]
+    assert wide[0].code == "WCT" and wide[0].urgent and "ventricular tachycardia" in wide[0].text
+    assert narrow[0].code == "NCT" and narrow[0].urgent
+    assert not {"SR", "STACH"} & {f.code for f in wide + narrow}
+
+
+def test_it_does_not_call_sinus_tachycardia_on_a_p_wave_too_far_from_the_qrs() -> None:
+    m = EcgMeasurements(heart_rate_bpm=152.0, rr_irregularity=0.01, p_wave_present=True, pr_ms=320.0, qrs_ms=130.0)
+    codes = [f.code for f in measured_findings(m)]
+    assert codes[0] == "WCT" and "STACH" not in codes and "1AVB" not in codes
