@@ -15,10 +15,10 @@ from inference.clinical.types import EcgMeasurements, Finding, LeadMeasurements
 SOURCE = "measured"
 # Sinus rate limits 60–100 bpm (AHA/ACC/HRS 2009 part II; the standard statement boundaries).
 _BRADY, _TACHY = 60.0, 100.0
-# Resting sinus rate 50–59/min is a normal variant (Spodick 1992/1993; AHA/ACC/HRS 2009 part II
-# notes the 50–100/min normal range): still stated as sinus bradycardia (< 60/min definition),
-# but not abnormal, so it does not by itself deny the "normal ECG" verdict.
-_BRADY_ABNORMAL = 50.0
+# Sinus bradycardia stays an abnormal statement at any rate < 60/min: the report must not write
+# "normal ECG" beside a rate statement, and other hospitals label it as a finding (in the
+# Chapman-Shaoxing/Ningbo data it is the commonest rhythm label). Sinus arrhythmia is the one
+# normal variant (respiratory, gradual RR change with normal P waves).
 _MAX_PR_TACHY = 250.0  # ms
 _RAPID_NCT = 150.0  # 2:1 atrial flutter runs at ~150/min
 _RAPID_AF = 110.0  # "AF with rapid ventricular response": >110 bpm (2023 ACC/AHA AF guideline, rate control)
@@ -76,7 +76,7 @@ def _rhythm(m: EcgMeasurements) -> Finding | None:
         return _f("RHYTHM_UNCLEAR", "Regular rhythm, atrial activity unclear (no P waves identified)", None,
                   "rhythm", ev)  # fmt: skip
     if rate < _BRADY:
-        return _f("SBRAD", "Sinus bradycardia", "426177001", "rhythm", ev, abnormal=rate < _BRADY_ABNORMAL)
+        return _f("SBRAD", "Sinus bradycardia", "426177001", "rhythm", ev)
     if rate > _TACHY:
         return _f("STACH", "Sinus tachycardia", "427084000", "rhythm", ev)
     if irregular or (m.rr_range_ms is not None and m.rr_range_ms > _SINUS_ARRHYTHMIA_MS):
