@@ -88,7 +88,9 @@ def synthesize(
     p_axis_deg: float = 55.0,
     t_axis_deg: float = 40.0,
     conduction: str = "normal",  # normal | rbbb | lbbb
-    rhythm: str = "sinus",  # sinus | af | junctional
+    rhythm: str = "sinus",  # sinus | af | junctional | flutter
+    flutter_conduction: int = 2,  # flutter: F waves per QRS (2 for 2:1, 4 for 4:1)
+    flutter_rate: float = 300.0,  # flutter: atrial rate per minute (typical flutter ~300/min)
     sinus_arrhythmia: float = 0.0,  # relative RR modulation at 0.25 Hz (respiration)
     pac_beats: tuple[int, ...] = (),
     pvc_beats: tuple[int, ...] = (),
@@ -108,6 +110,9 @@ def synthesize(
     n = int(seconds * rate_hz)
     t = np.arange(n) / rate_hz
     vec = np.zeros((3, n))
+    if rhythm == "flutter":
+        # Fixed-ratio block: the ventricles follow every n-th flutter wave (heart_rate is ignored).
+        heart_rate = flutter_rate / flutter_conduction
     rr_mean = 60.0 / heart_rate
     # Beat times (QRS onsets).
     onsets: list[float] = []
@@ -168,6 +173,12 @@ def synthesize(
         phase = np.cumsum(2 * np.pi * (6.0 + 1.0 * np.sin(2 * np.pi * 0.13 * t + rng.uniform(0, 6))) / rate_hz)
         f = 0.06 * (1 + 0.3 * np.sin(2 * np.pi * 0.37 * t)) * np.sin(phase + rng.uniform(0, 6))
         vec += np.outer(np.array([-0.2, 0.6, 0.9]), f)
+    if rhythm == "flutter":
+        # Typical (counter-clockwise) flutter: a continuous sawtooth, negative in II, III, aVF (slow
+        # descent, fast return) and positive in V1, no isoelectric baseline between F waves.
+        phase = (t * flutter_rate / 60.0 + 0.35) % 1.0
+        saw = np.where(phase < 0.75, -phase / 0.75, -(1.0 - phase) / 0.25) + 0.5
+        vec += np.outer(0.2 * np.array([0.0, 1.0, -0.6]), saw)
     vec += qrs_vec + t_vec + p_vec
     signal = project(vec)
     if noise_mv:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from inference.clinical.atrial import atrial_activity
 from inference.clinical.beats import (
     CLASS_NORMAL,
     CLASS_SUPRA,
@@ -321,6 +322,13 @@ def measure_beats(beats: Beats) -> EcgMeasurements:
     if beats.flags:
         why["signal"] = "; ".join(beats.flags)
     _rhythm(beats, out, why)
+    atrial = atrial_activity(beats)
+    if atrial is None:
+        why["atrial_rate_bpm"] = "atrial activity not estimable (too few beats, seconds or atrial leads)"
+    else:
+        out["atrial_rate_bpm"] = atrial.rate_bpm
+        out["atrial_organization"] = atrial.organization
+        out["atrial_amplitude_mv"] = atrial.amplitude_mv
     cls = beats.beat_class
     out["pvc_count"] = int(np.sum(cls == CLASS_VENTRICULAR))
     n_dom = beats.n_dominant
@@ -412,6 +420,9 @@ def _finish(out: dict[str, object], why: dict[str, str], base: dict[str, object]
         if out.get(name) is None and name not in why:
             why[name] = "not measurable (see other reasons)"
     clean = {k: (round(v, 1) if isinstance(v, float) else v) for k, v in out.items()}
+    for name in ("atrial_organization", "atrial_amplitude_mv"):
+        if out.get(name) is not None:
+            clean[name] = round(float(out[name]), 3)  # type: ignore[arg-type]
     if "rr_irregularity" in out:
         clean["rr_irregularity"] = round(float(out["rr_irregularity"]), 4)  # type: ignore[arg-type]
     if out.get("p_wave_fraction") is not None:

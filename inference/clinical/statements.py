@@ -9,6 +9,7 @@ numbers tuned on data.
 
 from __future__ import annotations
 
+from inference.clinical.atrial import FLUTTER_HZ, FLUTTER_MIN_MV, FLUTTER_ORGANIZATION
 from inference.clinical.measurements import IRREGULAR
 from inference.clinical.types import EcgMeasurements, Finding, LeadMeasurements
 
@@ -65,6 +66,9 @@ def _rhythm(m: EcgMeasurements) -> Finding | None:
     # (sinus tachycardia shortens PR); conducting it would call a VT or flutter "sinus".
     p_conducted = m.p_wave_present and not (rate > _TACHY and m.pr_ms is not None and m.pr_ms > _MAX_PR_TACHY)
     if not p_conducted:
+        wide_fast = rate > _TACHY and m.qrs_ms is not None and m.qrs_ms >= _QRS_COMPLETE
+        if _flutter_waves(m) and not wide_fast:  # a wide tachycardia stays "VT not excluded"
+            return _flutter(m, ev)
         if irregular:
             rapid = rate > _RAPID_AF
             text = "Atrial fibrillation" + (" with rapid ventricular response" if rapid else "")
@@ -83,6 +87,36 @@ def _rhythm(m: EcgMeasurements) -> Finding | None:
         # Respiratory sinus arrhythmia is a normal variant (part II): stated, not abnormal.
         return _f("SARRH", "Sinus arrhythmia", "427393009", "rhythm", ev, abnormal=False)
     return _f("SR", "Sinus rhythm", "426783006", "rhythm", ev, abnormal=False)
+
+
+def _flutter_waves(m: EcgMeasurements) -> bool:
+    """Return True when the QRS-cancelled atrial activity is organized flutter (see .atrial)."""
+    rate, org, amp = m.atrial_rate_bpm, m.atrial_organization, m.atrial_amplitude_mv
+    if rate is None or org is None or amp is None:
+        return False
+    low, high = 60.0 * FLUTTER_HZ[0], 60.0 * FLUTTER_HZ[1]
+    return low <= rate <= high and org >= FLUTTER_ORGANIZATION and amp >= FLUTTER_MIN_MV
+
+
+def _flutter(m: EcgMeasurements, ev: dict) -> Finding:
+    """Return "Atrial flutter" with the atrial rate and, when fixed, the conduction ratio."""
+    rate = float(m.heart_rate_bpm or 0.0)
+    atrial = float(m.atrial_rate_bpm or 0.0)
+    ev = ev | {"atrial_rate_bpm": atrial, "atrial_organization": m.atrial_organization,
+               "atrial_amplitude_mv": m.atrial_amplitude_mv}  # fmt: skip
+    text = "Atrial flutter"
+    ratio = atrial / rate if rate > 0 else 0.0
+    regular = m.rr_irregularity is not None and m.rr_irregularity <= IRREGULAR
+    if regular and round(ratio) >= 1 and abs(ratio - round(ratio)) <= 0.15:
+        ev["conduction_ratio"] = f"{round(ratio)}:1"
+        text += f" with {round(ratio)}:1 conduction"
+    elif not regular:
+        ev["conduction_ratio"] = "variable"
+        text += " with variable conduction"
+    rapid = rate > _RAPID_AF
+    if rapid:
+        text += " and rapid ventricular response"
+    return _f("AFLT", text, "164890007", "rhythm", ev, urgent=rapid)
 
 
 def _regular_tachycardia(m: EcgMeasurements, ev: dict) -> Finding:
@@ -252,7 +286,7 @@ def measured_findings(m: EcgMeasurements, *, sex: str | None = None, age_years: 
     if rhythm is not None:
         out.append(rhythm)
     sinus = rhythm is not None and rhythm.code in ("SR", "SBRAD", "STACH", "SARRH")
-    if m.pac_count and rhythm is not None and rhythm.code != "AFIB":
+    if m.pac_count and rhythm is not None and rhythm.code not in ("AFIB", "AFLT"):
         out.append(_f("PAC", f"Premature atrial complexes ({m.pac_count})", "284470004", "rhythm",
                       {"pac_count": m.pac_count, "beats": m.beats}))  # fmt: skip
     if m.pvc_count:

@@ -64,6 +64,9 @@ class EcgMeasurements:
     beats: int = 0  # QRS complexes detected
     pvc_count: int | None = None  # premature wide or differently shaped QRS
     pac_count: int | None = None  # premature narrow QRS of the dominant shape
+    atrial_rate_bpm: float | None = None  # dominant atrial frequency × 60 after QRS cancellation
+    atrial_organization: float | None = None  # share of 3–12 Hz atrial power at the peak + harmonic
+    atrial_amplitude_mv: float | None = None  # peak-to-peak amplitude of the dominant atrial line
     pacing_spikes: int = 0  # narrow high-slew spikes synchronous across leads
     duration_s: float = 0.0
     leads: dict[str, LeadMeasurements] = field(default_factory=dict)  # usable leads only
