@@ -54,6 +54,11 @@ SNOMED_OF_SCP = {
 }
 # SCP statements whose subject (rhythm, conduction, intervals, axis, voltage, ST level) the
 # measurements own: the model's claim only confirms or disagrees, it is never stated on its own.
+# A model claim the measurements do not support is said in the text when the model is confident
+# (p >= 0.8); weaker ones (its sinus-rhythm head gives 0.55-0.7 on most non-sinus rhythms) are
+# kept with the report for the review page but would only be noise in every draft.
+SAID_DISAGREEMENT_PROBABILITY = 0.8
+WEAK = "weak: "
 MEASURED_DOMAIN = frozenset(SNOMED_OF_SCP) | {"NORM", "LAFB", "LPFB", "SVARR", "BIGU", "TRIGU", "PRC(S)", "SVTAC"}
 LABELS = {
     "heart_rate_bpm": "rate",
@@ -118,7 +123,7 @@ def clinical_report(
     text = _text(
         verdict=verdict,
         findings=all_findings,
-        disagreements=disagreements if model_voice else [],
+        disagreements=[d for d in disagreements if _said(d)] if model_voice else [],
         measurements=measurements,
         detector=detector if model_voice else None,
         foundation=foundation if model_voice else None,
@@ -132,6 +137,10 @@ def clinical_report(
         decoder_text=foundation.report_text if foundation is not None else "",
         decoder_removed=tuple(f"{s.text}: {s.removed_because}" for s in checked if s.removed_because),
     )
+
+
+def _said(disagreement: str) -> bool:
+    return not disagreement.startswith(WEAK)
 
 
 def _foundation_flag(foundation: FoundationResult | None) -> bool:
@@ -181,6 +190,8 @@ def _model_statements(
             reason = CONTRADICTIONS[code](evidence) if code in CONTRADICTIONS else ""
             because = reason or "the measured criteria are not met"
             disagreements.append(f"the AI model suggests {statement.description.lower()} (p {p:.2f}), {because}")
+            if p < SAID_DISAGREEMENT_PROBABILITY:
+                disagreements[-1] = WEAK + disagreements[-1]
             continue
         superclass_p = foundation.superclass_probabilities.get(statement.superclass, 0.0)
         if not (code in named or (statement.superclass and superclass_p >= STATEMENT_PROBABILITY)):
