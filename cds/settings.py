@@ -1,4 +1,4 @@
-"""Django settings, read from the environment (STYLE G8).
+"""Django settings, read from the environment (docs/style.md G8).
 
 Every variable is listed with a comment in ``deploy/.env.example``. Defaults give the embedded
 quick-start (SQLite, file-based Celery transport); production sets ``DATABASE_URL`` and

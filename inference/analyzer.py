@@ -8,7 +8,7 @@ Two backends share one interface (``Analyzer.analyse``) and every step but the f
 - ``InProcessAnalyzer``: runs the same checkpoints with torch in this process, for machines where
   Triton cannot run. It needs the ``ml`` extra; the service image never takes this path.
 
-numpy + tritonclient only at import time (STYLE G14); torch is imported lazily by the in-process
+numpy + tritonclient only at import time (docs/style.md G14); torch is imported lazily by the in-process
 backend alone.
 """
 

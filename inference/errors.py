@@ -1,4 +1,4 @@
-"""Define the errors of model inference, each marked transient or permanent (STYLE G4, G14).
+"""Define the errors of model inference, each marked transient or permanent (docs/style.md G4, G14).
 
 Retry logic (the client's own backoff, Celery's ``autoretry_for``) reads ``transient``: a transient
 error may succeed if the same call is repeated later; a permanent one will not.

@@ -1,6 +1,6 @@
 """Interpret the foundation model's outputs: probabilities, report text, review priority.
 
-numpy only (STYLE G14). What is needed to read the outputs (threshold, class names, vocabulary)
+numpy only (docs/style.md G14). What is needed to read the outputs (threshold, class names, vocabulary)
 comes with the served model (``FoundationServing.from_parameters``) or from the checkpoint for
 the in-process backend, so both backends decode identically.
 """

@@ -5,7 +5,7 @@ the arrays it sends to Triton, and the training code imports the very same funct
 never sees inputs prepared differently from the ones it was trained on.
 
 Detector pipeline (:func:`detector_inputs`), following the published detector's preprocessing
-(DESIGN.md §4) with two documented changes:
+(docs/architecture.md §4) with two documented changes:
 1. quality checks on the raw signal (missing, flat, clipped leads, NaN stretches, length);
 2. short NaN stretches are interpolated, unusable leads are zeroed and flagged;
 3. resampling to 250 Hz (the published model runs at 500 Hz; 250 Hz halves the cost and keeps the

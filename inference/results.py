@@ -1,6 +1,6 @@
 """What one analysis produces, independent of where the models ran (Triton or in-process).
 
-numpy only: the Django service imports these types, and it never imports torch (STYLE G14).
+numpy only: the Django service imports these types, and it never imports torch (docs/style.md G14).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Call Triton over gRPC, falling back to HTTP, with timeouts and retries on transient errors.
 
-Only numpy and tritonclient are needed here (no torch, no Django: STYLE G14). Errors are the
+Only numpy and tritonclient are needed here (no torch, no Django: docs/style.md G14). Errors are the
 ``inference.errors`` classes, each marked transient or permanent:
 
 | what Triton or the network said                        | error                  | retried here |

@@ -205,7 +205,7 @@ def subset_mask(mask: np.ndarray, subset: str) -> np.ndarray:
     return mask & keep[None, :]
 
 
-# --- config handling (STYLE G13) --------------------------------------------------------------
+# --- config handling (docs/style.md G13) --------------------------------------------------------------
 
 
 def _coerce_any(value: Any, target: Any, key: str) -> Any:

@@ -1,6 +1,6 @@
 """Build the models' client from settings and turn a stored ECG into the analyzer's input.
 
-The service reaches the models only through ``inference/`` (STYLE G14): Triton by default, or the
+The service reaches the models only through ``inference/`` (docs/style.md G14): Triton by default, or the
 in-process backend where Triton cannot run (``INFERENCE_BACKEND=inprocess``, needs torch).
 """
 

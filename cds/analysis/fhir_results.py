@@ -1,4 +1,4 @@
-"""Build the FHIR write-back set for one analysed ECG (DESIGN.md §2).
+"""Build the FHIR write-back set for one analysed ECG (docs/architecture.md §2).
 
 Device · anomaly-score Observation (per-lead components; interpretation = the one verdict) · one
 Observation per localized interval · one Observation per measurement (LOINC) and the per-lead ST

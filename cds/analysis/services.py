@@ -47,7 +47,7 @@ def analysis_job_execute(*, job_id: int) -> AnalysisJob | None:
     """Run one job: claim it, analyse its ECG, store the results and mark it done.
 
     1. Claim (conditional UPDATE): returns None when the job is gone, done, or another worker has it.
-    2. Analyse outside any transaction (STYLE G7: never hold one across a Triton call).
+    2. Analyse outside any transaction (docs/style.md G7: never hold one across a Triton call).
     3. Store predictions, result resources and the write-back outbox row and mark the job
        succeeded, all in one transaction, so a crash leaves either everything or nothing.
     A transient inference error (Triton down or slow), or a model Triton reports missing (it does so

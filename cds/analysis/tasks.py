@@ -1,4 +1,4 @@
-"""Celery tasks: thin, idempotent wrappers around the analysis services (STYLE G5)."""
+"""Celery tasks: thin, idempotent wrappers around the analysis services (docs/style.md G5)."""
 
 from __future__ import annotations
 

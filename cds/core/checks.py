@@ -1,4 +1,4 @@
-"""Cross-setting invariants as Django system checks with stable ids (STYLE G8)."""
+"""Cross-setting invariants as Django system checks with stable ids (docs/style.md G8)."""
 
 from __future__ import annotations
 

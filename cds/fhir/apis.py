@@ -191,7 +191,7 @@ def resource_validate_bundle_type(content: dict[str, Any]) -> None:
 
 
 def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Route one URL to one view per HTTP method (one APIView per operation, STYLE G3)."""
+    """Route one URL to one view per HTTP method (one APIView per operation, docs/style.md G3)."""
 
     @csrf_exempt
     def route(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

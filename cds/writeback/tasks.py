@@ -1,4 +1,4 @@
-"""Celery tasks: thin, idempotent wrappers around the write-back services (STYLE G5)."""
+"""Celery tasks: thin, idempotent wrappers around the write-back services (docs/style.md G5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Serve ONNX models on CPU as a stand-in for Triton's ONNX Runtime backend (DESIGN.md §3).
+"""Serve ONNX models on CPU as a stand-in for Triton's ONNX Runtime backend (docs/architecture.md §3).
 
 The ``nvidia-pytriton`` wheel ships ``tritonserver`` with only the Python backend. Triton maps
 ``platform: "onnxruntime_onnx"`` to the backend name ``onnxruntime`` and, when no

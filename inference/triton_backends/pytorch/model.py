@@ -1,4 +1,4 @@
-"""Serve TorchScript models on CPU as a stand-in for Triton's libtorch backend (DESIGN.md §3).
+"""Serve TorchScript models on CPU as a stand-in for Triton's libtorch backend (docs/architecture.md §3).
 
 The ``nvidia-pytriton`` wheel ships ``tritonserver`` with only the Python backend. Triton maps
 ``platform: "pytorch_libtorch"`` to the backend name ``pytorch`` and, when no

@@ -1,4 +1,4 @@
-"""Analysis job transitions and the Celery task wrapper (called directly, STYLE G5)."""
+"""Analysis job transitions and the Celery task wrapper (called directly, docs/style.md G5)."""
 
 from __future__ import annotations
 
