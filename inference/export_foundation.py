@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.export import FOUNDATION_MODEL, REPORT_MODEL, Tensor, sha256_prefix, write_model
+from inference.model_repository import FOUNDATION_MODEL, REPORT_MODEL, Tensor, sha256_prefix, write_model
 
 
 def tokenizer_vocabulary(tokenizer_path: Path) -> list[str]:

@@ -39,6 +39,11 @@ def analyzer() -> Analyzer:
     return TritonAnalyzer(client=client)
 
 
+def models_ready() -> bool:
+    """Return whether the configured models answer (the ``models`` readiness check)."""
+    return analyzer().ready()
+
+
 def ecg_input_for(recording: EcgRecording) -> EcgInput:
     """Return ``recording`` as the analyzer's input: mV, with age (range midpoint) and sex."""
     age = None

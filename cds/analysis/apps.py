@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class AnalysisConfig(AppConfig):
     name = "cds.analysis"
     label = "analysis"
+
+    def ready(self) -> None:
+        from cds.analysis import tasks  # noqa: F401  register the Celery tasks for cds.core.dispatch

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -15,14 +13,6 @@ from django.utils import timezone
 from cds.core.exceptions import FhirError
 from cds.fhir.indexing import search_entries
 from cds.fhir.models import SearchIndexEntry, StoredResource
-
-
-@dataclass(frozen=True)
-class CreateOutcome:
-    """The stored resource and whether this request created it (False: conditional match)."""
-
-    resource: StoredResource
-    created: bool
 
 
 def fhir_resource_store(
@@ -123,50 +113,3 @@ def conditional_match(*, resource_type: str, query: str, expression: str) -> Sto
             412, "duplicate", f"conditional create {query!r} matches more than one {resource_type}", expression
         )
     return matches[0] if matches else None
-
-
-ResourceCreator = Callable[..., StoredResource]
-
-
-def resource_prepare(*, resource_type: str, content: dict[str, Any]) -> dict[str, Any]:
-    """Do a resource's CPU-bound checks before any transaction; return extra creator arguments."""
-    if resource_type == "Observation":
-        from cds.ecg.services import ecg_prepare
-
-        return {"decoded": ecg_prepare(content=content)}
-    return {}
-
-
-def resource_creator(resource_type: str) -> ResourceCreator:
-    """Return the domain service that creates a resource of this type."""
-    from cds.ecg.services import ecg_ingest, patient_create
-
-    creators: dict[str, ResourceCreator] = {"Patient": patient_create, "Observation": ecg_ingest}
-    return creators[resource_type]
-
-
-def resource_create(
-    *, resource_type: str, content: dict[str, Any], source: str, if_none_exist: str | None = None
-) -> CreateOutcome:
-    """Create a resource, or return the existing one when ``if_none_exist`` matches it.
-
-    Raises FhirError for a conditional query matching several resources (412) or for content the
-    domain service refuses; nothing is stored then.
-    """
-    content = {key: value for key, value in content.items() if key != "id"}  # the server assigns ids
-    prepared = resource_prepare(resource_type=resource_type, content=content)
-    with transaction.atomic():
-        return _resource_create_in_transaction(
-            resource_type=resource_type, content=content, source=source, if_none_exist=if_none_exist, prepared=prepared
-        )
-
-
-def _resource_create_in_transaction(
-    *, resource_type: str, content: dict[str, Any], source: str, if_none_exist: str | None, prepared: dict[str, Any]
-) -> CreateOutcome:
-    if if_none_exist:
-        existing = conditional_match(resource_type=resource_type, query=if_none_exist, expression="If-None-Exist")
-        if existing is not None:
-            return CreateOutcome(resource=existing, created=False)
-    resource = resource_creator(resource_type)(content=content, source=source, **prepared)
-    return CreateOutcome(resource=resource, created=True)

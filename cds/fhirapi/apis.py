@@ -14,13 +14,14 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from cds.core.exceptions import FhirError
-from cds.fhir.bundles import bundle_process
+from cds.core.responses import fhir_response, operation_outcome
 from cds.fhir.capability import capability_statement
-from cds.fhir.http import check_response_format, fhir_response, parse_body
+from cds.fhir.http import check_response_format, parse_body
 from cds.fhir.models import StoredResource
 from cds.fhir.selectors import resource_read, resource_search, unsupported_params
-from cds.fhir.services import resource_create
 from cds.fhir.validation import READABLE_TYPES, SUPPORTED_TYPES, resource_validate
+from cds.fhirapi.bundles import bundle_process
+from cds.fhirapi.creators import resource_create
 from cds.oauth.scopes import require_scope
 
 
@@ -198,8 +199,6 @@ def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
         view = views.get(request.method or "", views.get("*"))
         if view is None:
             error = FhirError.single(405, "not-supported", f"{request.method} is not supported on this URL")
-            from cds.fhir.http import operation_outcome
-
             return fhir_response(operation_outcome(error), status=405, headers={"Allow": ", ".join(views)})
         return view(request, *args, **kwargs)
 
