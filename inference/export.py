@@ -59,7 +59,8 @@ def detector_parameters(checkpoint: Path, operating_point: Mapping[str, Any]) ->
 
 def example_inputs(model: Any, batch: int = 2) -> tuple[Any, ...]:
     """Return random inputs with the serving shapes of the detector ``model``'s config (for tracing and checks)."""
-    import torch  # noqa: PLC0415  export needs torch (the ml extra); the rest of inference stays numpy-only
+    # Export needs torch (the ml extra); the rest of inference stays numpy-only.
+    import torch  # noqa: PLC0415 ml extra (torch), export only
 
     cfg = model.cfg
     g = torch.Generator().manual_seed(0)
@@ -77,9 +78,9 @@ def example_inputs(model: Any, batch: int = 2) -> tuple[Any, ...]:
 
 def export_detector(repository: Path, checkpoint: Path) -> dict[str, Any]:
     """Trace the detector into ``repository`` and return the export check (max abs diff vs eager)."""
-    import torch
+    import torch  # noqa: PLC0415 ml extra (torch), export only
 
-    from ecg_models.anomaly_detector import from_checkpoint
+    from ecg_models.anomaly_detector import from_checkpoint  # noqa: PLC0415 ml extra (torch), export only
 
     class ServedDetector(torch.nn.Module):
         """Return the score as (batch, 1): Triton configs cannot declare a batched scalar output."""
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--detector", type=Path, default=WEIGHTS / "detector.pt")
     parser.add_argument("--foundation", type=Path, default=WEIGHTS / "foundation.pt")
     args = parser.parse_args(argv)
-    import torch
+    import torch  # noqa: PLC0415 ml extra (torch), export only
 
     torch.set_num_threads(1)
     for result in export_all(args.repository, args.detector, args.foundation):

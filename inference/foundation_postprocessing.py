@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inference.clinical.conditioning import MEASURED_SNOMED
 from inference.errors import InferenceFailed
 from inference.preprocessing import LEADS_12
 from inference.results import FOUNDATION_NAME, FoundationResult
@@ -78,7 +79,6 @@ class FoundationServing:
         arrays = {"signal": signal[None], "lead_mask": lead_mask[None]}
         if not self.measured_codes:
             return arrays
-        from inference.clinical.conditioning import MEASURED_SNOMED
 
         if self.measured_codes != MEASURED_SNOMED:
             raise InferenceFailed("ecg_report: served measured_findings differ from this client's MEASURED_FINDINGS")

@@ -8,4 +8,5 @@ class AnalysisConfig(AppConfig):
     label = "analysis"
 
     def ready(self) -> None:
-        from cds.analysis import tasks  # noqa: F401  register the Celery tasks for cds.core.dispatch
+        # Register the Celery tasks (cds.core.dispatch finds tasks by name, in the web process too).
+        from cds.analysis import tasks  # noqa: F401, PLC0415 AppConfig.ready()

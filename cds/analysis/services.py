@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -83,8 +84,6 @@ def analysis_jobs_requeue_stuck(*, pending_after_s: int, running_after_s: int, m
        go back to pending and are enqueued, or fail once they used ``max_attempts``.
     Returns counts per action.
     """
-    from datetime import timedelta
-
     now = timezone.now()
     counts = {"requeued_pending": 0, "recovered_running": 0, "failed": 0}
     stale_pending = AnalysisJob.objects.filter(

@@ -13,6 +13,7 @@ from django.utils import timezone
 from cds.core.exceptions import FhirError
 from cds.fhir.indexing import search_entries
 from cds.fhir.models import SearchIndexEntry, StoredResource
+from cds.fhir.selectors import resource_search_queryset
 
 
 def fhir_resource_store(
@@ -101,8 +102,6 @@ def _lock_conditional_key(resource_type: str, query: str) -> None:
 
 def conditional_match(*, resource_type: str, query: str, expression: str) -> StoredResource | None:
     """Return the one resource matching an ``If-None-Exist`` query, None if none; 412 if several."""
-    from cds.fhir.selectors import resource_search_queryset
-
     params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
     if not params:
         raise FhirError.single(400, "invalid", f"conditional create query {query!r} is empty", expression)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
@@ -27,8 +29,6 @@ from cds.oauth.scopes import require_scope
 
 def resource_headers(resource: StoredResource) -> dict[str, str]:
     """Return ``Location``, ``ETag`` and ``Last-Modified`` for a stored version."""
-    from django.conf import settings
-
     return {
         "Location": f"{settings.PUBLIC_BASE_URL}/fhir/{resource.reference}/_history/{resource.version_id}",
         "ETag": f'W/"{resource.version_id}"',
@@ -97,8 +97,6 @@ class ResourceSearchApi(FhirApi):
     """``GET /fhir/{type}?...``: a searchset Bundle, paged with ``_count``/``_offset``."""
 
     def get(self, request: Request, resource_type: str) -> HttpResponse:
-        from django.conf import settings
-
         _known_type(resource_type)
         require_scope(request, resource_type, "s")
         params = [(k, v) for k, values in request.GET.lists() for v in values]
@@ -110,8 +108,6 @@ class ResourceSearchApi(FhirApi):
         kept = [(k, v) for k, v in params if k not in {"_offset", "_format", "_count"} and k not in ignored]
 
         def link(relation: str, offset: int) -> dict[str, str]:
-            from urllib.parse import urlencode
-
             query = urlencode([*kept, ("_count", str(page.count)), ("_offset", str(offset))])
             return {"relation": relation, "url": f"{base}?{query}"}
 

@@ -8,4 +8,5 @@ class PipelineConfig(AppConfig):
     label = "pipeline"
 
     def ready(self) -> None:
-        from cds.pipeline import tasks  # noqa: F401  register the Celery tasks for cds.core.dispatch
+        # Register the Celery tasks (cds.core.dispatch finds tasks by name, in the web process too).
+        from cds.pipeline import tasks  # noqa: F401, PLC0415 AppConfig.ready()

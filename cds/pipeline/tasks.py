@@ -8,6 +8,7 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 
+from cds.analysis.services import analysis_job_fail
 from inference.errors import ModelNotFound, TritonUnavailable
 
 logger = logging.getLogger(__name__)
@@ -17,8 +18,6 @@ class AnalysisTask(Task):
     """Mark the job failed once Celery gives up on it, so no job is silently dropped."""
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        from cds.analysis.services import analysis_job_fail
-
         job_id = args[0] if args else kwargs.get("job_id")
         analysis_job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
 
@@ -38,7 +37,9 @@ class AnalysisTask(Task):
 )  # type: ignore[misc]
 def analysis_job_run(self: Task, job_id: int) -> str | None:
     """Run analysis job ``job_id``; safe to run twice (the claim lets only one through)."""
-    from cds.pipeline.analysis import analysis_job_execute
+    # The analysis stack (inference, scipy, neurokit2) loads in the worker only; the web process
+    # imports this module (to enqueue by name) and never runs the body.
+    from cds.pipeline.analysis import analysis_job_execute  # noqa: PLC0415 worker-only analysis stack
 
     try:
         job = analysis_job_execute(job_id=job_id)

@@ -23,6 +23,7 @@ from cds.fhir.models import StoredResource
 from cds.fhir.services import fhir_resource_update
 from cds.review.models import Review, ReviewRevision
 from cds.review.scp import SCP_STATEMENTS
+from cds.writeback.services import outbox_enqueue
 
 RESULT_SOURCE = "ecg-cds"
 USER_IDENTIFIER_SYSTEM = "urn:ecg-cds:user"
@@ -155,8 +156,6 @@ def signed_resources_store(
         content = completed_task(current["review-task"].content, revision=revision, user=user)
         updated.append(_update(current["review-task"], content))
     if settings.WRITEBACK_ENABLED and updated:
-        from cds.writeback.services import outbox_enqueue
-
         outbox_enqueue(
             key=f"review-sign:{review.pk}:{revision.pk}", bundle=signed_bundle(review=review, resources=updated)
         )

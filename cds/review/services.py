@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from cds.analysis.models import AnalysisJob, Prediction
 from cds.core.exceptions import ApplicationError
+from cds.review.fhir import signed_resources_store
 from cds.review.models import Review, ReviewRevision
 from cds.review.scp import SCP_CODES
 from cds.review.selectors import review_visible
@@ -258,8 +259,6 @@ def review_sign(*, review: Review, user: Any, report_text: str | None = None) ->
     DiagnosticReport and Task in our FHIR store and, with ``WRITEBACK_ENABLED``, queues them to the
     EHR under a key unique to this signature.
     """
-    from cds.review.fhir import signed_resources_store
-
     review = _locked(review, user)
     if not user.has_perm("review.sign_review"):
         raise ReviewPermissionDenied("signing needs a senior clinician", {"review": review.pk})

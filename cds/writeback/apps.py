@@ -9,4 +9,5 @@ class WritebackConfig(AppConfig):
     verbose_name = "EHR write-back"
 
     def ready(self) -> None:
-        from cds.writeback import checks, tasks  # noqa: F401  register the system checks and Celery tasks
+        # Register the system checks and the Celery tasks (cds.core.dispatch finds tasks by name, in the web process too).
+        from cds.writeback import checks, tasks  # noqa: F401, PLC0415 AppConfig.ready()

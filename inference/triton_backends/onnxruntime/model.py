@@ -190,7 +190,7 @@ class TritonPythonModel(BatchingModel):
 
         Raises ValueError when a config input or output is not a tensor of the graph.
         """
-        import onnxruntime as ort
+        import onnxruntime as ort  # noqa: PLC0415 only in the Triton server venv
 
         config = json.loads(args["model_config"])
         self.batched = int(config.get("max_batch_size", 0)) > 0

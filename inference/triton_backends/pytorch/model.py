@@ -196,7 +196,7 @@ class TritonPythonModel(BatchingModel):
 
         Raises ValueError when an input name matches neither ``__<i>`` nor a forward argument.
         """
-        import torch
+        import torch  # noqa: PLC0415 only in the Triton server venv
 
         config = json.loads(args["model_config"])
         self.batched = int(config.get("max_batch_size", 0)) > 0
