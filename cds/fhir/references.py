@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 
 def rewrite_references(node: Any, mapping: dict[str, str]) -> None:
@@ -17,3 +18,12 @@ def rewrite_references(node: Any, mapping: dict[str, str]) -> None:
     elif isinstance(node, list):
         for item in node:
             rewrite_references(item, mapping)
+
+
+def identifier_search(identifier: dict[str, Any]) -> str:
+    """Return the ``identifier=system|value`` search (ifNoneExist, conditional URLs) for an Identifier.
+
+    The token is percent-encoded: it is a URL query, and a '+' (as in a Device's version string)
+    would read as a space on the server, match nothing, and a replay would create a duplicate.
+    """
+    return "identifier=" + quote(f"{identifier['system']}|{identifier['value']}", safe=":|/")

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cds.core.exceptions import FhirError
+from cds.fhir.dates import fhir_instant
 from cds.fhir.indexing import search_entries
 from cds.fhir.models import SearchIndexEntry, StoredResource
 from cds.fhir.selectors import resource_search_queryset
@@ -28,7 +29,7 @@ def fhir_resource_store(
     # A Bundle assigns ids up front (to resolve urn:uuid references); a plain create has none.
     stored_content["id"] = logical_id or content.get("id") or uuid.uuid4().hex
     meta = dict(stored_content.get("meta") or {})
-    meta.update({"versionId": "1", "lastUpdated": now.isoformat().replace("+00:00", "Z")})
+    meta.update({"versionId": "1", "lastUpdated": fhir_instant(now)})
     stored_content["meta"] = meta
     resource = StoredResource.objects.create(
         resource_type=resource_type,
@@ -70,7 +71,7 @@ def fhir_resource_update(
     version = current.version_id + 1
     stored_content = {**content, "id": logical_id}
     meta = dict(stored_content.get("meta") or {})
-    meta.update({"versionId": str(version), "lastUpdated": now.isoformat().replace("+00:00", "Z")})
+    meta.update({"versionId": str(version), "lastUpdated": fhir_instant(now)})
     stored_content["meta"] = meta
     StoredResource.objects.filter(pk=current.pk).update(is_current=False)
     current.search_entries.all().delete()  # the index describes current versions only

@@ -18,6 +18,7 @@ from cds.analysis.fhir_results import result_entries, transaction_bundle
 from cds.analysis.models import AnalysisJob, Prediction
 from cds.analysis.results import local_references, predictions_create, remote_references, result_resources_store
 from cds.analysis.services import analysis_job_claim, analysis_job_fail, analysis_job_release, analysis_job_succeed
+from cds.fhir.dates import fhir_instant
 from cds.review.services import review_create_for_results
 from cds.writeback.services import outbox_enqueue
 from inference.errors import InferenceError, ModelNotFound
@@ -77,7 +78,7 @@ def analysis_results_store(*, job: AnalysisJob, result: AnalysisResult) -> list[
         return list(Prediction.objects.filter(job=job))
     predictions = predictions_create(job=job, result=result)
     review_create_for_results(job=job, predictions=predictions, result=result)  # issue 6: review worklist
-    issued = timezone.now().isoformat().replace("+00:00", "Z")
+    issued = fhir_instant(timezone.now())
     job_key = f"job-{job.pk}"
     ecg, patient = local_references(job.recording)
     result_resources_store(

@@ -27,6 +27,7 @@ from cds.analysis.interpretation import clinical_report_of, evidence_text, top_f
 from cds.analysis.models import Prediction
 from cds.core.exceptions import ApplicationError
 from cds.review import services
+from cds.review.errors import ReviewPermissionDenied
 from cds.review.metrics import quality_metrics
 from cds.review.models import CareTeam, CareTeamSource, QualityPrediction, ReannotationReview, Review
 from cds.review.plots import ecg_paper_svg, rhythm_strip_svg, roc_svg, score_drift_svg
@@ -38,6 +39,7 @@ from cds.review.selectors import (
     interpretation_view,
     previous_recordings,
     quality_predictions,
+    review_access,
     review_for_page,
     review_revisions,
     reviews_visible_to,
@@ -229,7 +231,7 @@ class ReviewAdmin(admin.ModelAdmin):
             layout="3x4" if request.GET.get("layout") == "3x4" else "12x1",
         )
         user = request.user
-        can_change = user.has_perm("review.change_review")
+        access = review_access(review=review, user=user)
         return {
             **self.admin_site.each_context(request),
             "title": f"Review {review.pk}",
@@ -251,14 +253,11 @@ class ReviewAdmin(admin.ModelAdmin):
             ],
             "scp_statements": SCP_STATEMENTS.values(),
             "selected_labels": set(current.scp_labels if current else []),
-            "can_change": can_change,
-            "can_claim": can_change and review.status == Review.Status.PENDING,
-            "is_claimer": review.claimed_by_id == user.pk,
-            "can_edit": can_change
-            and (not review.is_open or review.claimed_by_id == user.pk)
-            and review.status != Review.Status.PENDING
-            and (review.status != Review.Status.SIGNED or user.has_perm("review.sign_review")),
-            "can_sign": user.has_perm("review.sign_review") and not review.is_open,
+            "can_change": access.can_change,
+            "can_claim": access.can_claim,
+            "is_claimer": access.is_claimer,
+            "can_edit": access.can_edit,
+            "can_sign": access.can_sign,
             "act_url": f"admin:review_{self.model._meta.model_name}_act",
             "worklist_url": reverse(f"admin:review_{self.model._meta.model_name}_changelist"),
         }
@@ -287,7 +286,7 @@ class ReviewAdmin(admin.ModelAdmin):
             return HttpResponse(status=404)
         try:
             handlers[action]()
-        except services.ReviewPermissionDenied as exc:
+        except ReviewPermissionDenied as exc:
             raise PermissionDenied(exc.message) from exc
         except ApplicationError as exc:
             messages.error(request, exc.message)
