@@ -6,13 +6,12 @@ import uuid
 from typing import Any
 
 import numpy as np
-from django.conf import settings
 
 from cds.analysis.fhir_results import ResultEntry
 from cds.analysis.interpretation import interpretation_prediction_fields
 from cds.analysis.models import AnalysisJob, Prediction, ResultResource
 from cds.ecg.models import EcgRecording
-from cds.fhir.references import rewrite_references
+from cds.fhir.references import ehr_reference, rewrite_references
 from cds.fhir.services import fhir_resource_store
 from inference.clinical.types import INTERPRETATION_VERSION
 from inference.results import INTERPRETATION_NAME, AnalysisResult
@@ -108,19 +107,9 @@ def local_references(recording: EcgRecording) -> tuple[dict[str, Any], dict[str,
 
 
 def remote_references(recording: EcgRecording) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Reference the EHR's own resources by business identifier, with our absolute URL beside it."""
-    base = f"{settings.PUBLIC_BASE_URL}/fhir"
-    ecg: dict[str, Any] = {"reference": f"{base}/Observation/{recording.logical_id}", "type": "Observation"}
-    identifiers = recording.resource.content.get("identifier") or []
-    if identifiers:
-        ecg["identifier"] = identifiers[0]
-    patient = None
-    if recording.patient:
-        patient = {"reference": f"{base}/Patient/{recording.patient.logical_id}", "type": "Patient"}
-        patient_identifiers = recording.patient.resource.content.get("identifier") or []
-        if patient_identifiers:
-            patient["identifier"] = patient_identifiers[0]
-    return ecg, patient
+    """Reference the EHR's own ECG and Patient by business identifier, with our absolute URL beside it."""
+    patient = ehr_reference(recording.patient.resource) if recording.patient else None
+    return ehr_reference(recording.resource), patient
 
 
 def result_resources_store(*, job: AnalysisJob, entries: list[ResultEntry]) -> None:

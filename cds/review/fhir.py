@@ -21,7 +21,7 @@ from cds.analysis.models import ResultResource
 from cds.analysis.results import RESULT_SOURCE
 from cds.fhir.dates import fhir_instant
 from cds.fhir.models import StoredResource
-from cds.fhir.references import identifier_search
+from cds.fhir.references import ehr_reference, identifier_search
 from cds.fhir.services import fhir_resource_update
 from cds.review.models import Review, ReviewRevision
 from cds.review.scp import SCP_STATEMENTS
@@ -103,12 +103,8 @@ def _remote(resource: dict[str, Any], *, recording: Any) -> dict[str, Any]:
     remote = copy.deepcopy(resource)
     remote.pop("id", None)
     remote["meta"] = _security(resource)
-    base = f"{settings.PUBLIC_BASE_URL}/fhir"
     if recording.patient is not None:
-        subject = {"reference": f"{base}/Patient/{recording.patient.logical_id}", "type": "Patient"}
-        identifiers = recording.patient.resource.content.get("identifier") or []
-        if identifiers:
-            subject["identifier"] = identifiers[0]
+        subject = ehr_reference(recording.patient.resource)
         for key in ("subject", "for"):
             if key in remote:
                 remote[key] = subject
