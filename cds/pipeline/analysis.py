@@ -21,7 +21,7 @@ from cds.analysis.services import analysis_job_claim, analysis_job_fail, analysi
 from cds.fhir.dates import fhir_instant
 from cds.review.services import review_create_for_results
 from cds.writeback.services import outbox_enqueue
-from inference.errors import InferenceError, ModelNotFound
+from inference.errors import InferenceError
 from inference.results import AnalysisResult
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def analysis_job_execute(*, job_id: int) -> AnalysisJob | None:
     try:
         result = analyzer().analyse(ecg)
     except InferenceError as exc:
-        if exc.transient or isinstance(exc, ModelNotFound):
+        if exc.retry_later:
             analysis_job_release(job_id=job.pk, error=f"{type(exc).__name__}: {exc.message}")
             raise
         analysis_job_fail(job_id=job.pk, error=f"{type(exc).__name__}: {exc.message}")

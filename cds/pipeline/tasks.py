@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 from celery import Task, shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 
 from cds.analysis.services import analysis_job_fail
-from inference.errors import ModelNotFound, TritonUnavailable
+from inference.errors import InferenceError
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +28,6 @@ class AnalysisTask(Task):
     base=AnalysisTask,
     acks_late=True,
     name="analysis.job_run",
-    # Only Triton being down, slow, or still loading its models is worth waiting for; the service
-    # has already put the job back to pending, so the retried task can claim it again.
-    autoretry_for=(TritonUnavailable, ModelNotFound),
-    retry_backoff=5,
-    retry_backoff_max=settings.ANALYSIS_RETRY_BACKOFF_MAX_S,
-    retry_jitter=True,
     max_retries=settings.ANALYSIS_MAX_RETRIES,
 )  # type: ignore[misc]
 def analysis_job_run(self: Task, job_id: int) -> str | None:
@@ -43,9 +38,18 @@ def analysis_job_run(self: Task, job_id: int) -> str | None:
 
     try:
         job = analysis_job_execute(job_id=job_id)
-    except (TritonUnavailable, ModelNotFound) as exc:
+    except InferenceError as exc:
+        if not exc.retry_later:  # the service fails the job on a permanent error and returns
+            logger.error("analysis job %s crashed", job_id, exc_info=True)
+            raise
+        # Triton down, slow, or still loading its models: the service has already put the job back
+        # to pending, so the retried task can claim it again. The error's flag decides (E4); the
+        # backoff is the one Celery's autoretry would use (5 s doubling, capped, full jitter).
         logger.warning("analysis job %s: %s; will retry", job_id, type(exc).__name__)
-        raise
+        countdown = get_exponential_backoff_interval(
+            factor=5, retries=self.request.retries, maximum=settings.ANALYSIS_RETRY_BACKOFF_MAX_S, full_jitter=True
+        )
+        raise self.retry(exc=exc, countdown=countdown) from exc
     except Exception:
         # Worker boundary: log with the traceback and re-raise so on_failure records the reason.
         logger.error("analysis job %s crashed", job_id, exc_info=True)
