@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from inference.analysis_result import AnalysisResult
 from inference.clinical.conditioning import measured_vector
 from inference.clinical.interpret import MeasuredEcg, interpretation_of, measure_and_state
 from inference.errors import InferenceFailed, UnscorableEcg
@@ -44,7 +45,7 @@ from inference.preprocessing import (
     foundation_inputs,
     stack_detector_inputs,
 )
-from inference.results import DETECTOR_NAME, AnalysisResult, AnomalyInterval, DetectorResult, FoundationResult
+from inference.results import DETECTOR_NAME, AnomalyInterval, DetectorResult, FoundationResult
 from inference.triton_client import TritonClient
 
 DETECTOR_MODEL = "ecg_detector"

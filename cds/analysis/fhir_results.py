@@ -39,8 +39,9 @@ from cds.analysis.fhir_common import (
 from cds.analysis.fhir_measurements import Context, conclusion_codes, finding_entries, measurement_entries
 from cds.analysis.interpretation import verdict_words
 from cds.ecg.leads import LOINC_EKG_STUDY, LOINC_SYSTEM, MDC_CODE_BY_LEAD
+from inference.analysis_result import AnalysisResult
 from inference.clinical.types import INTERPRETATION_VERSION
-from inference.results import INTERPRETATION_NAME, AnalysisResult
+from inference.results import INTERPRETATION_NAME
 
 __all__ = [
     "AI_ASSERTED",

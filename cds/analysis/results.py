@@ -13,8 +13,9 @@ from cds.analysis.models import AnalysisJob, Prediction, ResultResource
 from cds.ecg.models import EcgRecording
 from cds.fhir.references import ehr_reference, rewrite_references
 from cds.fhir.services import fhir_resource_store
+from inference.analysis_result import AnalysisResult
 from inference.clinical.types import INTERPRETATION_VERSION
-from inference.results import INTERPRETATION_NAME, AnalysisResult
+from inference.results import INTERPRETATION_NAME
 
 RESULT_SOURCE = "ecg-cds"
 

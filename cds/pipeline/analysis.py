@@ -21,8 +21,8 @@ from cds.analysis.services import analysis_job_claim, analysis_job_fail, analysi
 from cds.fhir.dates import fhir_instant
 from cds.review.services import review_create_for_results
 from cds.writeback.services import outbox_enqueue
+from inference.analysis_result import AnalysisResult
 from inference.errors import InferenceError
-from inference.results import AnalysisResult
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from cds.review.fhir import signed_resources_store
 from cds.review.models import Review, ReviewRevision
 from cds.review.scp import SCP_CODES
 from cds.review.selectors import review_edit_denial, review_sign_denial, review_visible
-from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME, AnalysisResult
+from inference.analysis_result import AnalysisResult
+from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from fhirpathpy import evaluate
 from fhirpathpy.models import models
 
 from cds.analysis.fhir_results import result_entries, transaction_bundle
-from inference.results import AnalysisResult
+from inference.analysis_result import AnalysisResult
 from tests.cds.factories import flagged_clinical, make_measurements, make_result, normal_clinical, with_interpretation
 
 SCHEMA = Path(__file__).resolve().parents[2] / "fixtures" / "fhir" / "fhir.schema.json.gz"
