@@ -42,6 +42,8 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	# Layers and no import cycles: contracts in pyproject.toml [tool.importlinter] (docs/architecture.md §5).
+	$(BIN)/lint-imports
 
 typecheck: venv
 	SECRET_KEY=typecheck-only $(BIN)/mypy cds inference

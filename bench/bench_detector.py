@@ -4,7 +4,7 @@ Prints, per model and device: parameters, forward passes and FLOPs per ECG, infe
 batch 1 and 32 (model only, and preprocessing alone), and training seconds per epoch
 (extrapolated from timed steps at batch 32 over the 980 training normals). Uses synthetic inputs
 of the exact serving shapes, so it runs without ../shared. The published reference is listed
-beside ours (DESIGN.md §4: ~7.1 M parameters, ~30 sequential forward passes per ECG).
+beside ours (docs/architecture.md §4: ~7.1 M parameters, ~30 sequential forward passes per ECG).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Django settings, read from the environment (STYLE G8).
+"""Django settings, read from the environment (docs/style.md G8).
 
 Every variable is listed with a comment in ``deploy/.env.example``. Defaults give the embedded
 quick-start (SQLite, file-based Celery transport); production sets ``DATABASE_URL`` and
@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "cds.analysis",
     "cds.hooks",
     "cds.writeback",
+    "cds.pipeline",
     # --- review (issue 6): audit trail, login lockout, optional TOTP ---
     "auditlog",
     "axes",
@@ -119,6 +120,9 @@ ECG_MAX_SECONDS = env_float("ECG_MAX_SECONDS", 60.0)
 ECG_MIN_RATE_HZ = env_float("ECG_MIN_RATE_HZ", 100.0)
 ECG_MAX_RATE_HZ = env_float("ECG_MAX_RATE_HZ", 1000.0)
 ECG_MAX_ABS_MV = env_float("ECG_MAX_ABS_MV", 20.0)
+
+# /readyz: name -> a function returning whether that dependency answers (cds/core/apis.py).
+READINESS_CHECKS = {"models": "cds.analysis.analyzer.models_ready"}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["cds.oauth.authentication.BearerTokenAuthentication"],

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from cds.fhir.apis import BundleProcessApi, by_method
+from cds.fhirapi.apis import BundleProcessApi, by_method
 from cds.oauth.apis import SmartConfigurationApi
 
 if settings.ADMIN_OTP_REQUIRED:  # review (issue 6): admin pages need a verified TOTP device
@@ -20,7 +20,7 @@ urlpatterns = [
     # SMART discovery, at the root and relative to the FHIR base (before fhir/<type>/<id> claims it).
     path(".well-known/smart-configuration", SmartConfigurationApi.as_view(), name="smart-configuration"),
     path("fhir/.well-known/smart-configuration", SmartConfigurationApi.as_view(), name="fhir-smart-configuration"),
-    path("fhir/", include("cds.fhir.urls")),
+    path("fhir/", include("cds.fhirapi.urls")),
     path("auth/", include("cds.oauth.urls")),
     path("", include("cds.hooks.urls")),
     path("", include("cds.core.urls")),

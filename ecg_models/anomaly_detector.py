@@ -1,6 +1,6 @@
 """ECG anomaly detector: multi-scale masked cross-restoration trained on normal ECGs only.
 
-Implements, at a CPU-sized scale, the published detector (DESIGN.md §4; Jiang et al.,
+Implements, at a CPU-sized scale, the published detector (docs/architecture.md §4; Jiang et al.,
 "Multi-scale Cross-restoration Framework for Electrocardiogram Anomaly Detection", MICCAI 2023,
 and its extended version with an attribute head):
 

@@ -1,6 +1,6 @@
 """ECG foundation model: conv encoder -> latent sequence, CPC context network, report decoder, heads.
 
-Reading order (STYLE G10): config, building blocks (``Foundation*``), backbone, heads, then the
+Reading order (docs/style.md G10): config, building blocks (``Foundation*``), backbone, heads, then the
 pure functions used by training (CPC loss, any-lead alignment loss) and decoding (greedy, beam,
 and a TorchScript-scriptable greedy generator for serving).
 

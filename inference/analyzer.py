@@ -8,7 +8,7 @@ Two backends share one interface (``Analyzer.analyse``) and every step but the f
 - ``InProcessAnalyzer``: runs the same checkpoints with torch in this process, for machines where
   Triton cannot run. It needs the ``ml`` extra; the service image never takes this path.
 
-numpy + tritonclient only at import time (STYLE G14); torch is imported lazily by the in-process
+numpy + tritonclient only at import time (docs/style.md G14); torch is imported lazily by the in-process
 backend alone.
 """
 
@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from inference.analysis_result import AnalysisResult
 from inference.clinical.conditioning import measured_vector
 from inference.clinical.interpret import MeasuredEcg, interpretation_of, measure_and_state
 from inference.errors import InferenceFailed, UnscorableEcg
@@ -44,7 +45,7 @@ from inference.preprocessing import (
     foundation_inputs,
     stack_detector_inputs,
 )
-from inference.results import DETECTOR_NAME, AnalysisResult, AnomalyInterval, DetectorResult, FoundationResult
+from inference.results import DETECTOR_NAME, AnomalyInterval, DetectorResult, FoundationResult
 from inference.triton_client import TritonClient
 
 DETECTOR_MODEL = "ecg_detector"
@@ -329,12 +330,12 @@ class InProcessAnalyzer:
     _foundation_serving: FoundationServing | None = None
 
     def _load(self) -> None:
-        import torch
+        import torch  # noqa: PLC0415 ml extra, in-process backend only
 
         torch.set_num_threads(self.threads)
         if self._detector is None:
-            from ecg_models.anomaly_detector import from_checkpoint
-            from inference.export import detector_parameters
+            from ecg_models.anomaly_detector import from_checkpoint  # noqa: PLC0415 ml extra, in-process backend only
+            from inference.export import detector_parameters  # noqa: PLC0415 ml extra, in-process backend only
 
             ckpt = torch.load(self.detector_checkpoint, map_location="cpu", weights_only=False)
             self._detector_serving = DetectorServing.from_parameters(
@@ -342,7 +343,7 @@ class InProcessAnalyzer:
             )
             self._detector = from_checkpoint(self.detector_checkpoint).eval()
         if self._foundation is None and self.foundation_checkpoint is not None:
-            from inference.export_foundation import served_foundation
+            from inference.export_foundation import served_foundation  # noqa: PLC0415 ml extra, in-process backend only
 
             self._foundation = served_foundation(self.foundation_checkpoint)
             self._foundation_serving = FoundationServing.from_parameters(
@@ -356,7 +357,7 @@ class InProcessAnalyzer:
 
     def analyse(self, ecg: EcgInput) -> AnalysisResult:
         """Return both models' results for ``ecg``, computed here."""
-        import torch
+        import torch  # noqa: PLC0415 ml extra, in-process backend only
 
         self._load()
         assert self._detector_serving is not None
@@ -406,7 +407,7 @@ class InProcessAnalyzer:
 
     def _report(self, f_inputs: FoundationInputs, measured: np.ndarray | None) -> np.ndarray:
         """Run the report generator; ``measured`` is the measured-findings vector (None if it takes none)."""
-        import torch
+        import torch  # noqa: PLC0415 ml extra, in-process backend only
 
         assert self._foundation_serving is not None
         arrays = self._foundation_serving.report_inputs(f_inputs.signal, f_inputs.lead_mask, measured)

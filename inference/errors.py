@@ -1,4 +1,4 @@
-"""Define the errors of model inference, each marked transient or permanent (STYLE G4, G14).
+"""Define the errors of model inference, each marked transient or permanent (docs/style.md G4, G14).
 
 Retry logic (the client's own backoff, Celery's ``autoretry_for``) reads ``transient``: a transient
 error may succeed if the same call is repeated later; a permanent one will not.
@@ -20,6 +20,15 @@ class InferenceError(Exception):
         self.transient = self.transient_default if transient is None else transient
         self.extra = extra or {}
 
+    @property
+    def retry_later(self) -> bool:
+        """Return whether a job that failed with this error should run again later (docs/style.md E4).
+
+        ``transient`` answers for the call itself (repeat it now, within the client's backoff); a
+        job retried minutes later also outlasts what a call cannot, such as a model still loading.
+        """
+        return self.transient
+
 
 class TritonUnavailable(InferenceError):
     """Triton could not be reached or did not answer in time (connection refused, deadline, 503)."""
@@ -29,6 +38,12 @@ class TritonUnavailable(InferenceError):
 
 class ModelNotFound(InferenceError):
     """Triton does not serve the model (unknown, not loaded, or failed to load)."""
+
+    @property
+    def retry_later(self) -> bool:
+        # Triton reports its models missing while it (re)loads its repository after a restart:
+        # not worth repeating the call now, worth running the job again later.
+        return True
 
 
 class ModelVersionMismatch(InferenceError):

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.export import FOUNDATION_MODEL, REPORT_MODEL, Tensor, sha256_prefix, write_model
+from inference.clinical.conditioning import MEASURED_SNOMED
+from inference.model_repository import FOUNDATION_MODEL, REPORT_MODEL, Tensor, sha256_prefix, write_model
 
 
 def tokenizer_vocabulary(tokenizer_path: Path) -> list[str]:
@@ -51,9 +52,16 @@ class ServedFoundationParts:
 
 def served_foundation(checkpoint: Path) -> ServedFoundationParts:
     """Return the modules Triton serves (and the in-process backend runs) and their parameters."""
-    import torch
+    import torch  # noqa: PLC0415 ml extra (torch), export only
 
-    from ecg_models.foundation import BOS_ID, EOS_ID, PAD_ID, UNK_ID, FoundationGreedyGenerator, from_checkpoint
+    from ecg_models.foundation import (  # noqa: PLC0415 ml extra (torch), export only
+        BOS_ID,
+        EOS_ID,
+        PAD_ID,
+        UNK_ID,
+        FoundationGreedyGenerator,
+        from_checkpoint,
+    )
 
     class ServedFoundation(torch.nn.Module):
         """Classifier outputs plus the embedding's novelty; scalars as (batch, 1) for Triton."""
@@ -98,8 +106,6 @@ def served_foundation(checkpoint: Path) -> ServedFoundationParts:
         "special_ids": json.dumps({"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID, "unk": UNK_ID}),
     }
     if cfg.condition_on_measured:
-        from inference.clinical.conditioning import MEASURED_SNOMED
-
         if len(MEASURED_SNOMED) != cfg.n_measured:
             raise ValueError(
                 f"{checkpoint}: n_measured {cfg.n_measured} != len(MEASURED_FINDINGS) {len(MEASURED_SNOMED)}"
@@ -121,7 +127,7 @@ def served_foundation(checkpoint: Path) -> ServedFoundationParts:
 
 def export_foundation(repository: Path, checkpoint: Path) -> list[dict[str, Any]]:
     """Write ``ecg_foundation`` and ``ecg_report`` into ``repository``; return their export checks."""
-    import torch
+    import torch  # noqa: PLC0415 ml extra (torch), export only
 
     parts = served_foundation(checkpoint)
     cfg = parts.cfg

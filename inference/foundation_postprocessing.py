@@ -1,6 +1,6 @@
 """Interpret the foundation model's outputs: probabilities, report text, review priority.
 
-numpy only (STYLE G14). What is needed to read the outputs (threshold, class names, vocabulary)
+numpy only (docs/style.md G14). What is needed to read the outputs (threshold, class names, vocabulary)
 comes with the served model (``FoundationServing.from_parameters``) or from the checkpoint for
 the in-process backend, so both backends decode identically.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inference.clinical.conditioning import MEASURED_SNOMED
 from inference.errors import InferenceFailed
 from inference.preprocessing import LEADS_12
 from inference.results import FOUNDATION_NAME, FoundationResult
@@ -78,7 +79,6 @@ class FoundationServing:
         arrays = {"signal": signal[None], "lead_mask": lead_mask[None]}
         if not self.measured_codes:
             return arrays
-        from inference.clinical.conditioning import MEASURED_SNOMED
 
         if self.measured_codes != MEASURED_SNOMED:
             raise InferenceFailed("ecg_report: served measured_findings differ from this client's MEASURED_FINDINGS")

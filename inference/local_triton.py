@@ -3,7 +3,7 @@
 Production runs NVIDIA's Triton container on GPU hosts. Locally and in CI the same model
 repository is served by the ``tritonserver`` binary that the ``nvidia-pytriton`` wheel ships
 (Triton 2.51), with small Python stand-ins for the libtorch and ONNX Runtime backends
-(``inference/triton_backends/``). DESIGN.md §3 lists the facts this module encodes:
+(``inference/triton_backends/``). docs/architecture.md §3 lists the facts this module encodes:
 
 - the server lives in its own virtualenv (``.venv-triton``): the wheel pins numpy<2, and numpy 2 in
   the server's environment makes models return empty outputs;

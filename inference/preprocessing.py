@@ -5,7 +5,7 @@ the arrays it sends to Triton, and the training code imports the very same funct
 never sees inputs prepared differently from the ones it was trained on.
 
 Detector pipeline (:func:`detector_inputs`), following the published detector's preprocessing
-(DESIGN.md §4) with two documented changes:
+(docs/architecture.md §4) with two documented changes:
 1. quality checks on the raw signal (missing, flat, clipped leads, NaN stretches, length);
 2. short NaN stretches are interpolated, unusable leads are zeroed and flagged;
 3. resampling to 250 Hz (the published model runs at 500 Hz; 250 Hz halves the cost and keeps the
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 from scipy import signal as sps
@@ -152,7 +153,6 @@ def resample(signal: np.ndarray, rate_hz: float, target_hz: int) -> np.ndarray:
         raise ValueError(f"sampling rate must be positive, got {rate_hz}")
     if abs(rate_hz - target_hz) < 1e-9:
         return np.asarray(signal, dtype=np.float64)
-    from fractions import Fraction
 
     frac = Fraction(target_hz / rate_hz).limit_denominator(1000)
     return sps.resample_poly(signal, frac.numerator, frac.denominator, axis=-1)
@@ -186,7 +186,7 @@ def detect_r_peaks(signal: np.ndarray, rate_hz: float, lead_valid: np.ndarray | 
     spread. Returns an empty array when no beat is found or neurokit2 fails on the signal, never
     raising: the caller then scores the record view alone.
     """
-    import neurokit2 as nk
+    import neurokit2 as nk  # noqa: PLC0415 neurokit2: slow import, R peaks only
 
     valid = np.ones(len(signal), dtype=bool) if lead_valid is None else lead_valid
     if not valid.any():

@@ -1,6 +1,10 @@
-"""What one analysis produces, independent of where the models ran (Triton or in-process).
+"""What the models produce for one ECG, independent of where they ran (Triton or in-process).
 
-numpy only: the Django service imports these types, and it never imports torch (STYLE G14).
+The whole analysis (these plus the clinical interpretation built from them) is
+``inference.analysis_result.AnalysisResult``; ``inference.clinical`` reads these types, so this
+module imports nothing from it.
+
+numpy only: the Django service imports these types, and it never imports torch (docs/style.md G14).
 """
 
 from __future__ import annotations
@@ -8,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from inference.clinical.types import ClinicalReport, EcgMeasurements
 
 DETECTOR_NAME = "ecg-anomaly-detector"  # model_name of every detector Prediction
 FOUNDATION_NAME = "ecg-foundation"  # model_name of every foundation-model Prediction
@@ -68,15 +70,4 @@ class FoundationResult:
     statement_probabilities: dict[str, float] = field(default_factory=dict)  # SCP code -> probability
     threshold: float | None = None  # operating point on probability_abnormal (validation-chosen)
     server_model_version: str = ""
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AnalysisResult:
-    """Both models' results for one ECG, the measurements and the grounded report built from them."""
-
-    detector: DetectorResult
-    foundation: FoundationResult | None = None
-    measurements: EcgMeasurements | None = None
-    clinical: ClinicalReport | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)

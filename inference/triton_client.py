@@ -1,6 +1,6 @@
 """Call Triton over gRPC, falling back to HTTP, with timeouts and retries on transient errors.
 
-Only numpy and tritonclient are needed here (no torch, no Django: STYLE G14). Errors are the
+Only numpy and tritonclient are needed here (no torch, no Django: docs/style.md G14). Errors are the
 ``inference.errors`` classes, each marked transient or permanent:
 
 | what Triton or the network said                        | error                  | retried here |
@@ -125,7 +125,7 @@ class Transport:
 
 def translate_error(exc: BaseException, what: str) -> InferenceError:
     """Return the ``InferenceError`` for a tritonclient or network exception raised during ``what``."""
-    from tritonclient.utils import InferenceServerException
+    from tritonclient.utils import InferenceServerException  # noqa: PLC0415 serve extra, not in the web image
 
     if isinstance(exc, InferenceServerException):
         status = str(exc.status())
@@ -143,11 +143,11 @@ def translate_error(exc: BaseException, what: str) -> InferenceError:
 
 def _network_errors() -> tuple[type[BaseException], ...]:
     """Return the exception types a tritonclient call may raise for network trouble."""
-    from tritonclient.utils import InferenceServerException
+    from tritonclient.utils import InferenceServerException  # noqa: PLC0415 serve extra, not in the web image
 
     try:
         # tritonclient[http] runs on gevent, whose Timeout derives from BaseException.
-        from gevent import Timeout
+        from gevent import Timeout  # noqa: PLC0415 serve extra, not in the web image
     except ImportError:
         return (InferenceServerException, OSError)
     return (InferenceServerException, OSError, Timeout)
@@ -178,7 +178,7 @@ class GrpcTransport(Transport):
     name = "grpc"
 
     def __init__(self, url: str, timeout_s: float) -> None:
-        import tritonclient.grpc as grpcclient
+        import tritonclient.grpc as grpcclient  # noqa: PLC0415 serve extra, not in the web image
 
         super().__init__(url, timeout_s)
         self._module = grpcclient
@@ -237,7 +237,7 @@ class HttpTransport(Transport):
     name = "http"
 
     def __init__(self, url: str, timeout_s: float) -> None:
-        import tritonclient.http as httpclient
+        import tritonclient.http as httpclient  # noqa: PLC0415 serve extra, not in the web image
 
         super().__init__(url, timeout_s)
         self._module = httpclient
@@ -284,7 +284,7 @@ class HttpTransport(Transport):
 
 def _triton_dtype(array: np.ndarray, model: str, name: str) -> str:
     """Return Triton's name for the array's dtype; raise InferenceFailed when it has none."""
-    from tritonclient.utils import np_to_triton_dtype
+    from tritonclient.utils import np_to_triton_dtype  # noqa: PLC0415 serve extra, not in the web image
 
     dtype = np_to_triton_dtype(array.dtype)
     if dtype is None:

@@ -23,6 +23,7 @@ import torch
 from sklearn.ensemble import IsolationForest
 
 from ecg_models.baselines import ConvAutoencoder, ConvAutoencoderConfig, config_dict
+from training.config import REPO_ROOT, git_sha
 from training.data.splits import load_index, split_id, split_records
 from training.detector_attributes import ATTRIBUTES, cached_attribute_table
 from training.detector_data import (
@@ -33,7 +34,6 @@ from training.detector_data import (
     detection_metrics,
     to_tensors,
 )
-from training.train_detector import REPO_ROOT, git_sha
 
 INTERVALS = [a for a in ATTRIBUTES if a not in ("age", "sex")]
 

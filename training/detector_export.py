@@ -17,27 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ecg_models.anomaly_detector import AnomalyDetector, from_checkpoint
+from ecg_models.anomaly_detector import from_checkpoint
+from inference.export import example_inputs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INPUT_NAMES = ["record", "beats", "beat_valid", "lead_valid", "sample_valid", "r_track"]
 OUTPUT_NAMES = ["score", "anomaly_map", "attributes"]
-
-
-def example_inputs(model: AnomalyDetector, batch: int = 2) -> tuple[torch.Tensor, ...]:
-    """Return random inputs with the serving shapes of ``model``'s config."""
-    cfg = model.cfg
-    g = torch.Generator().manual_seed(0)
-    r_track = torch.zeros(batch, cfg.record_samples)
-    r_track[:, 100::200] = 1.0
-    return (
-        torch.randn(batch, cfg.n_leads, cfg.record_samples, generator=g) * 0.2,
-        torch.randn(batch, cfg.max_beats, cfg.n_leads, cfg.beat_samples, generator=g) * 0.2,
-        torch.ones(batch, cfg.max_beats, dtype=torch.bool),
-        torch.ones(batch, cfg.n_leads, dtype=torch.bool),
-        torch.ones(batch, cfg.record_samples, dtype=torch.bool),
-        r_track,
-    )
 
 
 def export(checkpoint: Path, out_dir: Path) -> dict[str, float]:

@@ -39,6 +39,7 @@ from ecg_models.foundation import (
     build_foundation,
     random_lead_masks,
 )
+from training.config import git_sha, parse_config
 from training.detector_data import choose_threshold
 from training.foundation_data import (
     DEFAULT_DATA,
@@ -47,12 +48,10 @@ from training.foundation_data import (
     FoundationArrays,
     load_ptbxl_arrays,
     macro_auroc,
-    parse_config,
     safe_auroc,
     subset_mask,
 )
 from training.foundation_text import encode, load_tokenizer, train_tokenizer
-from training.train_detector import git_sha
 
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -21,15 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.config import git_sha, parse_config
 from training.foundation_data import (
     DEFAULT_DATA,
     FoundationArrays,
     load_ptbxl_arrays,
     macro_auroc,
-    parse_config,
     safe_auroc,
 )
-from training.train_detector import git_sha
 
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]

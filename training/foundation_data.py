@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ from training.data.ptbxl import EcgRecord, load_ptbxl_record
 from training.data.splits import load_index, split_records
 from training.detector_data import bootstrap_ci
 from training.foundation_text import ReportBuilder
-from training.train_detector import _coerce
 
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -203,60 +201,6 @@ def subset_mask(mask: np.ndarray, subset: str) -> np.ndarray:
     keep = np.zeros(12, dtype=bool)
     keep[list(LEAD_SUBSETS[subset])] = True
     return mask & keep[None, :]
-
-
-# --- config handling (STYLE G13) --------------------------------------------------------------
-
-
-def _coerce_any(value: Any, target: Any, key: str) -> Any:
-    if isinstance(target, tuple):
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v]
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"{key}: expected a list, got {value!r}")
-        kind = type(target[0]) if target else str
-        return tuple(_coerce(v, kind(), key) if isinstance(v, str) else v for v in value)
-    return _coerce(value, target, key)
-
-
-def apply_overrides(cfg: Any, overrides: dict[str, Any]) -> Any:
-    """Return ``cfg`` (a dataclass with a ``model`` dataclass field) with dotted-key overrides."""
-    train_fields = {f.name for f in dataclasses.fields(cfg)} - {"model"}
-    model_fields = {f.name for f in dataclasses.fields(cfg.model)}
-    train_updates: dict[str, Any] = {}
-    model_updates: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if key.startswith("model."):
-            name = key.removeprefix("model.")
-            if name not in model_fields:
-                raise ValueError(f"unknown model config key {key!r}")
-            model_updates[name] = _coerce_any(value, getattr(cfg.model, name), key)
-        elif key in train_fields:
-            train_updates[key] = _coerce_any(value, getattr(cfg, key), key)
-        else:
-            raise ValueError(f"unknown config key {key!r}")
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model_updates), **train_updates)
-
-
-def parse_config(default: Any, argv: list[str]) -> Any:
-    """Defaults -> optional ``--config FILE.toml`` -> ``--key=value`` flags; unknown keys are errors."""
-    cfg = default
-    flags: dict[str, Any] = {}
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg == "--config":
-            with Path(args.pop(0)).open("rb") as fh:
-                raw = tomllib.load(fh)
-            flat = {k: v for k, v in raw.items() if k != "model"}
-            flat.update({f"model.{k}": v for k, v in raw.get("model", {}).items()})
-            cfg = apply_overrides(cfg, flat)
-        elif arg.startswith("--") and "=" in arg:
-            key, value = arg[2:].split("=", 1)
-            flags[key] = value
-        else:
-            raise ValueError(f"unrecognised argument {arg!r}; use --config FILE or --key=value")
-    return apply_overrides(cfg, flags)
 
 
 # --- metrics ----------------------------------------------------------------------------------

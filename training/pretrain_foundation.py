@@ -28,8 +28,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from ecg_models.foundation import FoundationConfig, FoundationModel, build_foundation, random_lead_masks
-from training.foundation_data import DEFAULT_DATA, RUNS, FoundationArrays, load_ptbxl_arrays, parse_config, safe_auroc
-from training.train_detector import git_sha
+from training.config import git_sha, parse_config
+from training.foundation_data import DEFAULT_DATA, RUNS, FoundationArrays, load_ptbxl_arrays, safe_auroc
 
 logger = logging.getLogger(__name__)
 

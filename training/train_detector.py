@@ -12,13 +12,10 @@ operating point) = fold 9, normals and abnormals. Fold 10 is never read here.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,8 @@ import numpy as np
 import torch
 
 from ecg_models.anomaly_detector import AnomalyDetector, DetectorConfig, build_detector
+from training import config
+from training.config import git_sha
 from training.data.splits import excluded_report, load_index, split_id, split_records
 from training.detector_attributes import cached_attribute_table, normalised_targets
 from training.detector_data import (
@@ -68,73 +67,9 @@ class TrainConfig:
     model: DetectorConfig = field(default_factory=DetectorConfig)
 
 
-def _coerce(value: Any, target: Any, key: str) -> Any:
-    """Convert a flag string or TOML value to the type of ``target``; raise ValueError on mismatch."""
-    kind = type(target)
-    if isinstance(value, str) and kind is not str:
-        if kind is bool:
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"{key}: expected a bool, got {value!r}")
-            return value.lower() in ("true", "1")
-        try:
-            return kind(value)
-        except ValueError as exc:
-            raise ValueError(f"{key}: expected {kind.__name__}, got {value!r}") from exc
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind):
-        raise ValueError(f"{key}: expected {kind.__name__}, got {value!r}")
-    return value
-
-
-def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
-    """Return ``cfg`` with dotted-key overrides applied (``model.x`` targets the model config)."""
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
-    model_fields = {f.name for f in dataclasses.fields(DetectorConfig)}
-    train_updates: dict[str, Any] = {}
-    model_updates: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if key.startswith("model."):
-            name = key.removeprefix("model.")
-            if name not in model_fields:
-                raise ValueError(f"unknown model config key {key!r}")
-            model_updates[name] = _coerce(value, getattr(cfg.model, name), key)
-        elif key in train_fields:
-            train_updates[key] = _coerce(value, getattr(cfg, key), key)
-        else:
-            raise ValueError(f"unknown config key {key!r}")
-    model = dataclasses.replace(cfg.model, **model_updates)
-    return dataclasses.replace(cfg, model=model, **train_updates)
-
-
 def parse_config(argv: list[str]) -> TrainConfig:
     """Build the config from defaults, an optional ``--config FILE.toml`` and ``--key=value`` flags."""
-    cfg = TrainConfig()
-    flags: dict[str, Any] = {}
-    args = list(argv)
-    while args:
-        arg = args.pop(0)
-        if arg == "--config":
-            with Path(args.pop(0)).open("rb") as fh:
-                raw = tomllib.load(fh)
-            flat = {k: v for k, v in raw.items() if k != "model"}
-            flat.update({f"model.{k}": v for k, v in raw.get("model", {}).items()})
-            cfg = apply_overrides(cfg, flat)
-        elif arg.startswith("--") and "=" in arg:
-            key, value = arg[2:].split("=", 1)
-            flags[key] = value
-        else:
-            raise ValueError(f"unrecognised argument {arg!r}; use --config FILE or --key=value")
-    return apply_overrides(cfg, flags)
-
-
-def git_sha() -> str:
-    """Return the current git commit, or "unknown" outside a repository / before the first commit."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+    return config.parse_config(TrainConfig(), argv)
 
 
 def _augment(batch: list[torch.Tensor], rate: float, generator: torch.Generator) -> list[torch.Tensor]:

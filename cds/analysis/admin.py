@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from cds.analysis.models import AnalysisJob, Prediction
-from cds.ecg.admin import ReadOnlyAdmin
+from cds.core.admin import ReadOnlyAdmin
 
 
 @admin.register(AnalysisJob)

@@ -1,6 +1,6 @@
 """Build the models' client from settings and turn a stored ECG into the analyzer's input.
 
-The service reaches the models only through ``inference/`` (STYLE G14): Triton by default, or the
+The service reaches the models only through ``inference/`` (docs/style.md G14): Triton by default, or the
 in-process backend where Triton cannot run (``INFERENCE_BACKEND=inprocess``, needs torch).
 """
 
@@ -37,6 +37,11 @@ def analyzer() -> Analyzer:
     if not foundation:
         return TritonAnalyzer(client=client, foundation_model=None, report_model=None)
     return TritonAnalyzer(client=client)
+
+
+def models_ready() -> bool:
+    """Return whether the configured models answer (the ``models`` readiness check)."""
+    return analyzer().ready()
 
 
 def ecg_input_for(recording: EcgRecording) -> EcgInput:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from cds.ecg.leads import MDC_CODE_BY_LEAD, MDC_SYSTEM
+from cds.fhir.references import identifier_search
 
 AI_ASSERTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
@@ -36,10 +36,7 @@ class ResultEntry:
         identifiers = self.resource.get("identifier") or []
         if not identifiers:
             return None
-        # ifNoneExist is a URL query: percent-encode the token, or a '+' in a version string (the
-        # Device's) reads as a space on the server, matches nothing and a replay creates a duplicate.
-        token = f"{identifiers[0]['system']}|{identifiers[0]['value']}"
-        return f"identifier={quote(token, safe=':|/')}"
+        return identifier_search(identifiers[0])
 
 
 def meta() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Build the FHIR write-back set for one analysed ECG (DESIGN.md §2).
+"""Build the FHIR write-back set for one analysed ECG (docs/architecture.md §2).
 
 Device · anomaly-score Observation (per-lead components; interpretation = the one verdict) · one
 Observation per localized interval · one Observation per measurement (LOINC) and the per-lead ST
@@ -39,8 +39,9 @@ from cds.analysis.fhir_common import (
 from cds.analysis.fhir_measurements import Context, conclusion_codes, finding_entries, measurement_entries
 from cds.analysis.interpretation import verdict_words
 from cds.ecg.leads import LOINC_EKG_STUDY, LOINC_SYSTEM, MDC_CODE_BY_LEAD
+from inference.analysis_result import AnalysisResult
 from inference.clinical.types import INTERPRETATION_VERSION
-from inference.results import INTERPRETATION_NAME, AnalysisResult
+from inference.results import INTERPRETATION_NAME
 
 __all__ = [
     "AI_ASSERTED",

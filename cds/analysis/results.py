@@ -1,4 +1,4 @@
-"""Store one analysis' results: predictions, FHIR result resources in our store, and the EHR outbox."""
+"""Store one analysis' results in the analysis app: predictions and the FHIR result resources."""
 
 from __future__ import annotations
 
@@ -6,19 +6,16 @@ import uuid
 from typing import Any
 
 import numpy as np
-from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
 
-from cds.analysis.fhir_results import ResultEntry, result_entries, transaction_bundle
+from cds.analysis.fhir_results import ResultEntry
 from cds.analysis.interpretation import interpretation_prediction_fields
 from cds.analysis.models import AnalysisJob, Prediction, ResultResource
 from cds.ecg.models import EcgRecording
-from cds.fhir.bundles import rewrite_references
+from cds.fhir.references import ehr_reference, rewrite_references
 from cds.fhir.services import fhir_resource_store
-from cds.review.services import review_create_for_results  # issue 6: review worklist
+from inference.analysis_result import AnalysisResult
 from inference.clinical.types import INTERPRETATION_VERSION
-from inference.results import INTERPRETATION_NAME, AnalysisResult
+from inference.results import INTERPRETATION_NAME
 
 RESULT_SOURCE = "ecg-cds"
 
@@ -104,29 +101,20 @@ def _interpretation_row(job: AnalysisJob, result: AnalysisResult) -> Prediction 
     )
 
 
-def _local_references(recording: EcgRecording) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def local_references(recording: EcgRecording) -> tuple[dict[str, Any], dict[str, Any] | None]:
     ecg = {"reference": f"Observation/{recording.logical_id}"}
     patient = {"reference": f"Patient/{recording.patient.logical_id}"} if recording.patient else None
     return ecg, patient
 
 
-def _remote_references(recording: EcgRecording) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Reference the EHR's own resources by business identifier, with our absolute URL beside it."""
-    base = f"{settings.PUBLIC_BASE_URL}/fhir"
-    ecg: dict[str, Any] = {"reference": f"{base}/Observation/{recording.logical_id}", "type": "Observation"}
-    identifiers = recording.resource.content.get("identifier") or []
-    if identifiers:
-        ecg["identifier"] = identifiers[0]
-    patient = None
-    if recording.patient:
-        patient = {"reference": f"{base}/Patient/{recording.patient.logical_id}", "type": "Patient"}
-        patient_identifiers = recording.patient.resource.content.get("identifier") or []
-        if patient_identifiers:
-            patient["identifier"] = patient_identifiers[0]
-    return ecg, patient
+def remote_references(recording: EcgRecording) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Reference the EHR's own ECG and Patient by business identifier, with our absolute URL beside it."""
+    patient = ehr_reference(recording.patient.resource) if recording.patient else None
+    return ehr_reference(recording.resource), patient
 
 
-def _store_locally(job: AnalysisJob, entries: list[ResultEntry]) -> None:
+def result_resources_store(*, job: AnalysisJob, entries: list[ResultEntry]) -> None:
+    """Store the result resources in our FHIR store (urn:uuid references made local) and link them to the job."""
     mapping = {}
     for entry in entries:
         entry.resource["id"] = entry.logical_id or uuid.uuid4().hex
@@ -135,26 +123,3 @@ def _store_locally(job: AnalysisJob, entries: list[ResultEntry]) -> None:
         rewrite_references(entry.resource, mapping)
         stored = fhir_resource_store(resource_type=entry.resource_type, content=entry.resource, source=RESULT_SOURCE)
         ResultResource.objects.create(job=job, resource=stored, role=entry.role)
-
-
-@transaction.atomic
-def analysis_results_store(*, job: AnalysisJob, result: AnalysisResult) -> list[Prediction]:
-    """Store predictions and result resources and queue the EHR write-back, all in one transaction.
-
-    Idempotent per job: a job that already has predictions is left as it is (a redelivered task).
-    """
-    if Prediction.objects.filter(job=job).exists():
-        return list(Prediction.objects.filter(job=job))
-    predictions = predictions_create(job=job, result=result)
-    review_create_for_results(job=job, predictions=predictions, result=result)  # issue 6: review worklist
-    issued = timezone.now().isoformat().replace("+00:00", "Z")
-    job_key = f"job-{job.pk}"
-    ecg, patient = _local_references(job.recording)
-    _store_locally(job, result_entries(result, job_key=job_key, ecg=ecg, patient=patient, issued=issued))
-    if getattr(settings, "WRITEBACK_ENABLED", False):
-        from cds.writeback.services import outbox_enqueue
-
-        ecg, patient = _remote_references(job.recording)
-        bundle = transaction_bundle(result_entries(result, job_key=job_key, ecg=ecg, patient=patient, issued=issued))
-        outbox_enqueue(key=f"analysis-job:{job.pk}", bundle=bundle)
-    return predictions

@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import logging
-import time
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
 from cds.analysis.models import AnalysisJob
+from cds.core.dispatch import enqueue
 from cds.ecg.models import EcgRecording
-from inference.errors import InferenceError, ModelNotFound
+from inference.results import DetectorResult
+
+# The Celery task that runs a job (cds/pipeline/tasks.py); enqueued by name (cds.core.dispatch).
+ANALYSIS_JOB_RUN_TASK = "analysis.job_run"
 
 logger = logging.getLogger(__name__)
 
 
 def analysis_job_create(*, recording: EcgRecording) -> AnalysisJob:
     """Create a pending job for an ECG and enqueue it once the surrounding transaction commits."""
-    from cds.analysis.tasks import analysis_job_run
-
     job = AnalysisJob(recording=recording)
     job.full_clean(exclude=["recording"])
     job.save()
     # After commit: a worker must never pick up a job whose ECG rows are not yet visible, and a
     # rolled-back ingest must not leave a queued message behind.
-    transaction.on_commit(lambda: analysis_job_run.delay(job.pk))
+    transaction.on_commit(lambda: enqueue(ANALYSIS_JOB_RUN_TASK, job.pk))
     return job
 
 
@@ -43,54 +45,18 @@ def analysis_job_claim(*, job_id: int) -> AnalysisJob | None:
     return job
 
 
-def analysis_job_execute(*, job_id: int) -> AnalysisJob | None:
-    """Run one job: claim it, analyse its ECG, store the results and mark it done.
-
-    1. Claim (conditional UPDATE): returns None when the job is gone, done, or another worker has it.
-    2. Analyse outside any transaction (STYLE G7: never hold one across a Triton call).
-    3. Store predictions, result resources and the write-back outbox row and mark the job
-       succeeded, all in one transaction, so a crash leaves either everything or nothing.
-    A transient inference error (Triton down or slow), or a model Triton reports missing (it does so
-    while it (re)loads its repository after a restart), puts the job back to pending and re-raises it
-    for the task's retries, after which the job fails with that reason; a permanent one (model missing, ECG not scorable) fails the job with
-    the reason and returns it.
-    """
-    from cds.analysis.analyzer import analyzer, ecg_input_for
-    from cds.analysis.results import analysis_results_store
-
-    job = analysis_job_claim(job_id=job_id)
-    if job is None:
-        logger.info("analysis job %s not claimable; skipping", job_id)
-        return None
-    started = time.perf_counter()
-    ecg = ecg_input_for(job.recording)
-    load_ms = round((time.perf_counter() - started) * 1000, 3)
-    try:
-        result = analyzer().analyse(ecg)
-    except InferenceError as exc:
-        if exc.transient or isinstance(exc, ModelNotFound):
-            analysis_job_release(job_id=job.pk, error=f"{type(exc).__name__}: {exc.message}")
-            raise
-        analysis_job_fail(job_id=job.pk, error=f"{type(exc).__name__}: {exc.message}")
-        job.refresh_from_db()
-        return job
-    with transaction.atomic():
-        started = time.perf_counter()
-        analysis_results_store(job=job, result=result)
-        store_ms = round((time.perf_counter() - started) * 1000, 3)
-        detector = result.detector
-        AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING).update(
-            status=AnalysisJob.Status.SUCCEEDED,
-            finished_at=timezone.now(),
-            updated_at=timezone.now(),
-            timings={"load_ms": load_ms, **result.timings_ms, "store_ms": store_ms},
-            model_name=detector.model_name,
-            model_version=detector.model_version,
-            triton_model_version=detector.server_model_version,
-            error="",
-        )
-    job.refresh_from_db()
-    return job
+def analysis_job_succeed(*, job_id: int, timings: dict[str, float], detector: DetectorResult) -> None:
+    """Mark a running job succeeded with its timings and the detector's model versions."""
+    AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.RUNNING).update(
+        status=AnalysisJob.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        updated_at=timezone.now(),
+        timings=timings,
+        model_name=detector.model_name,
+        model_version=detector.model_version,
+        triton_model_version=detector.server_model_version,
+        error="",
+    )
 
 
 def analysis_job_release(*, job_id: int, error: str) -> None:
@@ -118,10 +84,6 @@ def analysis_jobs_requeue_stuck(*, pending_after_s: int, running_after_s: int, m
        go back to pending and are enqueued, or fail once they used ``max_attempts``.
     Returns counts per action.
     """
-    from datetime import timedelta
-
-    from cds.analysis.tasks import analysis_job_run
-
     now = timezone.now()
     counts = {"requeued_pending": 0, "recovered_running": 0, "failed": 0}
     stale_pending = AnalysisJob.objects.filter(
@@ -129,7 +91,7 @@ def analysis_jobs_requeue_stuck(*, pending_after_s: int, running_after_s: int, m
     ).values_list("pk", flat=True)
     for job_id in list(stale_pending[:500]):
         AnalysisJob.objects.filter(pk=job_id).update(updated_at=now)
-        analysis_job_run.delay(job_id)
+        enqueue(ANALYSIS_JOB_RUN_TASK, job_id)
         counts["requeued_pending"] += 1
     stuck = AnalysisJob.objects.filter(
         status=AnalysisJob.Status.RUNNING, started_at__lt=now - timedelta(seconds=running_after_s)
@@ -143,7 +105,7 @@ def analysis_jobs_requeue_stuck(*, pending_after_s: int, running_after_s: int, m
         if AnalysisJob.objects.filter(pk=job.pk, status=AnalysisJob.Status.RUNNING, started_at=job.started_at).update(
             status=AnalysisJob.Status.PENDING, updated_at=now
         ):
-            analysis_job_run.delay(job.pk)
+            enqueue(ANALYSIS_JOB_RUN_TASK, job.pk)
             counts["recovered_running"] += 1
     if any(counts.values()):
         logger.warning("analysis sweep: %s", counts)

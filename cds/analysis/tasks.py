@@ -1,64 +1,24 @@
-"""Celery tasks: thin, idempotent wrappers around the analysis services (STYLE G5)."""
+"""Celery tasks: thin, idempotent wrappers around the analysis services (docs/style.md G5).
+
+The task that runs a job is ``analysis.job_run`` in ``cds/pipeline/tasks.py``: storing its results
+touches other apps.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from celery import Task, shared_task
+from celery import shared_task
 from django.conf import settings
 
-from inference.errors import ModelNotFound, TritonUnavailable
+from cds.analysis.services import analysis_jobs_requeue_stuck
 
 logger = logging.getLogger(__name__)
-
-
-class AnalysisTask(Task):
-    """Mark the job failed once Celery gives up on it, so no job is silently dropped."""
-
-    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        from cds.analysis.services import analysis_job_fail
-
-        job_id = args[0] if args else kwargs.get("job_id")
-        analysis_job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
-
-
-@shared_task(
-    bind=True,
-    base=AnalysisTask,
-    acks_late=True,
-    name="analysis.job_run",
-    # Only Triton being down, slow, or still loading its models is worth waiting for; the service
-    # has already put the job back to pending, so the retried task can claim it again.
-    autoretry_for=(TritonUnavailable, ModelNotFound),
-    retry_backoff=5,
-    retry_backoff_max=settings.ANALYSIS_RETRY_BACKOFF_MAX_S,
-    retry_jitter=True,
-    max_retries=settings.ANALYSIS_MAX_RETRIES,
-)  # type: ignore[misc]
-def analysis_job_run(self: Task, job_id: int) -> str | None:
-    """Run analysis job ``job_id``; safe to run twice (the claim lets only one through)."""
-    from cds.analysis.services import analysis_job_execute
-
-    try:
-        job = analysis_job_execute(job_id=job_id)
-    except (TritonUnavailable, ModelNotFound) as exc:
-        logger.warning("analysis job %s: %s; will retry", job_id, type(exc).__name__)
-        raise
-    except Exception:
-        # Worker boundary: log with the traceback and re-raise so on_failure records the reason.
-        logger.error("analysis job %s crashed", job_id, exc_info=True)
-        raise
-    return job.status if job else None
 
 
 @shared_task(name="analysis.sweep")  # type: ignore[misc]
 def analysis_sweep() -> dict[str, int]:
     """Periodic (beat): recover analysis jobs that were lost or stuck."""
-    from django.conf import settings
-
-    from cds.analysis.services import analysis_jobs_requeue_stuck
-
     return analysis_jobs_requeue_stuck(
         pending_after_s=settings.ANALYSIS_SWEEP_PENDING_AFTER_S,
         running_after_s=settings.CELERY_TASK_TIME_LIMIT + 60,

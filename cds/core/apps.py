@@ -9,4 +9,4 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the cross-setting system checks (cds.E00x).
-        from cds.core import checks  # noqa: F401
+        from cds.core import checks  # noqa: F401, PLC0415 AppConfig.ready()

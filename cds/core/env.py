@@ -1,4 +1,4 @@
-"""Read typed settings from the environment, failing loudly on malformed values (STYLE G8)."""
+"""Read typed settings from the environment, failing loudly on malformed values (docs/style.md G8)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from cds.core.exceptions import ApplicationError, FhirError
+from cds.core.responses import fhir_response, operation_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> HttpResponse | 
     """Render an exception raised by a DRF view."""
     request = context.get("request")
     if request is not None and request.path.startswith("/fhir"):
-        from cds.fhir.http import fhir_response, operation_outcome
-
         error = _as_fhir_error(exc)
         return fhir_response(operation_outcome(error), status=error.status, headers=error.headers)
     if isinstance(exc, ApplicationError):

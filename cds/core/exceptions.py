@@ -1,4 +1,4 @@
-"""The service's error hierarchy (STYLE G4).
+"""The service's error hierarchy (docs/style.md G4).
 
 ``ApplicationError`` is what services raise for a request they refuse. ``FhirError`` carries what an
 ``OperationOutcome`` needs (HTTP status, issue code, FHIRPath expression). Infrastructure errors carry a

@@ -22,6 +22,9 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 
+from cds.core.exceptions import FhirError
+from cds.core.responses import fhir_response, operation_outcome
+
 PAGE_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
@@ -75,9 +78,6 @@ class RejectNulMiddleware:
             return self.get_response(request)
         where, diagnostics = problem
         if request.path.startswith("/fhir"):
-            from cds.core.exceptions import FhirError
-            from cds.fhir.http import fhir_response, operation_outcome
-
             error = FhirError.single(400, "invalid", diagnostics, expression=where)
             return fhir_response(operation_outcome(error), status=400)
         return JsonResponse({"message": diagnostics, "extra": {"where": where}}, status=400)

@@ -6,6 +6,7 @@ should encode ECGs for this service.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import numpy as np
@@ -79,8 +80,6 @@ def ecg_transaction_bundle(
     With ``conditional``, both entries carry ``ifNoneExist`` on their first identifier, so a
     resent message creates nothing new.
     """
-    import uuid
-
     patient_url, observation_url = f"urn:uuid:{uuid.uuid4()}", f"urn:uuid:{uuid.uuid4()}"
     observation = {**observation, "subject": {"reference": patient_url}}
 

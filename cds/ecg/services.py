@@ -91,15 +91,12 @@ def ecg_prepare(*, content: dict[str, Any]) -> DecodedEcg:
 
 
 @transaction.atomic
-def ecg_ingest(*, content: dict[str, Any], source: str, decoded: DecodedEcg | None = None) -> StoredResource:
-    """Store an ECG Observation: the resource, its decoded waveform, and a pending analysis job.
+def ecg_recording_create(*, content: dict[str, Any], source: str, decoded: DecodedEcg | None = None) -> EcgRecording:
+    """Store an ECG Observation: the resource and its decoded waveform.
 
-    The job is enqueued only after commit, so a worker never sees a job whose ECG is not yet visible.
     Raises FhirError (nothing stored) when the Observation is not an ECG, its subject does not
     resolve, or its waveform fails decoding or the acceptance limits.
     """
-    from cds.analysis.services import analysis_job_create
-
     decoded = decoded or ecg_prepare(content=content)
     patient = _subject_patient(content)
     effective = _effective(content)
@@ -119,5 +116,4 @@ def ecg_ingest(*, content: dict[str, Any], source: str, decoded: DecodedEcg | No
         received_from=source,
         **_demographics(patient, effective),
     )
-    analysis_job_create(recording=recording)
-    return resource
+    return recording

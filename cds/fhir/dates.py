@@ -10,6 +10,11 @@ from cds.core.exceptions import FhirError
 _PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
 
+def fhir_instant(moment: datetime) -> str:
+    """Return an aware datetime as a FHIR instant, UTC written ``Z`` (the form EHRs compare as text)."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def _add_months(moment: datetime, months: int) -> datetime:
     year, month = divmod(moment.month - 1 + months, 12)
     return moment.replace(year=moment.year + year, month=month + 1)

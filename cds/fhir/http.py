@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 
 from cds.core.exceptions import FhirError
+from cds.core.responses import FHIR_JSON
 
-FHIR_JSON = "application/fhir+json"
 # Clients commonly send plain JSON; the DSTU2 spelling still appears in older integration engines.
 ACCEPTED_BODY_TYPES = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
 _JSON_FORMATS = frozenset({"json", FHIR_JSON, "application/json", "application/json+fhir"})
@@ -71,19 +71,3 @@ def parse_body(request: HttpRequest) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise FhirError.single(400, "structure", "body must be a JSON object (a FHIR resource)")
     return parsed
-
-
-def fhir_response(
-    body: dict[str, Any] | None, *, status: int = 200, headers: dict[str, str] | None = None
-) -> HttpResponse:
-    """Return a response with a FHIR JSON body (or none for ``Prefer: return=minimal``)."""
-    content = b"" if body is None else json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    response = HttpResponse(content, status=status, content_type=f"{FHIR_JSON}; charset=utf-8")
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
-
-
-def operation_outcome(error: FhirError) -> dict[str, Any]:
-    """Return the OperationOutcome for an error."""
-    return {"resourceType": "OperationOutcome", "issue": [issue.as_fhir() for issue in error.issues]}

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -13,16 +11,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from cds.core.exceptions import FhirError
+from cds.fhir.dates import fhir_instant
 from cds.fhir.indexing import search_entries
 from cds.fhir.models import SearchIndexEntry, StoredResource
-
-
-@dataclass(frozen=True)
-class CreateOutcome:
-    """The stored resource and whether this request created it (False: conditional match)."""
-
-    resource: StoredResource
-    created: bool
+from cds.fhir.selectors import resource_search_queryset
 
 
 def fhir_resource_store(
@@ -37,7 +29,7 @@ def fhir_resource_store(
     # A Bundle assigns ids up front (to resolve urn:uuid references); a plain create has none.
     stored_content["id"] = logical_id or content.get("id") or uuid.uuid4().hex
     meta = dict(stored_content.get("meta") or {})
-    meta.update({"versionId": "1", "lastUpdated": now.isoformat().replace("+00:00", "Z")})
+    meta.update({"versionId": "1", "lastUpdated": fhir_instant(now)})
     stored_content["meta"] = meta
     resource = StoredResource.objects.create(
         resource_type=resource_type,
@@ -79,7 +71,7 @@ def fhir_resource_update(
     version = current.version_id + 1
     stored_content = {**content, "id": logical_id}
     meta = dict(stored_content.get("meta") or {})
-    meta.update({"versionId": str(version), "lastUpdated": now.isoformat().replace("+00:00", "Z")})
+    meta.update({"versionId": str(version), "lastUpdated": fhir_instant(now)})
     stored_content["meta"] = meta
     StoredResource.objects.filter(pk=current.pk).update(is_current=False)
     current.search_entries.all().delete()  # the index describes current versions only
@@ -111,8 +103,6 @@ def _lock_conditional_key(resource_type: str, query: str) -> None:
 
 def conditional_match(*, resource_type: str, query: str, expression: str) -> StoredResource | None:
     """Return the one resource matching an ``If-None-Exist`` query, None if none; 412 if several."""
-    from cds.fhir.selectors import resource_search_queryset
-
     params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
     if not params:
         raise FhirError.single(400, "invalid", f"conditional create query {query!r} is empty", expression)
@@ -123,50 +113,3 @@ def conditional_match(*, resource_type: str, query: str, expression: str) -> Sto
             412, "duplicate", f"conditional create {query!r} matches more than one {resource_type}", expression
         )
     return matches[0] if matches else None
-
-
-ResourceCreator = Callable[..., StoredResource]
-
-
-def resource_prepare(*, resource_type: str, content: dict[str, Any]) -> dict[str, Any]:
-    """Do a resource's CPU-bound checks before any transaction; return extra creator arguments."""
-    if resource_type == "Observation":
-        from cds.ecg.services import ecg_prepare
-
-        return {"decoded": ecg_prepare(content=content)}
-    return {}
-
-
-def resource_creator(resource_type: str) -> ResourceCreator:
-    """Return the domain service that creates a resource of this type."""
-    from cds.ecg.services import ecg_ingest, patient_create
-
-    creators: dict[str, ResourceCreator] = {"Patient": patient_create, "Observation": ecg_ingest}
-    return creators[resource_type]
-
-
-def resource_create(
-    *, resource_type: str, content: dict[str, Any], source: str, if_none_exist: str | None = None
-) -> CreateOutcome:
-    """Create a resource, or return the existing one when ``if_none_exist`` matches it.
-
-    Raises FhirError for a conditional query matching several resources (412) or for content the
-    domain service refuses; nothing is stored then.
-    """
-    content = {key: value for key, value in content.items() if key != "id"}  # the server assigns ids
-    prepared = resource_prepare(resource_type=resource_type, content=content)
-    with transaction.atomic():
-        return _resource_create_in_transaction(
-            resource_type=resource_type, content=content, source=source, if_none_exist=if_none_exist, prepared=prepared
-        )
-
-
-def _resource_create_in_transaction(
-    *, resource_type: str, content: dict[str, Any], source: str, if_none_exist: str | None, prepared: dict[str, Any]
-) -> CreateOutcome:
-    if if_none_exist:
-        existing = conditional_match(resource_type=resource_type, query=if_none_exist, expression="If-None-Exist")
-        if existing is not None:
-            return CreateOutcome(resource=existing, created=False)
-    resource = resource_creator(resource_type)(content=content, source=source, **prepared)
-    return CreateOutcome(resource=resource, created=True)

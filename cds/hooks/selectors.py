@@ -6,6 +6,7 @@ from typing import Any
 
 from cds.analysis.models import Prediction
 from cds.ecg.models import Patient
+from cds.fhir.models import SearchIndexEntry
 from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME
 
 
@@ -15,8 +16,6 @@ def patients_for_hook(*, patient_id: str, prefetch_patient: dict[str, Any] | Non
     The EHR's ``patientId`` is its own FHIR id, which we never see on ingest; its identifiers (MRN)
     are what both sides share, so the prefetched Patient is matched on them first.
     """
-    from cds.fhir.models import SearchIndexEntry
-
     identifiers = [i for i in (prefetch_patient or {}).get("identifier") or [] if i.get("value")]
     if identifiers:
         matches = SearchIndexEntry.objects.none()

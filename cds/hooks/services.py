@@ -18,6 +18,7 @@ from cds.analysis.interpretation import (
 )
 from cds.analysis.models import Prediction
 from cds.hooks.selectors import interpretations_by_job, latest_detector_predictions, patients_for_hook, report_text_for
+from cds.review.models import Review
 from inference.clinical.types import ClinicalReport, EcgMeasurements
 
 SERVICE_ID = "ecg-ai-findings"
@@ -45,8 +46,6 @@ def discovery() -> dict[str, Any]:
 
 def _review_path(prediction: Prediction) -> str:
     """Return the clinician review page of the prediction's ECG, or its worklist when it has none."""
-    from cds.review.models import Review
-
     review = Review.objects.filter(job_id=prediction.job_id).only("pk", "queue").first()
     if review is None:
         return reverse("admin:review_review_changelist")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import csv
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from auditlog.signals import accessed
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
@@ -23,8 +24,11 @@ from django.utils.dateparse import parse_date
 from django.utils.html import format_html, format_html_join
 
 from cds.analysis.interpretation import clinical_report_of, evidence_text, top_findings, verdict_words
+from cds.analysis.models import Prediction
 from cds.core.exceptions import ApplicationError
 from cds.review import services
+from cds.review.errors import ReviewPermissionDenied
+from cds.review.metrics import quality_metrics
 from cds.review.models import CareTeam, CareTeamSource, QualityPrediction, ReannotationReview, Review
 from cds.review.plots import ecg_paper_svg, rhythm_strip_svg, roc_svg, score_drift_svg
 from cds.review.scp import SCP_STATEMENTS
@@ -34,9 +38,13 @@ from cds.review.selectors import (
     interpretation_for,
     interpretation_view,
     previous_recordings,
+    quality_predictions,
+    review_access,
     review_for_page,
     review_revisions,
     reviews_visible_to,
+    user_sees_all_sources,
+    user_sources,
     worklist,
     worklist_counts,
 )
@@ -50,8 +58,6 @@ class ReviewerFilter(admin.SimpleListFilter):
     parameter_name = "reviewer"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        from django.contrib.auth import get_user_model
-
         users = get_user_model().objects.filter(claimed_reviews__isnull=False).distinct().order_by("username")
         return [(str(u.pk), u.get_username()) for u in users]
 
@@ -66,8 +72,6 @@ class SourceFilter(admin.SimpleListFilter):
     parameter_name = "source"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        from cds.review.selectors import user_sees_all_sources, user_sources
-
         sources: Any
         if user_sees_all_sources(request.user):
             sources = (
@@ -227,7 +231,7 @@ class ReviewAdmin(admin.ModelAdmin):
             layout="3x4" if request.GET.get("layout") == "3x4" else "12x1",
         )
         user = request.user
-        can_change = user.has_perm("review.change_review")
+        access = review_access(review=review, user=user)
         return {
             **self.admin_site.each_context(request),
             "title": f"Review {review.pk}",
@@ -249,14 +253,11 @@ class ReviewAdmin(admin.ModelAdmin):
             ],
             "scp_statements": SCP_STATEMENTS.values(),
             "selected_labels": set(current.scp_labels if current else []),
-            "can_change": can_change,
-            "can_claim": can_change and review.status == Review.Status.PENDING,
-            "is_claimer": review.claimed_by_id == user.pk,
-            "can_edit": can_change
-            and (not review.is_open or review.claimed_by_id == user.pk)
-            and review.status != Review.Status.PENDING
-            and (review.status != Review.Status.SIGNED or user.has_perm("review.sign_review")),
-            "can_sign": user.has_perm("review.sign_review") and not review.is_open,
+            "can_change": access.can_change,
+            "can_claim": access.can_claim,
+            "is_claimer": access.is_claimer,
+            "can_edit": access.can_edit,
+            "can_sign": access.can_sign,
             "act_url": f"admin:review_{self.model._meta.model_name}_act",
             "worklist_url": reverse(f"admin:review_{self.model._meta.model_name}_changelist"),
         }
@@ -285,7 +286,7 @@ class ReviewAdmin(admin.ModelAdmin):
             return HttpResponse(status=404)
         try:
             handlers[action]()
-        except services.ReviewPermissionDenied as exc:
+        except ReviewPermissionDenied as exc:
             raise PermissionDenied(exc.message) from exc
         except ApplicationError as exc:
             messages.error(request, exc.message)
@@ -381,8 +382,6 @@ class QualityPredictionAdmin(admin.ModelAdmin):
     change_list_template = "admin/review/quality_list.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        from cds.review.selectors import quality_predictions
-
         return quality_predictions()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -466,9 +465,6 @@ class QualityPredictionAdmin(admin.ModelAdmin):
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         """Metrics per model version and period, with the drift and ROC plots."""
-        from cds.analysis.models import Prediction
-        from cds.review.metrics import quality_metrics
-
         if not self.has_view_permission(request):
             raise PermissionDenied
         model_version = request.GET.get("model_version") or None
@@ -500,8 +496,6 @@ class QualityPredictionAdmin(admin.ModelAdmin):
 
 
 def _day(text: str | None) -> datetime | None:
-    from datetime import UTC
-
     parsed = parse_date(text) if text else None
     return datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC) if parsed else None
 

@@ -10,6 +10,8 @@ from typing import Any
 from auditlog.models import LogEntry
 from django.db.models import QuerySet
 
+from cds.fhir.dates import fhir_instant
+
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 # auditlog action -> (AuditEvent.action, DICOM subtype)
 _ACTIONS = {
@@ -59,7 +61,7 @@ def audit_event(entry: LogEntry) -> dict[str, Any]:
             "display": "Patient Record" if action == "R" else "Application Activity",
         },  # fmt: skip
         "action": action,
-        "recorded": entry.timestamp.isoformat().replace("+00:00", "Z"),
+        "recorded": fhir_instant(entry.timestamp),
         "outcome": "0",
         "agent": [agent],
         "source": {"observer": {"display": "ecg-cds admin"}},

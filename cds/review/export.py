@@ -15,6 +15,7 @@ normal (a rejected flag, a confirmed not-flagged ECG); else none, which the load
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import zlib
@@ -71,9 +72,7 @@ def _sex(sex: str) -> Any:
 
 def annotations_export(*, out: Path) -> ExportSummary:
     """Write the reviewed ECGs under ``out`` (created; existing files are overwritten)."""
-    import csv
-
-    import wfdb  # training dependency (ml extra): only this command needs it
+    import wfdb  # noqa: PLC0415 training dependency (ml extra): only this command needs it
 
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SCP_STATEMENTS_CSV, out / "scp_statements.csv")

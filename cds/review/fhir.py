@@ -13,18 +13,20 @@ import base64
 import copy
 import uuid
 from typing import Any
-from urllib.parse import quote
 
 from django.conf import settings
 from django.utils import timezone
 
 from cds.analysis.models import ResultResource
+from cds.analysis.results import RESULT_SOURCE
+from cds.fhir.dates import fhir_instant
 from cds.fhir.models import StoredResource
+from cds.fhir.references import ehr_reference, identifier_search
 from cds.fhir.services import fhir_resource_update
 from cds.review.models import Review, ReviewRevision
 from cds.review.scp import SCP_STATEMENTS
+from cds.writeback.services import outbox_enqueue
 
-RESULT_SOURCE = "ecg-cds"
 USER_IDENTIFIER_SYSTEM = "urn:ecg-cds:user"
 SCP_SYSTEM = "urn:ecg-cds:CodeSystem:ptbxl-scp"
 
@@ -45,7 +47,7 @@ def _security(content: dict[str, Any]) -> dict[str, Any]:
 
 
 def _now() -> str:
-    return timezone.now().isoformat().replace("+00:00", "Z")
+    return fhir_instant(timezone.now())
 
 
 def signed_report(content: dict[str, Any], *, revision: ReviewRevision, user: Any, amended: bool) -> dict[str, Any]:
@@ -101,12 +103,8 @@ def _remote(resource: dict[str, Any], *, recording: Any) -> dict[str, Any]:
     remote = copy.deepcopy(resource)
     remote.pop("id", None)
     remote["meta"] = _security(resource)
-    base = f"{settings.PUBLIC_BASE_URL}/fhir"
     if recording.patient is not None:
-        subject = {"reference": f"{base}/Patient/{recording.patient.logical_id}", "type": "Patient"}
-        identifiers = recording.patient.resource.content.get("identifier") or []
-        if identifiers:
-            subject["identifier"] = identifiers[0]
+        subject = ehr_reference(recording.patient.resource)
         for key in ("subject", "for"):
             if key in remote:
                 remote[key] = subject
@@ -125,9 +123,7 @@ def _link_by_identifier(reference: dict[str, Any], stored: dict[str, StoredResou
 
 
 def _conditional_url(resource_type: str, content: dict[str, Any]) -> str:
-    identifier = content["identifier"][0]
-    token = quote(f"{identifier['system']}|{identifier['value']}", safe=":|/")
-    return f"{resource_type}?identifier={token}"
+    return f"{resource_type}?{identifier_search(content['identifier'][0])}"
 
 
 def signed_resources_store(
@@ -155,8 +151,6 @@ def signed_resources_store(
         content = completed_task(current["review-task"].content, revision=revision, user=user)
         updated.append(_update(current["review-task"], content))
     if settings.WRITEBACK_ENABLED and updated:
-        from cds.writeback.services import outbox_enqueue
-
         outbox_enqueue(
             key=f"review-sign:{review.pk}:{revision.pk}", bundle=signed_bundle(review=review, resources=updated)
         )

@@ -19,7 +19,9 @@ from cds.analysis.interpretation import (
     verdict_words,
 )
 from cds.analysis.models import Prediction
+from cds.core.exceptions import ApplicationError
 from cds.ecg.models import EcgRecording
+from cds.review.errors import ReviewConflict, ReviewPermissionDenied
 from cds.review.models import CareTeamSource, Review
 from inference.clinical.types import ClinicalReport, EcgMeasurements, Finding
 from inference.results import INTERPRETATION_NAME
@@ -55,6 +57,51 @@ def reviews_visible_to(*, user: Any, queryset: QuerySet[Review] | None = None) -
 def review_visible(*, review: Review, user: Any) -> bool:
     """Return True when ``user`` may see ``review``."""
     return reviews_visible_to(user=user).filter(pk=review.pk).exists()
+
+
+@dataclass(frozen=True)
+class ReviewAccess:
+    """What a user may do with a review now: services enforce it, the review page shows it (E6)."""
+
+    can_change: bool  # holds review.change_review at all
+    can_claim: bool
+    is_claimer: bool
+    can_edit: bool  # verdict, intervals, labels, report text
+    can_sign: bool
+
+
+def review_edit_denial(*, review: Review, user: Any) -> ApplicationError | None:
+    """Return why ``user`` may not change ``review``'s verdict, intervals, labels or text; None if they may."""
+    if not user.has_perm("review.change_review"):
+        return ReviewPermissionDenied("you may not change reviews", {"review": review.pk})
+    if review.status == Review.Status.PENDING:
+        return ReviewConflict("claim the review first", {"review": review.pk})
+    if review.is_open and review.claimed_by_id != user.pk:
+        return ReviewConflict("the review is claimed by another clinician", {"review": review.pk})
+    if review.status == Review.Status.SIGNED and not user.has_perm("review.sign_review"):
+        return ReviewPermissionDenied("a signed review is amended by a senior clinician", {"review": review.pk})
+    return None
+
+
+def review_sign_denial(*, review: Review, user: Any) -> ApplicationError | None:
+    """Return why ``user`` may not sign ``review`` now (a senior clinician, after a verdict); None if they may."""
+    if not user.has_perm("review.sign_review"):
+        return ReviewPermissionDenied("signing needs a senior clinician", {"review": review.pk})
+    if review.is_open:
+        return ReviewConflict("accept or reject the AI call before signing", {"review": review.pk})
+    return None
+
+
+def review_access(*, review: Review, user: Any) -> ReviewAccess:
+    """Return what ``user`` may do with ``review`` now (the one copy of the review access rules)."""
+    can_change = user.has_perm("review.change_review")
+    return ReviewAccess(
+        can_change=can_change,
+        can_claim=can_change and review.status == Review.Status.PENDING,
+        is_claimer=review.claimed_by_id == user.pk,
+        can_edit=review_edit_denial(review=review, user=user) is None,
+        can_sign=review_sign_denial(review=review, user=user) is None,
+    )
 
 
 WORKLIST_ORDER = ("-urgent", "-priority", "created_at", "recording__patient_id")

@@ -16,24 +16,15 @@ from django.utils import timezone
 
 from cds.analysis.models import AnalysisJob, Prediction
 from cds.core.exceptions import ApplicationError
+from cds.review.errors import ReviewConflict, ReviewPermissionDenied
+from cds.review.fhir import signed_resources_store
 from cds.review.models import Review, ReviewRevision
 from cds.review.scp import SCP_CODES
-from cds.review.selectors import review_visible
-from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME, AnalysisResult
+from cds.review.selectors import review_edit_denial, review_sign_denial, review_visible
+from inference.analysis_result import AnalysisResult
+from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME
 
 logger = logging.getLogger(__name__)
-
-
-class ReviewPermissionDenied(ApplicationError):
-    """Raise when the user may not see or do this."""
-
-    http_status = 403
-
-
-class ReviewConflict(ApplicationError):
-    """Raise when the review is not in a state that allows the action (e.g. claimed by someone else)."""
-
-    http_status = 409
 
 
 def _reannotation_priority(result: AnalysisResult) -> float | None:
@@ -130,14 +121,9 @@ def _locked(review: Review, user: Any) -> Review:
 
 
 def _require_change(review: Review, user: Any) -> None:
-    if not user.has_perm("review.change_review"):
-        raise ReviewPermissionDenied("you may not change reviews", {"review": review.pk})
-    if review.status == Review.Status.PENDING:
-        raise ReviewConflict("claim the review first", {"review": review.pk})
-    if review.is_open and review.claimed_by_id != user.pk:
-        raise ReviewConflict("the review is claimed by another clinician", {"review": review.pk})
-    if review.status == Review.Status.SIGNED and not user.has_perm("review.sign_review"):
-        raise ReviewPermissionDenied("a signed review is amended by a senior clinician", {"review": review.pk})
+    denial = review_edit_denial(review=review, user=user)
+    if denial is not None:
+        raise denial
 
 
 @transaction.atomic
@@ -258,13 +244,10 @@ def review_sign(*, review: Review, user: Any, report_text: str | None = None) ->
     DiagnosticReport and Task in our FHIR store and, with ``WRITEBACK_ENABLED``, queues them to the
     EHR under a key unique to this signature.
     """
-    from cds.review.fhir import signed_resources_store
-
     review = _locked(review, user)
-    if not user.has_perm("review.sign_review"):
-        raise ReviewPermissionDenied("signing needs a senior clinician", {"review": review.pk})
-    if review.status not in {Review.Status.ACCEPTED, Review.Status.REJECTED, Review.Status.SIGNED}:
-        raise ReviewConflict("accept or reject the AI call before signing", {"review": review.pk})
+    denial = review_sign_denial(review=review, user=user)
+    if denial is not None:
+        raise denial
     changes: dict[str, Any] = {}
     if report_text is not None and report_text.strip():
         changes["report_text"] = report_text.strip()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from cds.ecg.admin import ReadOnlyAdmin
+from cds.core.admin import ReadOnlyAdmin
 from cds.writeback.models import OutboxMessage
 
 

@@ -1,6 +1,6 @@
 """Outbound HTTP to the EHR: the FHIR transaction POST and the OAuth2 token request.
 
-This module is the seam tests mock (STYLE G9); nothing here touches the database. Every failure is a
+This module is the seam tests mock (docs/style.md G9); nothing here touches the database. Every failure is a
 ``WritebackError`` whose ``transient`` flag tells the outbox whether to retry:
 
 - transient: connection refused or reset, timeouts, HTTP 408, 429 and 5xx (also from the token

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from cds.core.dispatch import enqueue
 from cds.core.exceptions import ApplicationError
 from cds.writeback.client import WritebackConfig, WritebackError, fhir_transaction_post
 from cds.writeback.models import OutboxMessage
@@ -27,13 +28,12 @@ logger = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 4000
 
 
-def _schedule(message_id: int, *, countdown: float | None = None) -> None:
-    from cds.writeback.tasks import outbox_message_deliver
+# The Celery task that delivers a message (cds/writeback/tasks.py); enqueued by name (cds.core.dispatch).
+OUTBOX_DELIVER_TASK = "writeback.deliver"
 
-    if countdown is None:
-        outbox_message_deliver.delay(message_id)
-    else:
-        outbox_message_deliver.apply_async((message_id,), countdown=countdown)
+
+def _schedule(message_id: int, *, countdown: float | None = None) -> None:
+    enqueue(OUTBOX_DELIVER_TASK, message_id, countdown=countdown)
 
 
 @transaction.atomic

@@ -1,4 +1,4 @@
-"""Celery tasks: thin, idempotent wrappers around the write-back services (STYLE G5)."""
+"""Celery tasks: thin, idempotent wrappers around the write-back services (docs/style.md G5)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError
 
+from cds.writeback.services import outbox_deliver, outbox_message_fail, outbox_sweep
+
 logger = logging.getLogger(__name__)
 
 
@@ -15,8 +17,6 @@ class OutboxTask(Task):
     """Mark the message failed once Celery gives up on it, so no write-back is silently dropped."""
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        from cds.writeback.services import outbox_message_fail
-
         message_id = args[0] if args else kwargs.get("message_id")
         outbox_message_fail(message_id=message_id, error=f"{type(exc).__name__}: {exc}")
 
@@ -35,8 +35,6 @@ class OutboxTask(Task):
 )  # type: ignore[misc]
 def outbox_message_deliver(self: Task, message_id: int) -> str | None:
     """Deliver outbox message ``message_id``; safe to run twice (the claim lets only one through)."""
-    from cds.writeback.services import outbox_deliver
-
     try:
         message = outbox_deliver(message_id=message_id)
     except (OperationalError, InterfaceError):
@@ -51,6 +49,4 @@ def outbox_message_deliver(self: Task, message_id: int) -> str | None:
 @shared_task(name="writeback.sweep")  # type: ignore[misc]
 def outbox_message_sweep() -> dict[str, int]:
     """Periodic (beat): re-enqueue lost deliveries and recover messages whose worker died."""
-    from cds.writeback.services import outbox_sweep
-
     return outbox_sweep()

@@ -1,6 +1,6 @@
 """Clinical content computed for every ECG in the worker: measurements, coded statements, the report.
 
-numpy/scipy/neurokit2 only (STYLE G14: the Django service imports the result types, never torch).
+numpy/scipy/neurokit2 only (docs/style.md G14: the Django service imports the result types, never torch).
 
 - ``types``: what is computed (measurements, coded findings, the grounded report); the interface
   between the signal processing, the statement rules, the report builder, storage and FHIR.

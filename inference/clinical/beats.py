@@ -132,7 +132,7 @@ def _detect(x: np.ndarray, usable: np.ndarray) -> np.ndarray:
     the axis or bundle-branch morphology, so a QRS that is small or biphasic in lead II (or a
     missing lead II) does not cost beats.
     """
-    import neurokit2 as nk
+    import neurokit2 as nk  # noqa: PLC0415 neurokit2: slow import, beats only
 
     mag = np.sqrt(np.sum(x[usable] ** 2, axis=0))
     try:

@@ -5,7 +5,7 @@ so the generated text can follow what the measurements say (sinus rhythm, AF, bu
 ...) instead of contradicting it. The order of ``MEASURED_FINDINGS`` is part of the served model's
 signature (input ``measured`` FP32 (B, K)): append new codes at the end and retrain; never reorder.
 
-numpy only (STYLE G14).
+numpy only (docs/style.md G14).
 """
 
 from __future__ import annotations

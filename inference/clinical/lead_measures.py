@@ -8,6 +8,7 @@ QRS onset, so leads are compared on one time axis.
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import find_peaks
 
 from inference.clinical.beats import RATE_HZ, Beats
 from inference.clinical.types import LeadMeasurements
@@ -55,8 +56,6 @@ def frontal_axis(beats: Beats, start: int, stop: int, base: np.ndarray) -> tuple
 
 def _extrema(x: np.ndarray) -> list[tuple[int, float]]:
     """Return the significant extrema (index, value) of a QRS segment (baseline 0), in time order."""
-    from scipy.signal import find_peaks
-
     pad = np.concatenate([[0.0], x, [0.0]])  # a wave cut by the QRS boundary still counts
     up, _ = find_peaks(pad, height=_MIN_WAVE_MV, prominence=_MIN_WAVE_MV)
     down, _ = find_peaks(-pad, height=_MIN_WAVE_MV, prominence=_MIN_WAVE_MV)

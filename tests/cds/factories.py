@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from inference.analysis_result import AnalysisResult
 from inference.clinical.types import ClinicalReport, EcgMeasurements, Finding, LeadMeasurements, Verdict
-from inference.results import AnalysisResult, AnomalyInterval, DetectorResult, FoundationResult
+from inference.results import AnomalyInterval, DetectorResult, FoundationResult
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 DECODER_TEXT = "sinus rhythm. anteroseptal myocardial infarction."

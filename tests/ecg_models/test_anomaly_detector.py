@@ -1,4 +1,4 @@
-"""Tiny-config tests of the anomaly detector (STYLE G12): shapes, save/load, signature, export."""
+"""Tiny-config tests of the anomaly detector (docs/style.md G12): shapes, save/load, signature, export."""
 
 from __future__ import annotations
 

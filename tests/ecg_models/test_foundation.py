@@ -1,4 +1,4 @@
-"""Tiny-config tests of the foundation model (STYLE G12): shapes, signature, export, decoding."""
+"""Tiny-config tests of the foundation model (docs/style.md G12): shapes, signature, export, decoding."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Start one real Triton server for the inference tests (DESIGN.md §3).
+"""Start one real Triton server for the inference tests (docs/architecture.md §3).
 
 The session fixture builds a tiny model repository with torch from the main venv: a TorchScript
 model (``pytorch_libtorch`` platform, dynamic batching, GPU ``config.pbtxt`` with a CPU variant

@@ -89,8 +89,8 @@ def test_it_pretrains_finetunes_exports_and_evaluates(tmp_path, capsys) -> None:
 
 
 def test_it_rejects_unknown_config_keys() -> None:
+    from training.config import parse_config
     from training.finetune_foundation import FinetuneConfig
-    from training.foundation_data import parse_config
 
     with pytest.raises(ValueError, match="unknown config key"):
         parse_config(FinetuneConfig(), ["--no_such_key=1"])

@@ -1,4 +1,4 @@
-"""Serve ONNX models on CPU as a stand-in for Triton's ONNX Runtime backend (DESIGN.md §3).
+"""Serve ONNX models on CPU as a stand-in for Triton's ONNX Runtime backend (docs/architecture.md §3).
 
 The ``nvidia-pytriton`` wheel ships ``tritonserver`` with only the Python backend. Triton maps
 ``platform: "onnxruntime_onnx"`` to the backend name ``onnxruntime`` and, when no
@@ -190,7 +190,7 @@ class TritonPythonModel(BatchingModel):
 
         Raises ValueError when a config input or output is not a tensor of the graph.
         """
-        import onnxruntime as ort
+        import onnxruntime as ort  # noqa: PLC0415 only in the Triton server venv
 
         config = json.loads(args["model_config"])
         self.batched = int(config.get("max_batch_size", 0)) > 0

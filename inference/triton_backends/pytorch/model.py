@@ -1,4 +1,4 @@
-"""Serve TorchScript models on CPU as a stand-in for Triton's libtorch backend (DESIGN.md §3).
+"""Serve TorchScript models on CPU as a stand-in for Triton's libtorch backend (docs/architecture.md §3).
 
 The ``nvidia-pytriton`` wheel ships ``tritonserver`` with only the Python backend. Triton maps
 ``platform: "pytorch_libtorch"`` to the backend name ``pytorch`` and, when no
@@ -196,7 +196,7 @@ class TritonPythonModel(BatchingModel):
 
         Raises ValueError when an input name matches neither ``__<i>`` nor a forward argument.
         """
-        import torch
+        import torch  # noqa: PLC0415 only in the Triton server venv
 
         config = json.loads(args["model_config"])
         self.batched = int(config.get("max_batch_size", 0)) > 0

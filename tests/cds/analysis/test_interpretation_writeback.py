@@ -10,7 +10,7 @@ from fhir.resources.R4B.bundle import Bundle
 
 from cds.analysis.fhir_results import result_entries, transaction_bundle
 from cds.analysis.interpretation import DATA_ABSENT_REASON_SYSTEM
-from inference.results import AnalysisResult
+from inference.analysis_result import AnalysisResult
 from tests.cds.factories import flagged_clinical, make_measurements, make_result, normal_clinical, with_interpretation
 
 ECG = {"reference": "http://cds.example/fhir/Observation/1", "identifier": {"system": "urn:ecg", "value": "e-1"}}

@@ -10,8 +10,8 @@ from fhir.resources.R4B.bundle import Bundle
 
 from cds.analysis.fhir_results import result_entries, transaction_bundle
 from cds.analysis.models import AnalysisJob, Prediction, ResultResource
-from cds.analysis.results import analysis_results_store
 from cds.fhir.models import StoredResource
+from cds.pipeline.analysis import analysis_results_store
 from tests.cds.factories import make_result
 
 __all__ = ["make_result"]  # imported from here by other tests

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cds.analysis.models import AnalysisJob
-from cds.analysis.results import analysis_results_store
+from cds.pipeline.analysis import analysis_results_store
 from tests.cds.analysis.test_results_store import make_result
 
 pytestmark = pytest.mark.django_db

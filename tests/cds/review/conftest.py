@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from cds.analysis.models import AnalysisJob
-from cds.analysis.results import analysis_results_store
 from cds.ecg.models import EcgRecording
+from cds.pipeline.analysis import analysis_results_store
 from cds.review.models import Review
 from inference.clinical.types import ClinicalReport, EcgMeasurements
 from tests.cds.factories import make_result, with_interpretation

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cds.analysis.models import AnalysisJob, Prediction, ResultResource
-from cds.analysis.results import analysis_results_store
+from cds.pipeline.analysis import analysis_results_store
 from cds.review import services
 from cds.review.models import Review
 from cds.review.selectors import worklist

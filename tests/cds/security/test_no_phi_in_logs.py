@@ -23,9 +23,9 @@ import pytest
 from django.conf import settings
 
 from cds.analysis.models import AnalysisJob
-from cds.analysis.tasks import analysis_job_run
 from cds.core.logging import RedactPhiFilter
 from cds.ecg.encoding import ecg_transaction_bundle
+from cds.pipeline.tasks import analysis_job_run
 
 MRN_SYSTEM = "urn:oid:1.2.3.4.mrn"
 MRN = "CANARY-MRN-58213"
@@ -117,7 +117,7 @@ def test_it_logs_no_patient_identifiers_names_birth_dates_or_waveforms(
     anonymous.headers = {"HTTP_AUTHORIZATION": f"Bearer {MRN}.{FAMILY}"}
     assert anonymous.get(f"/fhir/Patient?identifier={MRN}").status_code == 401
     # 5. An unexpected crash on a FHIR route is logged with its traceback: the request body is not in it.
-    with mock.patch("cds.fhir.apis.resource_create", autospec=True, side_effect=RuntimeError("boom")):
+    with mock.patch("cds.fhirapi.apis.resource_create", autospec=True, side_effect=RuntimeError("boom")):
         assert service_account.post("/fhir/Patient", canary_patient()).status_code == 500
 
     text = logged_text(caplog.records)

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from cds.core.checks import check_settings
+from cds.writeback.checks import check_writeback_settings
 
 
 def writeback_ids(settings: Any) -> list[str]:
-    return [message.id for message in check_settings() if message.id in {"cds.E010", "cds.E011", "cds.E012"}]
+    return [message.id for message in check_writeback_settings() if message.id in {"cds.E010", "cds.E011", "cds.E012"}]
 
 
 def test_it_accepts_write_back_switched_off(settings: Any) -> None:
@@ -46,7 +46,7 @@ def test_it_requires_a_base_url_and_what_the_auth_method_needs(settings: Any, au
         setattr(settings, name, "")
     settings.WRITEBACK_CLIENT_SECRET = None
     settings.WRITEBACK_PRIVATE_KEY = None
-    (error,) = [m for m in check_settings() if m.id == "cds.E010"]
+    (error,) = [m for m in check_writeback_settings() if m.id == "cds.E010"]
     assert error.msg == f"WRITEBACK_ENABLED with WRITEBACK_AUTH={auth} needs {', '.join(missing)}."
 
 

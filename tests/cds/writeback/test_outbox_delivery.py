@@ -11,8 +11,8 @@ import pytest
 from django.utils import timezone
 
 from cds.analysis.models import AnalysisJob
-from cds.analysis.results import analysis_results_store
 from cds.core.exceptions import ApplicationError
+from cds.pipeline.analysis import analysis_results_store
 from cds.writeback.client import WritebackConfig, fhir_transaction_post
 from cds.writeback.models import OutboxMessage
 from cds.writeback.services import outbox_deliver, outbox_enqueue, outbox_message_requeue, outbox_sweep

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt
@@ -14,20 +16,19 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from cds.core.exceptions import FhirError
-from cds.fhir.bundles import bundle_process
+from cds.core.responses import fhir_response, operation_outcome
 from cds.fhir.capability import capability_statement
-from cds.fhir.http import check_response_format, fhir_response, parse_body
+from cds.fhir.http import check_response_format, parse_body
 from cds.fhir.models import StoredResource
 from cds.fhir.selectors import resource_read, resource_search, unsupported_params
-from cds.fhir.services import resource_create
 from cds.fhir.validation import READABLE_TYPES, SUPPORTED_TYPES, resource_validate
+from cds.fhirapi.bundles import bundle_process
+from cds.fhirapi.creators import resource_create
 from cds.oauth.scopes import require_scope
 
 
 def resource_headers(resource: StoredResource) -> dict[str, str]:
     """Return ``Location``, ``ETag`` and ``Last-Modified`` for a stored version."""
-    from django.conf import settings
-
     return {
         "Location": f"{settings.PUBLIC_BASE_URL}/fhir/{resource.reference}/_history/{resource.version_id}",
         "ETag": f'W/"{resource.version_id}"',
@@ -96,8 +97,6 @@ class ResourceSearchApi(FhirApi):
     """``GET /fhir/{type}?...``: a searchset Bundle, paged with ``_count``/``_offset``."""
 
     def get(self, request: Request, resource_type: str) -> HttpResponse:
-        from django.conf import settings
-
         _known_type(resource_type)
         require_scope(request, resource_type, "s")
         params = [(k, v) for k, values in request.GET.lists() for v in values]
@@ -109,8 +108,6 @@ class ResourceSearchApi(FhirApi):
         kept = [(k, v) for k, v in params if k not in {"_offset", "_format", "_count"} and k not in ignored]
 
         def link(relation: str, offset: int) -> dict[str, str]:
-            from urllib.parse import urlencode
-
             query = urlencode([*kept, ("_count", str(page.count)), ("_offset", str(offset))])
             return {"relation": relation, "url": f"{base}?{query}"}
 
@@ -191,15 +188,13 @@ def resource_validate_bundle_type(content: dict[str, Any]) -> None:
 
 
 def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Route one URL to one view per HTTP method (one APIView per operation, STYLE G3)."""
+    """Route one URL to one view per HTTP method (one APIView per operation, docs/style.md G3)."""
 
     @csrf_exempt
     def route(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         view = views.get(request.method or "", views.get("*"))
         if view is None:
             error = FhirError.single(405, "not-supported", f"{request.method} is not supported on this URL")
-            from cds.fhir.http import operation_outcome
-
             return fhir_response(operation_outcome(error), status=405, headers={"Allow": ", ".join(views)})
         return view(request, *args, **kwargs)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from cds.fhir.apis import (
+from cds.fhirapi.apis import (
     BundleProcessApi,
     MetadataApi,
     ResourceCreateApi,

@@ -11,9 +11,12 @@ from django.db import transaction
 from django.utils.http import http_date
 
 from cds.core.exceptions import FhirError, FhirIssue
-from cds.fhir.http import operation_outcome
-from cds.fhir.services import conditional_match, resource_creator, resource_prepare
+from cds.core.responses import operation_outcome
+from cds.fhir.references import rewrite_references
+from cds.fhir.services import conditional_match
 from cds.fhir.validation import resource_validate
+from cds.fhirapi.creators import resource_creator, resource_prepare
+from cds.oauth.scopes import require_scope
 
 # Referenced resources first, so an Observation's subject exists when it is created.
 _CREATE_ORDER = {"Patient": 0}
@@ -58,8 +61,6 @@ def _in_entry(error: FhirError, entry_path: str, resource_type: str | None) -> F
 
 
 def _parse_entry(index: int, raw: Any, request: Any) -> _Entry:
-    from cds.oauth.scopes import require_scope
-
     path = f"Bundle.entry[{index}]"
     if not isinstance(raw, dict):
         raise FhirError.single(400, "structure", "entry must be an object", path)
@@ -92,20 +93,6 @@ def _parse_entry(index: int, raw: Any, request: Any) -> _Entry:
         full_url=raw.get("fullUrl"),
         if_none_exist=entry_request.get("ifNoneExist"),
     )
-
-
-def rewrite_references(node: Any, mapping: dict[str, str]) -> None:
-    """Replace ``urn:uuid`` references (and other fullUrls) with the server's ``Type/id``."""
-    if isinstance(node, dict):
-        reference = node.get("reference")
-        if isinstance(reference, str) and reference in mapping:
-            node["reference"] = mapping[reference]
-        for value in node.values():
-            if isinstance(value, (dict, list)):
-                rewrite_references(value, mapping)
-    elif isinstance(node, list):
-        for item in node:
-            rewrite_references(item, mapping)
 
 
 def _check_unresolved(entry: _Entry) -> None:

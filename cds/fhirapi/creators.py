@@ -1,0 +1,68 @@
+"""Create FHIR resources posted to ``/fhir``: one creator per type, plain and conditional create."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from cds.ecg.services import ecg_prepare, patient_create
+from cds.fhir.models import StoredResource
+from cds.fhir.services import conditional_match
+from cds.pipeline.ingest import ecg_observation_ingest
+
+
+@dataclass(frozen=True)
+class CreateOutcome:
+    """The stored resource and whether this request created it (False: conditional match)."""
+
+    resource: StoredResource
+    created: bool
+
+
+ResourceCreator = Callable[..., StoredResource]
+
+
+# The domain service that creates each writable type (docs/style.md E2): this layer may import them all.
+CREATORS: dict[str, ResourceCreator] = {"Patient": patient_create, "Observation": ecg_observation_ingest}
+
+
+def resource_prepare(*, resource_type: str, content: dict[str, Any]) -> dict[str, Any]:
+    """Do a resource's CPU-bound checks before any transaction; return extra creator arguments."""
+    if resource_type == "Observation":
+        return {"decoded": ecg_prepare(content=content)}
+    return {}
+
+
+def resource_creator(resource_type: str) -> ResourceCreator:
+    """Return the domain service that creates a resource of this type."""
+    return CREATORS[resource_type]
+
+
+def resource_create(
+    *, resource_type: str, content: dict[str, Any], source: str, if_none_exist: str | None = None
+) -> CreateOutcome:
+    """Create a resource, or return the existing one when ``if_none_exist`` matches it.
+
+    Raises FhirError for a conditional query matching several resources (412) or for content the
+    domain service refuses; nothing is stored then.
+    """
+    content = {key: value for key, value in content.items() if key != "id"}  # the server assigns ids
+    prepared = resource_prepare(resource_type=resource_type, content=content)
+    with transaction.atomic():
+        return _resource_create_in_transaction(
+            resource_type=resource_type, content=content, source=source, if_none_exist=if_none_exist, prepared=prepared
+        )
+
+
+def _resource_create_in_transaction(
+    *, resource_type: str, content: dict[str, Any], source: str, if_none_exist: str | None, prepared: dict[str, Any]
+) -> CreateOutcome:
+    if if_none_exist:
+        existing = conditional_match(resource_type=resource_type, query=if_none_exist, expression="If-None-Exist")
+        if existing is not None:
+            return CreateOutcome(resource=existing, created=False)
+    resource = resource_creator(resource_type)(content=content, source=source, **prepared)
+    return CreateOutcome(resource=resource, created=True)

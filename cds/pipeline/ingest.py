@@ -1,0 +1,27 @@
+"""Ingest use case: an ECG Observation is stored and its analysis queued (docs/style.md E1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from cds.analysis.services import analysis_job_create
+from cds.ecg.decoding import DecodedEcg
+from cds.ecg.services import ecg_recording_create
+from cds.fhir.models import StoredResource
+
+
+@transaction.atomic
+def ecg_observation_ingest(
+    *, content: dict[str, Any], source: str, decoded: DecodedEcg | None = None
+) -> StoredResource:
+    """Store an ECG Observation and its waveform, and create its pending analysis job.
+
+    The job is enqueued only after commit, so a worker never sees a job whose ECG is not yet visible.
+    Raises FhirError (nothing stored) when the Observation is not an ECG, its subject does not
+    resolve, or its waveform fails decoding or the acceptance limits.
+    """
+    recording = ecg_recording_create(content=content, source=source, decoded=decoded)
+    analysis_job_create(recording=recording)
+    return recording.resource
