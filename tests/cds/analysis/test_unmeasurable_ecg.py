@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from cds.analysis.models import AnalysisJob, Prediction
-from cds.analysis.tasks import analysis_job_run
 from cds.ecg.encoding import ecg_observation
+from cds.pipeline.tasks import analysis_job_run
 from inference.results import INTERPRETATION_NAME
 from tests.conftest import LEADS_12, read_sample_record
 
