@@ -37,6 +37,7 @@ os.environ.setdefault("SECRET_KEY", "bench-only")
 BIN = Path(sys.executable).parent
 DB = "cds_bench_pipeline"
 REPOSITORY = REPO / "deploy" / "triton" / "model_repository"
+LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 from bench_ingest import percentile, sample_bodies  # noqa: E402 - after the path setup
 
@@ -56,19 +57,27 @@ def detector_batches() -> dict[str, Any]:
     return stack_detector_inputs(items)
 
 
-def foundation_batches() -> dict[str, Any]:
-    """Return the stacked foundation-model inputs of the committed sample ECGs."""
+def foundation_batches(*, measured: bool = False) -> dict[str, Any]:
+    """Return the stacked foundation-model inputs of the committed sample ECGs.
+
+    ``measured``: add each ECG's measured-findings vector (the report model's third input).
+    """
     import numpy as np
     import wfdb
 
+    from inference.clinical.conditioning import measured_vector_of_signal
     from inference.preprocessing import foundation_inputs
 
     folder = REPO / "samples" / "ptbxl" / "records500" / "00000"
-    items = []
+    items, vectors = [], []
     for path in sorted(folder.glob("*.hea")):
         record = wfdb.rdrecord(str(path.with_suffix("")))
-        items.append(foundation_inputs(np.nan_to_num(record.p_signal.T), record.fs))
-    return {"signal": np.stack([i.signal for i in items]), "lead_mask": np.stack([i.lead_mask for i in items])}
+        signal = np.nan_to_num(record.p_signal.T)
+        items.append(foundation_inputs(signal, record.fs))
+        if measured:
+            vectors.append(measured_vector_of_signal(signal, record.fs, LEADS))
+    arrays = {"signal": np.stack([i.signal for i in items]), "lead_mask": np.stack([i.lead_mask for i in items])}
+    return arrays | ({"measured": np.stack(vectors)} if measured else {})
 
 
 # The one output each model is timed for (the rest are computed anyway).
@@ -118,6 +127,11 @@ def without_dynamic_batching(root: Path) -> Path:
     return copy
 
 
+def report_takes_measured() -> bool:
+    """Return whether the served report model is conditioned on the measured findings."""
+    return 'name: "measured"' in (REPOSITORY / "ecg_report" / "config.pbtxt").read_text()
+
+
 def served_models() -> list[str]:
     return sorted(path.parent.name for path in REPOSITORY.glob("*/config.pbtxt"))
 
@@ -128,7 +142,8 @@ def triton_benchmark(tmp: Path, seconds: float) -> dict[str, Any]:
 
     inputs = {"ecg_detector": detector_batches()}
     if "ecg_foundation" in served_models():
-        inputs["ecg_foundation"] = inputs["ecg_report"] = foundation_batches()
+        inputs["ecg_foundation"] = foundation_batches()
+        inputs["ecg_report"] = foundation_batches(measured=report_takes_measured())
     results: dict[str, Any] = {model: {} for model in inputs}
     for label, repository in (("dynamic", REPOSITORY), ("no_dynamic", without_dynamic_batching(tmp))):
         with LocalTriton(
@@ -306,7 +321,8 @@ def measure_rate(url: str, token: str, bodies: list[bytes], rate: float, drain_s
     stages: dict[str, float] = {"post_ms": statistics.mean(s[2] for s in sent)}
     stages["queue_ms"] = statistics.mean((float(r[3]) - float(r[2])) * 1000 for r in done) if done else 0.0
     keys = ("load_ms", "preprocess_ms", "triton_ms", "postprocess_ms")
-    keys += ("foundation_preprocess_ms", "foundation_triton_ms", "foundation_report_ms", "store_ms")
+    keys += ("foundation_preprocess_ms", "foundation_triton_ms", "foundation_report_ms")
+    keys += ("clinical_measure_ms", "clinical_statements_ms", "clinical_report_ms", "store_ms")
     for key in keys:
         stages[key] = statistics.mean(float(r[5].get(key, 0.0)) for r in done) if done else 0.0
     stage_total = sum(stages.values())
