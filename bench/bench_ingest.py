@@ -23,13 +23,19 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cds.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only")
-BIN = Path(sys.executable).parent
 DB = "cds_bench"
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+from deploy.livestack import (  # noqa: E402 - after the path setup
+    client_token,
+    create_api_client,
+    live_env,
+    manage,
+    percentile,
+    spawn,
+    wait_for_health,
+    web_command,
+    worker_command,
+)
 
 
 def sample_bodies(n: int) -> list[bytes]:
@@ -145,56 +151,22 @@ def main() -> None:
     bodies = sample_bodies(args.requests * 2 + 20)
     decode = bench_decode(bodies[:100])
     queue = f"bench-{uuid.uuid4().hex[:6]}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
-        "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
-        "CELERY_TASK_DEFAULT_QUEUE": queue,
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{args.port}",
+    env = live_env(
+        database_url=f"postgres://postgres@127.0.0.1:5432/{DB}",
+        base_url=f"http://127.0.0.1:{args.port}",
+        queue=queue,
+        CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
         # The drain worker runs the detector in-process: this bench measures ingest, not Triton.
-        "INFERENCE_BACKEND": "inprocess",
-        # Plain HTTP on loopback with a shared-secret client (not the production defaults).
-        "SECURE_SSL_REDIRECT": "false",
-        "OAUTH_ALLOW_CLIENT_SECRET": "true",
-    }
+        INFERENCE_BACKEND="inprocess",
+    )
     subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB], check=True)
     subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB], check=True)
-    manage = [str(BIN / "python"), str(REPO / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, cwd=REPO)
-    credentials = json.loads(
-        subprocess.run(
-            [*manage, "create_api_client", "bench"], env=env, check=True, capture_output=True, text=True, cwd=REPO
-        ).stdout
-    )
-    web = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "cds.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{args.port}",
-            "--workers",
-            str(args.web_workers),
-        ],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    manage(env, "migrate", "-v", "0")
+    credentials = create_api_client(env, "bench")
+    web = spawn(web_command(args.port, workers=args.web_workers), env, None)
     try:
-        import requests
-
-        for _ in range(100):
-            try:
-                if requests.get(f"http://127.0.0.1:{args.port}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        token = requests.post(
-            credentials["token_url"],
-            data={"grant_type": "client_credentials"},
-            auth=(credentials["client_id"], credentials["client_secret"]),
-            timeout=10,
-        ).json()["access_token"]
+        wait_for_health(f"http://127.0.0.1:{args.port}", timeout_s=60)
+        token = client_token(credentials)
         url = f"http://127.0.0.1:{args.port}/fhir/Observation"
         run_clients(url, token, bodies[:20], 2)  # warm every web worker
         results = [
@@ -206,13 +178,7 @@ def main() -> None:
         web.terminate()
         web.wait(timeout=20)
     # Drain the queued jobs with one worker and record its peak memory.
-    worker = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "cds", "worker", "--pool", "solo", "-Q", queue, "--loglevel", "WARNING"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = spawn(worker_command(queue, loglevel="WARNING"), env, None)
     deadline = time.monotonic() + 300
     drained_jobs = 0
     count_sql = "SELECT count(*) FROM analysis_analysisjob WHERE status = 'pending'"

@@ -34,12 +34,25 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cds.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only")
-BIN = Path(sys.executable).parent
 DB = "cds_bench_pipeline"
 REPOSITORY = REPO / "deploy" / "triton" / "model_repository"
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
-from bench_ingest import percentile, sample_bodies  # noqa: E402 - after the path setup
+from bench_ingest import sample_bodies  # noqa: E402 - after the path setup
+
+from deploy.livestack import (  # noqa: E402 - after the path setup
+    client_token,
+    create_api_client,
+    free_port,
+    live_env,
+    manage,
+    percentile,
+    spawn,
+    stop_processes,
+    wait_for_health,
+    web_command,
+    worker_command,
+)
 
 
 def detector_batches() -> dict[str, Any]:
@@ -167,7 +180,7 @@ class Stack:
     """gunicorn + Celery worker on a scratch database, talking to a local Triton."""
 
     def __init__(self, tmp: Path, port: int, worker_concurrency: int) -> None:
-        from inference.local_triton import LocalTriton, free_port
+        from inference.local_triton import LocalTriton
 
         self.tmp = tmp
         self.port = port
@@ -180,82 +193,42 @@ class Stack:
             http_port=free_port(),
             grpc_port=free_port(),
         )
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
-            "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
-            "CELERY_TASK_DEFAULT_QUEUE": f"bench-{uuid.uuid4().hex[:6]}",
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-            # Plain HTTP on loopback, clients with shared secrets: the production defaults (HTTPS
-            # redirect, SMART private_key_jwt only) do not apply to a local stack.
-            "SECURE_SSL_REDIRECT": "false",
-            "OAUTH_ALLOW_CLIENT_SECRET": "true",
-            "INFERENCE_BACKEND": "triton",
-            "INFERENCE_FOUNDATION_ENABLED": str("ecg_foundation" in served_models()).lower(),
-            "LOG_LEVEL": "WARNING",
-        }
+        self.env = live_env(
+            database_url=f"postgres://postgres@127.0.0.1:5432/{DB}",
+            base_url=f"http://127.0.0.1:{port}",
+            queue=f"bench-{uuid.uuid4().hex[:6]}",
+            CELERY_BROKER_URL=os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+            INFERENCE_BACKEND="triton",
+            INFERENCE_FOUNDATION_ENABLED=str("ecg_foundation" in served_models()).lower(),
+            LOG_LEVEL="WARNING",
+        )
         self.worker_concurrency = worker_concurrency
         self.processes: list[subprocess.Popen[bytes]] = []
         self.credentials_env: dict[str, str] = {}
 
     def start(self) -> str:
         """Start everything; return an access token."""
-        import requests
-
         self.triton.start(timeout_s=120)
         self.env |= {"TRITON_URL": self.triton.grpc_url, "TRITON_HTTP_URL": self.triton.http_url}
         subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", DB], check=True)
         subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB], check=True)
-        manage = [str(BIN / "python"), str(REPO / "manage.py")]
-        subprocess.run([*manage, "migrate", "-v", "0"], env=self.env, check=True, cwd=REPO)
-        out = subprocess.run(
-            [*manage, "create_api_client", "bench"], env=self.env, check=True, capture_output=True, text=True, cwd=REPO
-        )
-        credentials = json.loads(out.stdout)
+        manage(self.env, "migrate", "-v", "0")
+        credentials = create_api_client(self.env, "bench")
         self.credentials_env = {
             "LOAD_CLIENT_ID": credentials["client_id"],
             "LOAD_CLIENT_SECRET": credentials["client_secret"],
         }
         queue = self.env["CELERY_TASK_DEFAULT_QUEUE"]
         for name, command in {
-            "web": [str(BIN / "gunicorn"), "cds.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "-w", "2"],
-            "worker": [
-                str(BIN / "celery"),
-                "-A",
-                "cds",
-                "worker",
-                "-Q",
-                queue,
-                "--concurrency",
-                str(self.worker_concurrency),
-                "--loglevel",
-                "WARNING",
-            ],
+            "web": web_command(self.port, workers=2),
+            "worker": worker_command(queue, concurrency=self.worker_concurrency, loglevel="WARNING"),
         }.items():
-            log = (self.tmp / f"{name}.log").open("wb")
-            self.processes.append(subprocess.Popen(command, env=self.env, cwd=REPO, stdout=log, stderr=log))
-        for _ in range(150):
-            try:
-                if requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        token = requests.post(
-            credentials["token_url"],
-            data={"grant_type": "client_credentials"},
-            auth=(credentials["client_id"], credentials["client_secret"]),
-            timeout=10,
-        ).json()["access_token"]
-        return str(token)
+            self.processes.append(spawn(command, self.env, self.tmp / f"{name}.log"))
+        wait_for_health(f"http://127.0.0.1:{self.port}", timeout_s=90, log=self.tmp / "web.log")
+        return client_token(credentials)
 
     def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes, timeout_s=30)
         self.triton.stop()
 
 

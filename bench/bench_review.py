@@ -33,10 +33,7 @@ for _name in ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECUR
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 FULL_WAVEFORMS = 40  # reviews whose ECG carries a real waveform (the review-page sample)
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+from deploy.livestack import percentile  # noqa: E402 - after the path setup
 
 
 def fresh_database() -> None:

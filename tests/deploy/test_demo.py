@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,18 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from deploy.livestack import free_port
 from tests.conftest import REPO_ROOT
 
 # 8 PTB-XL records + the Challenge records (other hospitals) bundled under samples/.
 N_SAMPLES = 8 + len(list((REPO_ROOT / "samples" / "challenge").glob("*.hea")))
 
 pytestmark = pytest.mark.live
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_it_runs_the_demo_end_to_end_on_sqlite(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -26,12 +25,24 @@ import psycopg
 import pytest
 import requests
 
-from inference.local_triton import LocalTriton, free_port
+from deploy.livestack import (
+    BIN,
+    client_token,
+    create_api_client,
+    free_port,
+    live_env,
+    manage,
+    spawn,
+    stop_processes,
+    wait_for_health,
+    web_command,
+    worker_command,
+)
+from inference.local_triton import LocalTriton
 from tests.cds.writeback.conftest import Loopback, Reply, Request, Sekmet, forward
 from tests.conftest import LEADS_12, REPO_ROOT, read_sample_record
 from tests.inference.conftest import require_triton_venv
 
-BIN = Path(sys.executable).parent
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 REPOSITORY = REPO_ROOT / "deploy" / "triton" / "model_repository"
 
@@ -133,36 +144,31 @@ class FaultStack:
         self.broker = PrivateRedis(root)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": self.db.url,
-            "CELERY_BROKER_URL": self.broker.url,
-            "CELERY_TASK_DEFAULT_QUEUE": f"faults-{uuid.uuid4().hex[:6]}",
-            "PUBLIC_BASE_URL": self.base,
-            "CDS_VAR_DIR": str(root),
-            # Plain HTTP on loopback, clients with shared secrets: the production defaults (HTTPS
-            # redirect, SMART private_key_jwt only) do not apply to a local stack.
-            "SECURE_SSL_REDIRECT": "false",
-            "OAUTH_ALLOW_CLIENT_SECRET": "true",
-            "INFERENCE_BACKEND": "triton",
-            "TRITON_URL": triton.grpc_url,
-            "TRITON_PROTOCOL": "grpc",
-            "TRITON_HTTP_URL": "",
-            "TRITON_TIMEOUT_S": "5",
-            "ANALYSIS_RETRY_BACKOFF_MAX_S": "20",
-            "ANALYSIS_MAX_RETRIES": "20",
-            "INFERENCE_FOUNDATION_ENABLED": str("ecg_foundation" in triton.load_models).lower()
+        self.env = live_env(
+            database_url=self.db.url,
+            base_url=self.base,
+            queue=f"faults-{uuid.uuid4().hex[:6]}",
+            CELERY_BROKER_URL=self.broker.url,
+            CDS_VAR_DIR=str(root),
+            INFERENCE_BACKEND="triton",
+            TRITON_URL=triton.grpc_url,
+            TRITON_PROTOCOL="grpc",
+            TRITON_HTTP_URL="",
+            TRITON_TIMEOUT_S="5",
+            ANALYSIS_RETRY_BACKOFF_MAX_S="20",
+            ANALYSIS_MAX_RETRIES="20",
+            INFERENCE_FOUNDATION_ENABLED=str("ecg_foundation" in triton.load_models).lower()
             if triton.load_models
             else "false",
-            "WRITEBACK_ENABLED": "true",
-            "WRITEBACK_FHIR_BASE_URL": self.gateway.server.url,
-            "WRITEBACK_AUTH": "none",
-            "WRITEBACK_TIMEOUT_S": "3",
-            "WRITEBACK_SENDING_TIMEOUT_S": "20",
-            "WRITEBACK_MAX_ATTEMPTS": "30",
-            "WRITEBACK_BACKOFF_BASE_S": "2",
-            "WRITEBACK_BACKOFF_MAX_S": "8",
-        }
+            WRITEBACK_ENABLED="true",
+            WRITEBACK_FHIR_BASE_URL=self.gateway.server.url,
+            WRITEBACK_AUTH="none",
+            WRITEBACK_TIMEOUT_S="3",
+            WRITEBACK_SENDING_TIMEOUT_S="20",
+            WRITEBACK_MAX_ATTEMPTS="30",
+            WRITEBACK_BACKOFF_BASE_S="2",
+            WRITEBACK_BACKOFF_MAX_S="8",
+        )
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.token = ""
 
@@ -172,57 +178,19 @@ class FaultStack:
             [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.db.port), "-U", "postgres", "cds"], check=True
         )  # type: ignore[operator]
         self.broker.start()
-        self.manage("migrate", "-v", "0")
-        credentials = json.loads(self.manage("create_api_client", "faults", capture=True))
+        manage(self.env, "migrate", "-v", "0")
+        credentials = create_api_client(self.env, "faults")
         self.start_process("web")
         self.start_process("worker")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        response = requests.post(
-            credentials["token_url"],
-            data={"grant_type": "client_credentials"},
-            auth=(credentials["client_id"], credentials["client_secret"]),
-            timeout=10,
-        )
-        response.raise_for_status()
-        self.token = response.json()["access_token"]
-
-    def manage(self, *args: str, capture: bool = False) -> str:
-        result = subprocess.run(
-            [str(BIN / "python"), "manage.py", *args],
-            cwd=REPO_ROOT,
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return result.stdout if capture else ""
+        wait_for_health(self.base, timeout_s=60, log=self.root / "web.log")
+        self.token = client_token(credentials)
 
     def start_process(self, name: str) -> None:
         commands = {
-            "web": [str(BIN / "gunicorn"), "cds.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "-w", "2"],
-            "worker": [
-                str(BIN / "celery"),
-                "-A",
-                "cds",
-                "worker",
-                "-Q",
-                self.env["CELERY_TASK_DEFAULT_QUEUE"],
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-            ],
+            "web": web_command(self.port, workers=2),
+            "worker": worker_command(self.env["CELERY_TASK_DEFAULT_QUEUE"], concurrency=1),
         }
-        log = (self.root / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            commands[name], cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.processes[name] = spawn(commands[name], self.env, self.root / f"{name}.log", new_session=True)
 
     def kill_process(self, name: str) -> None:
         """SIGKILL the process and its children (a node loss, an OOM kill)."""
@@ -231,14 +199,7 @@ class FaultStack:
         process.wait(timeout=10)
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_processes(self.processes.values(), timeout_s=20, group=True)
         self.broker.stop()
         self.db.stop()
         self.gateway.server.close()

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,18 +32,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cds.writeback.client import access_tokens_clear
+from deploy.livestack import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 SEKMET_PINS = Path(__file__).with_name("sekmet-requirements.txt")
 SEKMET_VENV = Path(os.environ.get("SEKMET_VENV", REPO / "var" / "venv-sekmet"))
 READER_TOKEN = "sekmet-test-reader"  # static bearer token the tests use to read back from sekmet
-
-
-def free_port() -> int:
-    """Return a TCP port that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def sekmet_executable() -> Path:
