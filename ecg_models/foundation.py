@@ -445,8 +445,16 @@ class FoundationGreedyGenerator(nn.Module):
     ) -> torch.Tensor:
         memory = self.memory(signal, lead_mask, measured)
         b = signal.shape[0]
-        tokens = torch.full((b, 1), self.bos_id, dtype=torch.long, device=signal.device)
-        finished = torch.zeros(b, dtype=torch.bool, device=signal.device)
+        tokens = self.greedy(memory)
+        out = torch.full((b, self.max_len), self.pad_id, dtype=torch.long, device=signal.device)
+        out[:, : tokens.shape[1] - 1] = tokens[:, 1:]
+        return out
+
+    def greedy(self, memory: torch.Tensor) -> torch.Tensor:
+        """Return greedy token ids (B, 1 + steps) from decoder ``memory``, BOS first, PAD after EOS."""
+        b = memory.shape[0]
+        tokens = torch.full((b, 1), self.bos_id, dtype=torch.long, device=memory.device)
+        finished = torch.zeros(b, dtype=torch.bool, device=memory.device)
         for _ in range(self.max_len):
             nxt = self.decoder(tokens, memory)[:, -1].argmax(-1)
             nxt = torch.where(finished, torch.full_like(nxt, self.pad_id), nxt)
@@ -454,9 +462,7 @@ class FoundationGreedyGenerator(nn.Module):
             finished = finished | (nxt == self.eos_id)
             if bool(finished.all()):
                 break
-        out = torch.full((b, self.max_len), self.pad_id, dtype=torch.long, device=signal.device)
-        out[:, : tokens.shape[1] - 1] = tokens[:, 1:]
-        return out
+        return tokens
 
 
 def strip_ids(ids: list[int]) -> list[int]:

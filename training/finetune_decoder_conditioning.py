@@ -106,23 +106,9 @@ def generate(model: FoundationModel, latents: torch.Tensor, measured: torch.Tens
     texts: list[str] = []
     for i in range(0, len(latents), 64):
         mem = memory(model, latents[i : i + 64], measured[i : i + 64])
-        ids = _greedy_from_memory(gen, mem)
+        ids = gen.greedy(mem)[:, 1:]
         texts.extend(decode(tok, row.tolist()) for row in ids.cpu())
     return texts
-
-
-def _greedy_from_memory(gen: Any, mem: torch.Tensor) -> torch.Tensor:
-    b = mem.shape[0]
-    tokens = torch.full((b, 1), gen.bos_id, dtype=torch.long, device=mem.device)
-    finished = torch.zeros(b, dtype=torch.bool, device=mem.device)
-    for _ in range(gen.max_len):
-        nxt = gen.decoder(tokens, mem)[:, -1].argmax(-1)
-        nxt = torch.where(finished, torch.full_like(nxt, gen.pad_id), nxt)
-        tokens = torch.cat([tokens, nxt.unsqueeze(1)], dim=1)
-        finished = finished | (nxt == gen.eos_id)
-        if bool(finished.all()):
-            break
-    return tokens[:, 1:]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from django.utils.html import format_html, format_html_join
 
 from cds.analysis.interpretation import clinical_report_of, evidence_text, top_findings, verdict_words
 from cds.analysis.models import Prediction
+from cds.core.admin import ReadOnlyAdmin
 from cds.core.exceptions import ApplicationError
 from cds.review import services
 from cds.review.errors import ReviewPermissionDenied
@@ -361,7 +362,7 @@ CSV_COLUMNS = (
 
 
 @admin.register(QualityPrediction)
-class QualityPredictionAdmin(admin.ModelAdmin):
+class QualityPredictionAdmin(ReadOnlyAdmin):
     """Every prediction with provenance, versions, timings and the reviewer's verdict; CSV export."""
 
     list_display = (
@@ -383,15 +384,6 @@ class QualityPredictionAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return quality_predictions()
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("review.view_quality")
