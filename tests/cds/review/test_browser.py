@@ -14,6 +14,10 @@ import pytest
 
 from cds.analysis.models import AnalysisJob
 from cds.review.models import Review
+from inference.clinical.interpret import interpret_ecg
+from inference.clinical.types import ClinicalReport, EcgMeasurements
+from tests.cds.factories import make_result
+from tests.conftest import LEADS_12, read_sample_record
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
@@ -22,6 +26,22 @@ pytestmark = [
     pytest.mark.live,
     pytest.mark.skipif(CHROMIUM is None, reason="system Chromium not installed (apt-get install -y chromium)"),
 ]
+
+
+def measured_interpretation(score: float, ecg_id: int = 63) -> tuple[ClinicalReport, EcgMeasurements]:
+    """Return the real interpretation of a bundled sample beside the test's model results (screenshots show it)."""
+    samples_uv, header = read_sample_record(ecg_id)
+    result = make_result(score=score)
+    interpretation = interpret_ecg(
+        samples_uv / 1000.0,
+        header["fs"],
+        LEADS_12,
+        age_years=56.0,
+        sex="female",
+        detector=result.detector,
+        foundation=result.foundation,
+    )
+    return interpretation.clinical, interpretation.measurements
 
 
 @pytest.fixture
@@ -53,7 +73,11 @@ def test_it_reviews_corrects_and_signs_in_a_browser(
     senior_clinician: Any, admin_user: Any,
 ) -> None:  # fmt: skip
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    jobs = [analysed_ecg(score=s, effective=f"2024-03-0{n + 1}T10:00:00Z") for n, s in enumerate((2.5, 1.4, 3.1))]
+    jobs = []
+    for n, score in enumerate((2.5, 1.4, 3.1)):
+        clinical, measurements = measured_interpretation(score)
+        effective = f"2024-03-0{n + 1}T10:00:00Z"
+        jobs.append(analysed_ecg(score=score, effective=effective, clinical=clinical, measurements=measurements))
     review = Review.objects.get(job=jobs[2])  # the newest ECG: the page lists the two earlier ones
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     base = live_server.url
