@@ -17,7 +17,7 @@ from inference.clinical.types import EcgMeasurements, Finding
 SNOMED_SINUS_FAMILY = frozenset({"426783006", "426177001", "427084000", "427393009"})
 SNOMED_AF_FLUTTER = frozenset({"164889003", "164890007"})
 # Measured rhythm statements without P waves before regular QRS (statements.py codes).
-NON_SINUS_RHYTHMS = frozenset({"AFIB", "AFLT", "WCT", "NCT", "RHYTHM_UNCLEAR"})
+NON_SINUS_RHYTHMS = frozenset({"AFIB", "AFLT", "WCT", "NCT", "RHYTHM_UNCLEAR", "EAR"})
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ _BRADY, _TACHY = 60.0, 100.0
 # Chapman-Shaoxing/Ningbo data it is the commonest rhythm label). Sinus arrhythmia is the one
 # normal variant (respiratory, gradual RR change with normal P waves).
 _MAX_PR_TACHY = 250.0  # ms
+# Sinus P axis 0 to +90 (part II), widened by about one measurement error each side.
+_SINUS_P_AXIS = (-30.0, 105.0)
 _RAPID_NCT = 150.0  # 2:1 atrial flutter runs at ~150/min
 _RAPID_AF = 110.0  # "AF with rapid ventricular response": >110 bpm (2023 ACC/AHA AF guideline, rate control)
 _SINUS_ARRHYTHMIA_MS = 120.0  # P–P (here R–R of sinus beats) varying by > 0.12 s, gradual
@@ -79,6 +81,11 @@ def _rhythm(m: EcgMeasurements) -> Finding | None:
         # in noise. Saying which would be a guess, so the statement says exactly that.
         return _f("RHYTHM_UNCLEAR", "Regular rhythm, atrial activity unclear (no P waves identified)", None,
                   "rhythm", ev)  # fmt: skip
+    if m.p_axis_deg is not None and not _SINUS_P_AXIS[0] <= m.p_axis_deg <= _SINUS_P_AXIS[1]:
+        # P waves lead the QRS but do not come from the sinus node (inverted in the inferior
+        # leads): an ectopic atrial rhythm, not "sinus" (part II: sinus P axis 0 to +75/+90).
+        text = f"Ectopic atrial rhythm (P axis {m.p_axis_deg:.0f}°)"
+        return _f("EAR", text, None, "rhythm", ev | {"p_axis_deg": m.p_axis_deg})
     if rate < _BRADY:
         return _f("SBRAD", "Sinus bradycardia", "426177001", "rhythm", ev)
     if rate > _TACHY:

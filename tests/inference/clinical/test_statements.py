@@ -128,3 +128,12 @@ def test_it_does_not_call_sinus_tachycardia_on_a_p_wave_too_far_from_the_qrs() -
     m = EcgMeasurements(heart_rate_bpm=152.0, rr_irregularity=0.01, p_wave_present=True, pr_ms=320.0, qrs_ms=130.0)
     codes = [f.code for f in measured_findings(m)]
     assert codes[0] == "WCT" and "STACH" not in codes and "1AVB" not in codes
+
+
+def test_it_calls_p_waves_inverted_in_the_inferior_leads_an_ectopic_atrial_rhythm_not_sinus() -> None:
+    m = EcgMeasurements(
+        heart_rate_bpm=70.0, rr_irregularity=0.01, p_wave_present=True, pr_ms=150.0, qrs_ms=90.0, p_axis_deg=-60.0
+    )
+    findings = measured_findings(m)
+    assert findings[0].code == "EAR" and findings[0].abnormal and "-60" in findings[0].text
+    assert not {"SR", "SBRAD", "STACH", "SARRH"} & {f.code for f in findings}
