@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from inference.clinical.measurements import measure_ecg
+from inference.clinical.scp import SNOMED_OF_SCP
 from inference.clinical.statements import measured_findings
 from training.synthetic_ecg import synthesize
 
@@ -35,7 +36,6 @@ SCP = {
     "PVC": "PVC", "1AVB": "1AVB", "CRBBB": "CRBBB", "IRBBB": "IRBBB", "CLBBB": "CLBBB", "ILBBB": "ILBBB",
     "IVCD": "IVCD", "LQT": "LNGQT", "LVOLT": "LVOLT",
 }  # fmt: skip
-_SNOMED_SR = "426783006"
 
 
 def _synthetic_cases(n: int, seed: int) -> Iterator[dict[str, Any]]:
@@ -227,7 +227,7 @@ def evaluate_real(data: Path) -> dict[str, Any]:
         per: dict[str, Any] = {}
         for ours, scp in SCP.items():
             if challenge:
-                return_code = _snomed_of(ours)
+                return_code = SNOMED_OF_SCP[scp]
                 pos = [return_code in r["labels"] for r in subset]
                 pred = [return_code in r["snomed"] for r in subset]
             else:
@@ -249,15 +249,6 @@ def evaluate_real(data: Path) -> dict[str, Any]:
     if any(r["fold"] == 10 for r in rows):
         out["fold10"] = summarise([r for r in rows if r["fold"] == 10])
     return out
-
-
-def _snomed_of(code: str) -> str:
-    table = {
-        "SR": _SNOMED_SR, "SBRAD": "426177001", "STACH": "427084000", "SARRH": "427393009", "AFIB": "164889003",
-        "PAC": "284470004", "PVC": "427172004", "1AVB": "270492004", "CRBBB": "59118001", "IRBBB": "713426002",
-        "CLBBB": "164909002", "ILBBB": "251120003", "IVCD": "698252002", "LQT": "111975006", "LVOLT": "251146004",
-    }  # fmt: skip
-    return table[code]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.analyzer import EcgInput, InProcessAnalyzer
+from inference.clinical.statements import SNOMED_SINUS_FAMILY
 from inference.clinical.types import ClinicalReport, Verdict
 from inference.errors import InferenceError
 from inference.preprocessing import LEADS_12
@@ -48,7 +49,6 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO_ROOT / "ecg_models" / "weights"
 
-SNOMED_SINUS = frozenset({"426783006", "426177001", "427084000", "427393009"})  # SR, SB, ST, sinus arrhythmia
 # Truth codes share one namespace: PTB-XL SCP codes as they are, Challenge codes as "SNOMED:<id>"
 # (the Challenge loader's ``scp_codes`` keys).
 NORMAL_PTBXL = frozenset({"NORM", "SR", "SARRH"})
@@ -202,7 +202,7 @@ def normal_claims(scored: Sequence[ScoredEcg]) -> dict[str, Any]:
 def sinus_claimed_on_af(scored: Sequence[ScoredEcg]) -> dict[str, Any]:
     """Return the share of AF/flutter ECGs whose report states any sinus rhythm."""
     af = [s for s in scored if s.truth & AF_FLUTTER.truth]
-    return rate(sum(report_names(s.clinical, SNOMED_SINUS) for s in af), len(af))
+    return rate(sum(report_names(s.clinical, SNOMED_SINUS_FAMILY) for s in af), len(af))
 
 
 def flag_rates(scored: Sequence[ScoredEcg]) -> dict[str, Any]:

@@ -12,12 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from inference.clinical.scp import CODE_BY_PHRASE
+from inference.clinical.statements import NON_SINUS_RHYTHMS, SNOMED_SINUS_FAMILY
 from inference.clinical.types import EcgMeasurements, Finding
 
-SNOMED_SINUS_FAMILY = frozenset({"426783006", "426177001", "427084000", "427393009"})
 SNOMED_AF_FLUTTER = frozenset({"164889003", "164890007"})
-# Measured rhythm statements without P waves before regular QRS (statements.py codes).
-NON_SINUS_RHYTHMS = frozenset({"AFIB", "AFLT", "WCT", "NCT", "RHYTHM_UNCLEAR", "EAR"})
 
 
 @dataclass(frozen=True)
@@ -72,11 +70,9 @@ def _rate_claim(low: float | None, high: float | None) -> Callable[[Evidence], s
         rate = _value(e.measurements, "heart_rate_bpm")
         if rate is None:
             return ""
-        if low is not None and rate <= low:
-            return f"heart rate {rate:.0f}/min"
-        if high is not None and rate >= high:
-            return f"heart rate {rate:.0f}/min"
-        return ""
+        too_slow = low is not None and rate <= low
+        too_fast = high is not None and rate >= high
+        return f"heart rate {rate:.0f}/min" if too_slow or too_fast else ""
 
     return check
 

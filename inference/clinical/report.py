@@ -12,14 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from inference.clinical.decoder_check import (
-    CONTRADICTIONS,
-    SNOMED_SINUS_FAMILY,
-    DecoderSentence,
-    Evidence,
-    decoder_text_check,
-)
-from inference.clinical.scp import SCP_STATEMENTS
+from inference.clinical.decoder_check import CONTRADICTIONS, DecoderSentence, Evidence, decoder_text_check
+from inference.clinical.scp import SCP_STATEMENTS, SNOMED_OF_SCP
+from inference.clinical.statements import SNOMED_SINUS_FAMILY
 from inference.clinical.types import ClinicalReport, EcgMeasurements, Finding, Verdict
 from inference.preprocessing import LEADS_12
 from inference.results import DetectorResult, FoundationResult
@@ -28,37 +23,13 @@ from inference.results import DetectorResult, FoundationResult
 # fitted per statement (too few positives per statement to choose one without overfitting).
 STATEMENT_PROBABILITY = 0.5
 SINUS_SCP = frozenset({"SR", "SARRH"})  # "sinus rhythm" is confirmed by any measured sinus rhythm
-# The measured statement an SCP label corresponds to (SNOMED CT): the model's claim is confirmed
-# when the measurements made the same statement.
-SNOMED_OF_SCP = {
-    "SR": "426783006",
-    "SBRAD": "426177001",
-    "STACH": "427084000",
-    "SARRH": "427393009",
-    "AFIB": "164889003",
-    "AFLT": "164890007",
-    "1AVB": "270492004",
-    "LPR": "270492004",
-    "CRBBB": "59118001",
-    "CLBBB": "164909002",
-    "IRBBB": "713426002",
-    "ILBBB": "251120003",
-    "IVCD": "698252002",
-    "LNGQT": "111975006",
-    "PVC": "427172004",
-    "PAC": "284470004",
-    "LVOLT": "251146004",
-    "STE_": "164931005",
-    "STD_": "429622005",
-    "PACE": "10370003",
-}
-# SCP statements whose subject (rhythm, conduction, intervals, axis, voltage, ST level) the
-# measurements own: the model's claim only confirms or disagrees, it is never stated on its own.
 # A model claim the measurements do not support is said in the text when the model is confident
 # (p >= 0.8); weaker ones (its sinus-rhythm head gives 0.55-0.7 on most non-sinus rhythms) are
-# kept with the report for the review page but would only be noise in every draft.
+# kept with the report, marked WEAK, for the review page, but would only be noise in every draft.
 SAID_DISAGREEMENT_PROBABILITY = 0.8
 WEAK = "weak: "
+# SCP statements whose subject (rhythm, conduction, intervals, axis, voltage, ST level) the
+# measurements own: the model's claim only confirms or disagrees, it is never stated on its own.
 MEASURED_DOMAIN = frozenset(SNOMED_OF_SCP) | {"NORM", "LAFB", "LPFB", "SVARR", "BIGU", "TRIGU", "PRC(S)", "SVTAC"}
 LABELS = {
     "heart_rate_bpm": "rate",
@@ -104,9 +75,9 @@ def clinical_report(
     provisional_abnormal = detector_flag or foundation_flag or abnormal_measured or bool(technical or intended)
     evidence = Evidence(measurements=measurements, measured=measured, abnormal=provisional_abnormal)
     checked = decoder_text_check(foundation.report_text, evidence) if foundation is not None else []
-    ai_findings, disagreements = _model_statements(foundation, checked, evidence)
-    # Normal needs a sinus rhythm: P waves before regular QRS (sinus arrhythmia and a rate of
-    # 50-59/min are normal variants; the statements mark which are abnormal).
+    ai_findings, disagreements, weak_disagreements = _model_statements(foundation, checked, evidence)
+    # Normal needs a sinus rhythm: P waves before regular QRS (the statements mark which sinus
+    # rhythms are abnormal: bradycardia and tachycardia are, sinus arrhythmia is not).
     sinus = any(f.category == "rhythm" and f.snomed in SNOMED_SINUS_FAMILY for f in measured)
     if technical:
         verdict = Verdict.TECHNICAL_PROBLEM
@@ -123,7 +94,7 @@ def clinical_report(
     text = _text(
         verdict=verdict,
         findings=all_findings,
-        disagreements=[d for d in disagreements if _said(d)] if model_voice else [],
+        disagreements=disagreements if model_voice else [],
         measurements=measurements,
         detector=detector if model_voice else None,
         foundation=foundation if model_voice else None,
@@ -133,14 +104,10 @@ def clinical_report(
         urgency="urgent" if any(f.urgent for f in all_findings) else "routine",
         findings=tuple(all_findings),
         text=text,
-        disagreements=tuple(disagreements),
+        disagreements=(*disagreements, *(WEAK + d for d in weak_disagreements)),
         decoder_text=foundation.report_text if foundation is not None else "",
         decoder_removed=tuple(f"{s.text}: {s.removed_because}" for s in checked if s.removed_because),
     )
-
-
-def _said(disagreement: str) -> bool:
-    return not disagreement.startswith(WEAK)
 
 
 def _foundation_flag(foundation: FoundationResult | None) -> bool:
@@ -164,8 +131,8 @@ def _unreadable(m: EcgMeasurements) -> Finding:
 
 def _model_statements(
     foundation: FoundationResult | None, checked: Sequence[DecoderSentence], evidence: Evidence
-) -> tuple[list[Finding], list[str]]:
-    """Return the model's morphology findings and the disagreements between model and measurements.
+) -> tuple[list[Finding], list[str], list[str]]:
+    """Return the model's morphology findings and its disagreements with the measurements (said, weak).
 
     A morphology statement stands when the statement head gives it p >= 0.5 and a second output
     agrees: the decoder names it, or (diagnostic statements) the superclass head gives its class
@@ -173,11 +140,12 @@ def _model_statements(
     measurements contradict it or do not confirm it, the disagreement is said.
     """
     if foundation is None:
-        return [], []
+        return [], [], []
     named = {s.code for s in checked if s.code and not s.removed_because}
     measured_snomed = {f.snomed for f in evidence.measured if f.snomed}
     findings: list[Finding] = []
-    disagreements: list[str] = []
+    said: list[str] = []
+    weak: list[str] = []
     for code, p in sorted(foundation.statement_probabilities.items(), key=lambda kv: -kv[1]):
         if p < STATEMENT_PROBABILITY or code not in SCP_STATEMENTS or code == "NORM":
             continue
@@ -189,9 +157,8 @@ def _model_statements(
                 continue  # confirmed by the measured statement, which is already in the report
             reason = CONTRADICTIONS[code](evidence) if code in CONTRADICTIONS else ""
             because = reason or "the measured criteria are not met"
-            disagreements.append(f"the AI model suggests {statement.description.lower()} (p {p:.2f}), {because}")
-            if p < SAID_DISAGREEMENT_PROBABILITY:
-                disagreements[-1] = WEAK + disagreements[-1]
+            disagreement = f"the AI model suggests {statement.description.lower()} (p {p:.2f}), {because}"
+            (said if p >= SAID_DISAGREEMENT_PROBABILITY else weak).append(disagreement)
             continue
         superclass_p = foundation.superclass_probabilities.get(statement.superclass, 0.0)
         if not (code in named or (statement.superclass and superclass_p >= STATEMENT_PROBABILITY)):
@@ -207,7 +174,7 @@ def _model_statements(
                 evidence={"statement_probability": p, "superclass_probability": superclass_p, "decoder": code in named},
             )
         )
-    return findings, disagreements
+    return findings, said, weak
 
 
 def _lead_span(leads: Sequence[str]) -> str:

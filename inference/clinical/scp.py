@@ -47,3 +47,28 @@ def report_phrase(code: str) -> str:
 
 # The decoder writes each statement as its lower-cased description, one sentence each.
 CODE_BY_PHRASE = {report_phrase(code): code for code in SCP_STATEMENTS}
+
+# The measured statement (inference.clinical.statements, SNOMED CT) each SCP label corresponds to:
+# a model's claim is confirmed when the measurements made the same statement.
+SNOMED_OF_SCP = {
+    "SR": "426783006",
+    "SBRAD": "426177001",
+    "STACH": "427084000",
+    "SARRH": "427393009",
+    "AFIB": "164889003",
+    "AFLT": "164890007",
+    "1AVB": "270492004",
+    "LPR": "270492004",
+    "CRBBB": "59118001",
+    "CLBBB": "164909002",
+    "IRBBB": "713426002",
+    "ILBBB": "251120003",
+    "IVCD": "698252002",
+    "LNGQT": "111975006",
+    "PVC": "427172004",
+    "PAC": "284470004",
+    "LVOLT": "251146004",
+    "STE_": "164931005",
+    "STD_": "429622005",
+    "PACE": "10370003",
+}

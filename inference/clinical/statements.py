@@ -16,10 +16,14 @@ from inference.clinical.types import EcgMeasurements, Finding, LeadMeasurements
 SOURCE = "measured"
 # Sinus rate limits 60–100 bpm (AHA/ACC/HRS 2009 part II; the standard statement boundaries).
 _BRADY, _TACHY = 60.0, 100.0
-# Sinus bradycardia stays an abnormal statement at any rate < 60/min: the report must not write
-# "normal ECG" beside a rate statement, and other hospitals label it as a finding (in the
-# Chapman-Shaoxing/Ningbo data it is the commonest rhythm label). Sinus arrhythmia is the one
-# normal variant (respiratory, gradual RR change with normal P waves).
+# The rhythm statements this module makes, by whether they are sinus. Sinus bradycardia stays an
+# abnormal statement at any rate < 60/min: the report must not write "normal ECG" beside a rate
+# statement, and other hospitals label it as a finding (in the Chapman-Shaoxing/Ningbo data it is
+# the commonest rhythm label). Sinus arrhythmia is the one normal variant (respiratory, gradual
+# RR change with normal P waves).
+SINUS_RHYTHMS = frozenset({"SR", "SBRAD", "STACH", "SARRH"})
+SNOMED_SINUS_FAMILY = frozenset({"426783006", "426177001", "427084000", "427393009"})  # their SNOMED CT
+NON_SINUS_RHYTHMS = frozenset({"AFIB", "AFLT", "WCT", "NCT", "RHYTHM_UNCLEAR", "EAR"})
 _MAX_PR_TACHY = 250.0  # ms
 # Sinus P axis 0 to +90 (part II), widened by about one measurement error each side.
 _SINUS_P_AXIS = (-30.0, 105.0)
@@ -292,7 +296,7 @@ def measured_findings(m: EcgMeasurements, *, sex: str | None = None, age_years: 
     rhythm = _rhythm(m)
     if rhythm is not None:
         out.append(rhythm)
-    sinus = rhythm is not None and rhythm.code in ("SR", "SBRAD", "STACH", "SARRH")
+    sinus = rhythm is not None and rhythm.code in SINUS_RHYTHMS
     if m.pac_count and rhythm is not None and rhythm.code not in ("AFIB", "AFLT"):
         out.append(_f("PAC", f"Premature atrial complexes ({m.pac_count})", "284470004", "rhythm",
                       {"pac_count": m.pac_count, "beats": m.beats}))  # fmt: skip

@@ -182,3 +182,14 @@ def test_it_calls_a_normal_variant_sinus_rhythm_normal_but_not_an_unclear_rhythm
     assert normal.verdict == Verdict.NORMAL and normal.text.startswith("Sinus arrhythmia. Normal ECG.")
     report = clinical_report(measurements=_measurements(), findings=[unclear], detector=_detector(), foundation=None)
     assert report.verdict == Verdict.ABNORMAL and "Normal ECG" not in report.text
+
+
+def test_it_keeps_a_weak_model_disagreement_for_the_review_page_but_not_in_the_text() -> None:
+    foundation = _foundation(p=0.9, text="complete left bundle branch block.", statements={"CLBBB": 0.6})
+    report = clinical_report(
+        measurements=_measurements(), findings=[SINUS], detector=_detector(), foundation=foundation
+    )
+    assert "Evidence disagrees" not in report.text
+    assert report.disagreements == (
+        "weak: the AI model suggests complete left bundle branch block (p 0.60), QRS 90 ms",
+    )
