@@ -62,6 +62,12 @@ class DetectorConfig:
     beat_score_weight: float = 1.0  # weight of the beat restoration error in the score
     nll_beta: float = 1.0  # beta-NLL (Seitzer et al. 2022): variance^beta weight, stops the mean collapsing
     map_sigma: float = 6.0  # Gaussian smoothing of the anomaly map, in samples (24 ms)
+    # Joint masks (issue 12): a beat patch is hidden exactly when the record patch at its time is, so a
+    # masked span can never be copied from the other view. False: independent masks (shipped v1).
+    joint_masks: bool = False
+    # Uncertainty-weighted score (paper §2.4): squared error divided by the predicted variance, so
+    # patches the model finds hard in normal ECGs (noise, baseline) count less. False: plain error.
+    score_uncertainty: bool = False
 
     def __post_init__(self) -> None:
         """Reject inconsistent settings with the offending values."""
@@ -297,7 +303,8 @@ class DetectorBackbone(nn.Module):
         """Restore masked patches of both views.
 
         Shapes: record (b, leads, L), record_mask (b, T) bool, beats (b, K, leads, Lb),
-        beat_mask (b, Tb) bool (shared by the beats of one row), beat_valid (b, K) bool,
+        beat_mask (b, Tb) bool (shared by the beats of one row) or (b, K, Tb) (one per beat: joint
+        masks), beat_valid (b, K) bool,
         r_track (b, L) float (1 at R peaks).
         Returns record mean/logvar (b, T, leads*patch), beat mean/logvar (b, K, Tb, leads*patch)
         and pooled record features (b, d).
@@ -318,7 +325,9 @@ class DetectorBackbone(nn.Module):
         )
         if cfg.use_beat_view:
             flat = beats.reshape(b * k, cfg.n_leads, cfg.beat_samples)  # (b*K, leads, Lb)
-            bmask = beat_mask.repeat_interleave(k, dim=0)  # (b*K, Tb)
+            bmask = (
+                beat_mask.reshape(b * k, -1) if beat_mask.dim() == 3 else beat_mask.repeat_interleave(k, dim=0)
+            )  # (b*K, Tb)
             y = self.beat_embed(patchify(flat, cfg.patch_size), bmask)
             for block in self.beat_encoder:
                 y = block(y)
@@ -384,17 +393,17 @@ class AnomalyDetector(nn.Module):
         pad = self.map_kernel.shape[-1] // 2
         return F.conv1d(F.pad(x, (pad, pad), mode="replicate"), self.map_kernel, groups=self.cfg.n_leads)
 
-    def _place_beats(self, beat_err: torch.Tensor, r_track: torch.Tensor, beat_valid: torch.Tensor) -> torch.Tensor:
-        """Put per-sample beat errors back at their record positions, averaging overlaps.
+    def _beat_starts(
+        self, r_track: torch.Tensor, beat_valid: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return each beat slot's first record sample (B, K) and whether it maps to a beat (B, K) float.
 
         Beat k is the k-th R peak (time order) whose window fits in the record, the rule of
-        ``inference.preprocessing.extract_beats``. Shapes: beat_err (B, K, leads, Lb),
-        r_track (B, L), beat_valid (B, K) -> (B, leads, L).
+        ``inference.preprocessing.extract_beats``.
         """
         cfg = self.cfg
-        bsz, k, leads, lb = beat_err.shape
         length = r_track.shape[1]
-        pre = cfg.beat_pre_samples
+        pre, lb = cfg.beat_pre_samples, cfg.beat_samples
         idx = torch.arange(length, device=r_track.device)
         usable = (r_track > 0.5) & (idx >= pre) & (idx <= length - lb + pre)  # (B, L)
         rank = torch.cumsum(usable.long(), dim=1)
@@ -402,7 +411,31 @@ class AnomalyDetector(nn.Module):
             rank[:, None, :] == torch.arange(1, k + 1, device=r_track.device)[None, :, None]
         )  # (B, K, L)
         start = (onehot.long() * idx).sum(-1) - pre  # (B, K)
-        valid = (beat_valid & onehot.any(-1)).float()  # (B, K)
+        return start, (beat_valid & onehot.any(-1)).float()
+
+    def beat_masks_from_record(self, record_mask: torch.Tensor, r_track: torch.Tensor, k: int) -> torch.Tensor:
+        """Return per-beat masks (b, K, Tb): a beat patch is masked when the record patch at its centre is.
+
+        record_mask (b, T) bool, r_track (b, L). Beat slots without a beat get their patches' record
+        positions from a start of -pre (clamped), which is harmless: their errors are never counted.
+        """
+        cfg = self.cfg
+        start, _ = self._beat_starts(
+            r_track, torch.ones(r_track.shape[0], k, dtype=torch.bool, device=r_track.device), k
+        )
+        tb = cfg.beat_samples // cfg.patch_size
+        centres = start[:, :, None] + torch.arange(tb, device=r_track.device) * cfg.patch_size + cfg.patch_size // 2
+        patch = (centres // cfg.patch_size).clamp(0, record_mask.shape[1] - 1)  # (b, K, Tb)
+        return torch.gather(record_mask, 1, patch.reshape(patch.shape[0], -1)).reshape(patch.shape)
+
+    def _place_beats(self, beat_err: torch.Tensor, r_track: torch.Tensor, beat_valid: torch.Tensor) -> torch.Tensor:
+        """Put per-sample beat errors back at their record positions, averaging overlaps.
+
+        Shapes: beat_err (B, K, leads, Lb), r_track (B, L), beat_valid (B, K) -> (B, leads, L).
+        """
+        bsz, k, leads, lb = beat_err.shape
+        length = r_track.shape[1]
+        start, valid = self._beat_starts(r_track, beat_valid, k)
         index = (start[:, :, None] + torch.arange(lb, device=r_track.device)).clamp(0, length - 1)  # (B, K, Lb)
         src = (beat_err * valid[:, :, None, None]).permute(0, 2, 1, 3).reshape(bsz, leads, k * lb)
         flat_index = index.reshape(bsz, 1, k * lb)
@@ -443,14 +476,21 @@ class AnomalyDetector(nn.Module):
         rmask = self.score_masks.repeat(bsz, 1)  # (B*m, T)
         bts = beats.repeat_interleave(m, dim=0)  # (B*m, K, leads, Lb)
         bvalid = beat_valid.repeat_interleave(m, dim=0)  # (B*m, K)
-        bmask = self.beat_score_masks[torch.arange(m, device=record.device) % self.beat_score_masks.shape[0]].repeat(
-            bsz, 1
-        )
         rtrack = r_track.repeat_interleave(m, dim=0)  # (B*m, L)
-        rec_mean, _, beat_mean, _, pooled = self.backbone(rec, rmask, bts, bmask, bvalid, rtrack)
+        if cfg.joint_masks:
+            bmask = self.beat_masks_from_record(rmask, rtrack, beats.shape[1])  # (B*m, K, Tb)
+        else:
+            bmask = (
+                self.beat_score_masks[torch.arange(m, device=record.device) % self.beat_score_masks.shape[0]]
+                .repeat(bsz, 1)[:, None, :]
+                .expand(-1, beats.shape[1], -1)
+            )  # (B*m, K, Tb), the same for every beat
+        rec_mean, rec_logvar, beat_mean, beat_logvar, pooled = self.backbone(rec, rmask, bts, bmask, bvalid, rtrack)
         # Each patch is masked in exactly one of the m complementary masks, so summing the masked
         # errors over masks gives one restoration error per sample.
         err = (rec_mean - patchify(rec, cfg.patch_size)) ** 2 * rmask[..., None]  # (B*m, T, leads*patch)
+        if cfg.score_uncertainty:
+            err = err * torch.exp(-rec_logvar)
         err = unpatchify(err, cfg.n_leads, cfg.patch_size).reshape(bsz, m, cfg.n_leads, cfg.record_samples).sum(1)
         weight = lead_valid[:, :, None].float() * sample_valid[:, None, :].float()  # (B, leads, L)
         amap = self._smooth(err) * weight
@@ -459,9 +499,11 @@ class AnomalyDetector(nn.Module):
             k, tb, lp = bts.shape[1], cfg.beat_samples // cfg.patch_size, cfg.n_leads * cfg.patch_size
             btarget = patchify(bts.reshape(-1, cfg.n_leads, cfg.beat_samples), cfg.patch_size)  # (B*m*K, Tb, lp)
             berr = (beat_mean.reshape(btarget.shape) - btarget) ** 2
+            if cfg.score_uncertainty:
+                berr = berr * torch.exp(-beat_logvar.reshape(btarget.shape))
             berr = berr.reshape(bsz * m, k, tb, cfg.n_leads, cfg.patch_size)  # (B*m, K, Tb, leads, patch)
             per_patch = (berr * lead_valid.repeat_interleave(m, dim=0)[:, None, None, :, None]).sum(dim=(3, 4))
-            per_beat = (per_patch * bmask[:, None, :]).sum(-1) / bmask.sum(-1, keepdim=True).clamp(min=1)  # (B*m, K)
+            per_beat = (per_patch * bmask).sum(-1) / bmask.sum(-1).clamp(min=1)  # (B*m, K)
             per_beat = per_beat / (lead_valid.float().sum(-1).repeat_interleave(m, dim=0)[:, None] * cfg.patch_size)
             bv = bvalid.float()
             beat_score = ((per_beat * bv).sum(-1) / bv.sum(-1).clamp(min=1.0)).reshape(bsz, m).mean(1)
@@ -470,7 +512,7 @@ class AnomalyDetector(nn.Module):
             score = score + cfg.beat_score_weight * beat_score * has_beats
             # The beat masks are complementary too: summing over masks gives one error per beat sample,
             # which goes back to its place in the record so the map shows what the score weighs.
-            masked = berr.reshape(bsz * m, k, tb, lp) * bmask[:, None, :, None]
+            masked = berr.reshape(bsz * m, k, tb, lp) * bmask[..., None]
             per_sample = unpatchify(
                 masked.reshape(bsz, m, k, tb, lp).sum(1).reshape(bsz * k, tb, lp), cfg.n_leads, cfg.patch_size
             )
@@ -503,7 +545,11 @@ class AnomalyDetector(nn.Module):
         t = cfg.record_samples // cfg.patch_size
         tb = cfg.beat_samples // cfg.patch_size
         rmask = random_patch_mask(bsz, t, cfg.mask_ratio, generator).to(record.device)
-        bmask = random_patch_mask(bsz, tb, cfg.mask_ratio, generator).to(record.device)
+        if cfg.joint_masks:
+            bmask = self.beat_masks_from_record(rmask, r_track, beats.shape[1])  # (B, K, Tb)
+        else:
+            bmask = random_patch_mask(bsz, tb, cfg.mask_ratio, generator).to(record.device)[:, None, :]
+            bmask = bmask.expand(-1, beats.shape[1], -1)
         rec_mean, rec_logvar, beat_mean, beat_logvar, pooled = self.backbone(
             record, rmask, beats, bmask, beat_valid, r_track
         )
@@ -523,7 +569,7 @@ class AnomalyDetector(nn.Module):
         if cfg.use_beat_view:
             target = patchify(beats.reshape(-1, cfg.n_leads, cfg.beat_samples), cfg.patch_size).reshape(beat_mean.shape)
             bw = lead_valid[:, None, None, :, None].float().expand(-1, beats.shape[1], tb, -1, cfg.patch_size)
-            bw = bw.reshape(beat_mean.shape) * bmask[:, None, :, None] * beat_valid[:, :, None, None]
+            bw = bw.reshape(beat_mean.shape) * bmask[..., None] * beat_valid[:, :, None, None]
             bnll = _beta_nll(target, beat_mean, beat_logvar, cfg.nll_beta)
             beat_loss = (bnll * bw).sum() / bw.sum().clamp(min=1.0)
             total = total + beat_loss

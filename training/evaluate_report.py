@@ -11,7 +11,7 @@ its ``ClinicalReport`` is scored against the dataset's own statements:
   codes (the text is built from the findings); ``named_without_words`` counts reports that name it
   while the text lacks its words (a sanity check of the text);
 - ``normal_claimed_on_abnormal`` / ``normal_claimed_on_normal``: share of clinically abnormal /
-  normal ECGs with a normal verdict ("Normal ECG."). Normal: PTB-XL NORM with at most SR or SARRH
+  normal ECGs with a normal verdict ("Normal ECG."). Normal: PTB-XL NORM with at most SR, SARRH or a form statement a NORM diagnosis keeps (ABQRS, NT_, VCLVH, LVOLT, HVOLT, TAB_)
   beside it; Challenge Dx within {sinus rhythm, sinus arrhythmia}. Everything else is abnormal;
 - ``sinus_claimed_on_af``: share of AF/flutter ECGs whose report states a sinus rhythm;
 - verdict and urgency counts, detector and foundation-model flag rates on normal/abnormal ECGs,
@@ -42,7 +42,7 @@ from inference.clinical.types import ClinicalReport, Verdict
 from inference.errors import InferenceError
 from inference.preprocessing import LEADS_12
 from training.data.challenge import is_challenge_dir, load_challenge_records
-from training.data.ptbxl import EcgRecord, load_ptbxl_record
+from training.data.ptbxl import NORMAL_FORM_CODES, SINUS_CODES, EcgRecord, load_ptbxl_record
 from training.data.splits import TEST_FOLD, load_index
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ WEIGHTS = REPO_ROOT / "ecg_models" / "weights"
 
 # Truth codes share one namespace: PTB-XL SCP codes as they are, Challenge codes as "SNOMED:<id>"
 # (the Challenge loader's ``scp_codes`` keys).
-NORMAL_PTBXL = frozenset({"NORM", "SR", "SARRH"})
+NORMAL_PTBXL = frozenset({"NORM"}) | SINUS_CODES | NORMAL_FORM_CODES  # training.data.ptbxl.clinical_label
 NORMAL_CHALLENGE = frozenset({"SNOMED:426783006", "SNOMED:427393009"})
 
 
@@ -144,7 +144,8 @@ def rate(k: int, n: int) -> dict[str, Any]:
 def truth_is_normal(truth: frozenset[str]) -> bool | None:
     """Return whether the statements describe a clinically normal ECG (None: no statement at all).
 
-    PTB-XL: NORM with at most SR or SARRH beside it; Challenge: Dx within sinus rhythm and sinus
+    PTB-XL: the clinical rule of ``training.data.ptbxl.clinical_label`` (NORM with at most sinus
+    rhythm or sinus arrhythmia and form statements a NORM diagnosis keeps beside it); Challenge: Dx within sinus rhythm and sinus
     arrhythmia. Anything else (any other statement, rhythm or diagnosis) is abnormal.
     """
     if not truth:

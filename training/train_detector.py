@@ -60,6 +60,13 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 100
     lead_dropout: float = 0.15  # probability per ECG of zeroing 1–11 random leads (bad-input robustness)
+    # Probability per ECG of a site-shift augmentation (residual per-lead gain, noise, drift, a blurred
+    # low-rate source; see _shift). 0 = none (shipped v1).
+    shift_augment: float = 0.0
+    # "superclass": NORM as the only diagnostic superclass (v1); "clinical": also sinus rhythm and no
+    # rhythm, ectopy or abnormal form statement (training.data.ptbxl.clinical_label), for the training
+    # normals and the validation labels alike.
+    normal_definition: str = "superclass"
     attribute_weight: float = 0.1
     val_every: int = 2  # epochs between validation passes
     max_train_records: int = 0  # cap for smoke tests (0 = all)
@@ -85,6 +92,42 @@ def _augment(batch: list[torch.Tensor], rate: float, generator: torch.Generator)
     return [record, beats, beat_valid, lead_valid, sample_valid, r_track]
 
 
+def _shift(x: torch.Tensor, gain: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Return ``x`` (leads, n), preprocessed, as another site might record it.
+
+    The pipeline already removes what differs most between sites (per-lead offset and units by robust
+    scaling, wander below 1 Hz and mains above 25 Hz by the band-pass; tests/inference/test_preprocessing.py),
+    so only what survives it is simulated: a residual per-lead gain (0.8-1.25), broadband noise (muscle,
+    SD up to 0.03 against ~0.15 for the signal), a 1-2 Hz drift the high-pass lets through, and the
+    blur of a 100-125 Hz source (a 2-3 sample moving average at 250 Hz). Electrode misplacement is not
+    simulated: reversal is a technical finding the service must flag, not a normal variant to learn.
+    """
+    leads, n = x.shape
+    out = x * gain[:, None]
+    t = torch.arange(n, dtype=x.dtype) / 250.0
+    freq = 1.0 + torch.rand(leads, 1, generator=generator)
+    phase = 2 * torch.pi * torch.rand(leads, 1, generator=generator)
+    out = out + 0.05 * torch.rand(1, generator=generator) * torch.sin(2 * torch.pi * freq * t + phase)
+    out = out + 0.03 * torch.rand(1, generator=generator) * torch.randn(leads, n, generator=generator)
+    if torch.rand(1, generator=generator).item() < 0.3:
+        width = int(torch.randint(2, 4, (1,), generator=generator))
+        out = torch.nn.functional.avg_pool1d(out[None], width, stride=1, padding=0, count_include_pad=False)[0]
+        out = torch.nn.functional.pad(out, (0, n - out.shape[-1]), mode="replicate")
+    return out
+
+
+def _shift_augment(batch: list[torch.Tensor], rate: float, generator: torch.Generator) -> list[torch.Tensor]:
+    """Apply ``_shift`` to some ECGs of a batch (the same per-lead gain in the record and its beats)."""
+    record, beats, *rest = batch
+    for i in range(record.shape[0]):
+        if rate and torch.rand(1, generator=generator).item() < rate:
+            gain = torch.exp(torch.empty(record.shape[1]).uniform_(-0.22, 0.22, generator=generator))
+            record[i] = _shift(record[i], gain, generator)
+            for k in range(beats.shape[1]):
+                beats[i, k] = _shift(beats[i, k], gain, generator)
+    return [record, beats, *rest]
+
+
 BEAT_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
@@ -104,6 +147,19 @@ def _choose_beat_weight(model: AnomalyDetector, val: DetectorArrays, labelled: n
     return model.cfg.beat_score_weight
 
 
+def _choose_score_weighting(model: AnomalyDetector, val: DetectorArrays, labelled: np.ndarray) -> bool:
+    """Set and return whether the score weights errors by the predicted uncertainty (best validation AUROC)."""
+    aurocs = {}
+    for weighted in (False, True):
+        model.cfg.score_uncertainty = weighted
+        _choose_beat_weight(model, val, labelled)
+        aurocs[weighted] = detection_metrics(score_arrays(model, val)[0][labelled], val.labels[labelled], np.inf)[
+            "auroc"
+        ]
+    model.cfg.score_uncertainty = aurocs[True] > aurocs[False]
+    return model.cfg.score_uncertainty
+
+
 def validate(model: AnomalyDetector, val: DetectorArrays, val_attr: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
     """Score validation ECGs; choose the beat weight, attribute use and threshold there.
 
@@ -112,6 +168,7 @@ def validate(model: AnomalyDetector, val: DetectorArrays, val_attr: tuple[np.nda
     """
     labelled = val.labels >= 0
     labels = val.labels[labelled]
+    _choose_score_weighting(model, val, labelled)
     beat_weight = _choose_beat_weight(model, val, labelled)
     scores, attrs, _ = score_arrays(model, val)
     dev = attribute_deviation(attrs, *val_attr)
@@ -135,6 +192,7 @@ def validate(model: AnomalyDetector, val: DetectorArrays, val_attr: tuple[np.nda
         "auroc_combined": auroc_comb,
         "use_attribute_deviation": use_attr,
         "beat_score_weight": beat_weight,
+        "score_uncertainty": model.cfg.score_uncertainty,
         "auroc": auroc_comb if use_attr else auroc_rest,
         "threshold": choose_threshold(chosen[labelled], labels),
         # For data without measured intervals (e.g. Challenge directories): z(restoration) only.
@@ -155,6 +213,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # Data: the split rule is shared with the foundation model (training/data/splits.py).
     index = load_index(Path(cfg.data_dir))
+    if cfg.normal_definition == "clinical":
+        index = index.assign(label=index["clinical_label"])
+    elif cfg.normal_definition != "superclass":
+        raise ValueError(f"normal_definition must be 'superclass' or 'clinical', got {cfg.normal_definition!r}")
     splits = split_records(index)
     train_df = splits["train"][splits["train"]["label"] == "normal"]
     val_df = splits["val"]
@@ -197,7 +259,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for b in range(steps_per_epoch):
             idx = np.sort(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
             record, beats, beat_valid, lead_valid, sample_valid, r_track = (
-                t.to(cfg.device) for t in _augment(to_tensors(train.arrays, idx), cfg.lead_dropout, generator)
+                t.to(cfg.device)
+                for t in _augment(
+                    _shift_augment(to_tensors(train.arrays, idx), cfg.shift_augment, generator),
+                    cfg.lead_dropout,
+                    generator,
+                )
             )
             loss, parts = model.loss(
                 record,

@@ -106,8 +106,32 @@ def _score_note(result: AnalysisResult) -> str:
     return f"Verdict: {verdict_words(clinical.verdict)} ({clinical.urgency}). {note}"
 
 
+def _served_score(result: AnalysisResult) -> tuple[float, float, str, list[dict[str, Any]]]:
+    """Return the served score, its operating point, what that point is, and the inputs as components.
+
+    With a fitted combination (issue 12) the score is the combined probability of an abnormal ECG
+    (detector, foundation model, measurements), and the detector's own score becomes a component;
+    without one, the detector's calibrated score as before.
+    """
+    detector = result.detector
+    combined = result.clinical.combined if result.clinical is not None else None
+    if not combined:
+        return detector.score, detector.threshold, "operating point (model card)", []
+    inputs = [{"code": code("detector-score", "anomaly detector z-score"), "valueQuantity": quantity(detector.score)}]
+    if result.foundation is not None:
+        inputs.append(
+            {
+                "code": code("foundation-probability", "foundation model abnormal probability"),
+                "valueQuantity": quantity(round(result.foundation.probability_abnormal, 4)),
+            }
+        )
+    point = f"operating point of the combined verdict {combined['combiner_version']} (docs/models/verdict.md)"
+    return float(combined["probability"]), float(combined["threshold"]), point, inputs
+
+
 def _score_observation(result: AnalysisResult, context: Context) -> ResultEntry:
     detector = result.detector
+    value, threshold, point, inputs = _served_score(result)
     observation: dict[str, Any] = {
         "resourceType": "Observation",
         "meta": meta(),
@@ -117,16 +141,17 @@ def _score_observation(result: AnalysisResult, context: Context) -> ResultEntry:
         "code": code("anomaly-score", "ECG anomaly score"),
         "issued": context.issued,
         "derivedFrom": [context.ecg],
-        "valueQuantity": quantity(detector.score),
-        # The one verdict, not the score's own comparison: the score is one input to it.
+        "valueQuantity": quantity(value),
+        # The one verdict, not the score's own comparison: a major measured finding flags below it.
         "interpretation": interpretation(flagged(result)),
-        "referenceRange": [{"high": quantity(detector.threshold), "text": "operating point (model card)"}],
+        "referenceRange": [{"high": quantity(threshold), "text": point}],
         "note": [{"text": _score_note(result)}],
         "component": [
             {"code": lead_code(lead), "valueQuantity": quantity(score)}
             for lead, score in detector.per_lead_scores.items()
             if lead in MDC_CODE_BY_LEAD
         ]
+        + inputs
         + _verdict_component(result),
     }
     if context.patient:

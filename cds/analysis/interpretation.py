@@ -153,7 +153,11 @@ def key_measurements_text(measurements: EcgMeasurements) -> str:
 
 def interpretation_prediction_fields(clinical: ClinicalReport, measurements: EcgMeasurements | None) -> dict[str, Any]:
     """Return the ``Prediction`` field values that store one interpretation."""
+    combined = clinical.combined or {}
     return {
+        # The served score (issue 12): the combined probability and its operating point, when fitted.
+        "score": combined.get("probability"),
+        "threshold": combined.get("threshold"),
         "flagged": clinical.flagged,
         "verdict": clinical.verdict,
         "urgency": clinical.urgency,
@@ -164,6 +168,7 @@ def interpretation_prediction_fields(clinical: ClinicalReport, measurements: Ecg
             "disagreements": list(clinical.disagreements),
             "decoder_text": clinical.decoder_text,
             "decoder_removed": list(clinical.decoder_removed),
+            "combined": clinical.combined,
         },
     }
 

@@ -91,6 +91,8 @@ def _interpretation_row(job: AnalysisJob, result: AnalysisResult) -> Prediction 
     combined = {result.detector.model_name: result.detector.model_version}
     if result.foundation is not None:
         combined[result.foundation.model_name] = result.foundation.model_version
+    if result.clinical.combined:
+        combined["verdict-combiner"] = result.clinical.combined["combiner_version"]
     return Prediction(
         job=job,
         recording=job.recording,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from inference.clinical.combined import MAJOR_MEASURED, CombinedScore, load_combiner, verdict_evidence
 from inference.clinical.decoder_check import CONTRADICTIONS, DecoderSentence, Evidence, decoder_text_check
 from inference.clinical.scp import SCP_STATEMENTS, SNOMED_OF_SCP
 from inference.clinical.statements import SNOMED_SINUS_FAMILY
@@ -58,9 +59,11 @@ def clinical_report(
     ``findings`` are the measured statements plus the intended-use and technical checks. Steps:
     1. Technical problems (electrode reversal, no readable beats) → repeat the recording.
     2. Intended use (paced rhythm, patient under 18) → measurements only, no AI anomaly verdict.
-    3. Otherwise abnormal when a measured statement is abnormal, the detector flags the ECG, the
-       foundation model is over its operating point, or an AI morphology statement stands; normal
-       only when none of these holds and P waves precede regular QRS complexes (sinus rhythm).
+    3. Otherwise abnormal when the combined evidence (``inference.clinical.combined``: detector,
+       foundation model and measured findings, fitted on validation ECGs) reaches its operating
+       point, a major measured abnormality is present, or no sinus rhythm was measured. Without a
+       combination fitted for the served model versions: abnormal when any source flags (a measured
+       statement, the detector, the foundation model or an AI morphology statement), as before.
     4. The decoder's text is checked against the measurements; contradicted sentences are removed.
     """
     findings = list(findings)
@@ -69,24 +72,41 @@ def clinical_report(
     technical = [f for f in findings if f.category == "technical"]
     intended = [f for f in findings if f.category == "intended-use"]
     measured = [f for f in findings if f.source == "measured"]
-    detector_flag = bool(detector is not None and detector.flagged)
-    foundation_flag = _foundation_flag(foundation)
-    abnormal_measured = any(f.abnormal for f in measured)
-    provisional_abnormal = detector_flag or foundation_flag or abnormal_measured or bool(technical or intended)
-    evidence = Evidence(measurements=measurements, measured=measured, abnormal=provisional_abnormal)
-    checked = decoder_text_check(foundation.report_text, evidence) if foundation is not None else []
-    ai_findings, disagreements, weak_disagreements = _model_statements(foundation, checked, evidence)
     # Normal needs a sinus rhythm: P waves before regular QRS (the statements mark which sinus
     # rhythms are abnormal: bradycardia and tachycardia are, sinus arrhythmia is not).
     sinus = any(f.category == "rhythm" and f.snomed in SNOMED_SINUS_FAMILY for f in measured)
+    combined, combined_note = _combined(detector, foundation, measured)
+    if combined is not None:
+        # The served verdict: the calibrated combination, or a major measured abnormality, or no sinus rhythm.
+        major = any(f.abnormal and (f.code in MAJOR_MEASURED or f.urgent) for f in measured)
+        models_flag = combined.flagged or major or not sinus
+    else:  # no fitted combination for these model versions: abnormal when any source flags
+        models_flag = bool(detector is not None and detector.flagged) or _foundation_flag(foundation)
+        models_flag = models_flag or any(f.abnormal for f in measured) or not sinus
+    provisional_abnormal = models_flag or bool(technical or intended)
+    evidence = Evidence(measurements=measurements, measured=measured, abnormal=provisional_abnormal)
+    checked = decoder_text_check(foundation.report_text, evidence) if foundation is not None else []
+    ai_findings, disagreements, weak_disagreements = _model_statements(foundation, checked, evidence)
+    if combined_note:
+        # Operational, not clinical (the fallback flags more, never less): for the review page and
+        # the quality team, not the clinician's draft.
+        weak_disagreements.append(combined_note)
     if technical:
         verdict = Verdict.TECHNICAL_PROBLEM
     elif intended:
         verdict = Verdict.OUTSIDE_INTENDED_USE
-    elif provisional_abnormal or ai_findings or not sinus:
+    elif provisional_abnormal or (ai_findings and combined is None):
         verdict = Verdict.ABNORMAL
     else:
         verdict = Verdict.NORMAL
+    if verdict == Verdict.NORMAL and ai_findings:
+        # The statement heads alone do not outweigh the combined evidence: kept for the review page.
+        weak_disagreements += [
+            f"the AI model suggests {f.text[len('Possible ') :]} (p {f.evidence['statement_probability']:.2f}), "
+            "below the combined verdict's operating point"
+            for f in ai_findings
+        ]
+        ai_findings = []
     model_voice = not (technical or intended)  # outside intended use the models are not heard
     if verdict == Verdict.ABNORMAL and not sinus and not any(f.category == "rhythm" for f in measured):
         disagreements.append("the rhythm could not be determined from the measurements")
@@ -98,6 +118,7 @@ def clinical_report(
         measurements=measurements,
         detector=detector if model_voice else None,
         foundation=foundation if model_voice else None,
+        combined=combined if model_voice else None,
     )
     return ClinicalReport(
         verdict=verdict,
@@ -107,7 +128,21 @@ def clinical_report(
         disagreements=(*disagreements, *(WEAK + d for d in weak_disagreements)),
         decoder_text=foundation.report_text if foundation is not None else "",
         decoder_removed=tuple(f"{s.text}: {s.removed_because}" for s in checked if s.removed_because),
+        combined=combined.to_json() if combined is not None and model_voice else None,
     )
+
+
+def _combined(
+    detector: DetectorResult | None, foundation: FoundationResult | None, measured: Sequence[Finding]
+) -> tuple[CombinedScore | None, str]:
+    """Return the combined score (None when it does not apply) and why it does not, in words."""
+    combiner = load_combiner()
+    if detector is None or combiner is None:
+        return None, ""
+    why_not = combiner.unusable_for(detector, foundation)
+    if why_not:
+        return None, f"the combined verdict does not apply ({why_not}), so any flagging source makes it abnormal"
+    return combiner.score(verdict_evidence(detector, foundation, measured)), ""
 
 
 def _foundation_flag(foundation: FoundationResult | None) -> bool:
@@ -199,9 +234,20 @@ def _detector_leads(detector: DetectorResult) -> str:
 
 
 def _verdict_sentence(
-    verdict: str, findings: Sequence[Finding], detector: DetectorResult | None, foundation: FoundationResult | None
+    verdict: str,
+    findings: Sequence[Finding],
+    detector: DetectorResult | None,
+    foundation: FoundationResult | None,
+    combined: CombinedScore | None,
 ) -> str:
     if verdict == Verdict.NORMAL:
+        if combined is not None and any(f.abnormal for f in findings):
+            # Minor measured findings (sinus bradycardia, first-degree AV block...) that the combined
+            # evidence does not take as an abnormal ECG: named above, and the reason said here.
+            return (
+                f"Otherwise normal ECG: combined evidence {combined.probability:.2f}, "
+                f"below the operating point {combined.threshold:.2f}."
+            )
         return "Normal ECG."
     if verdict == Verdict.TECHNICAL_PROBLEM:
         return "Not interpreted: repeat the recording."
@@ -210,6 +256,8 @@ def _verdict_sentence(
     if any(f.abnormal for f in findings):
         return "Abnormal ECG."
     reasons = []
+    if combined is not None and combined.flagged:
+        reasons.append(f"combined evidence {combined.probability:.2f} (operating point {combined.threshold:.2f})")
     if detector is not None and detector.flagged:
         reasons.append(f"high anomaly score in {_detector_leads(detector)} (score {detector.score:.1f})")
     if _foundation_flag(foundation) and foundation is not None:
@@ -242,13 +290,14 @@ def _text(
     measurements: EcgMeasurements,
     detector: DetectorResult | None,
     foundation: FoundationResult | None,
+    combined: CombinedScore | None = None,
 ) -> str:
     order = ["technical", "intended-use", "rhythm", "conduction", "axis", "interval", "voltage", "st-t", "morphology"]
     ranked = sorted(findings, key=lambda f: order.index(f.category) if f.category in order else len(order))
     sentences = [f"{f.text}{' (AI model)' if f.source == 'foundation-model' else ''}." for f in ranked]
     if disagreements:
         sentences.append("Evidence disagrees: " + "; ".join(disagreements) + ".")
-    sentences.append(_verdict_sentence(verdict, findings, detector, foundation))
+    sentences.append(_verdict_sentence(verdict, findings, detector, foundation, combined))
     if measurements.unusable_leads:
         unusable = ", ".join(f"{lead} ({why})" for lead, why in measurements.unusable_leads.items())
         sentences.append(f"Unusable leads, not interpreted: {unusable}.")

@@ -136,6 +136,9 @@ class ClinicalReport:
     disagreements: tuple[str, ...] = ()  # where the evidence disagrees, in words
     decoder_text: str = ""  # the foundation model's generated text, as generated
     decoder_removed: tuple[str, ...] = ()  # decoder statements contradicted by measurements
+    # The combined evidence behind the verdict (inference.clinical.combined.CombinedScore.to_json()):
+    # probability, operating point, each source's contribution; None without a fitted combination.
+    combined: dict[str, Any] | None = None
 
     @property
     def flagged(self) -> bool:
@@ -159,9 +162,10 @@ class ClinicalReport:
             disagreements=tuple(data.get("disagreements") or ()),
             decoder_text=data.get("decoder_text", ""),
             decoder_removed=tuple(data.get("decoder_removed") or ()),
+            combined=data.get("combined"),
         )
 
 
 # Version of the rule-based interpretation (measurements, findings, grounded report) recorded with
 # every interpretation Prediction: bump it whenever a rule, threshold or statement wording changes.
-INTERPRETATION_VERSION = "measure-1.0"
+INTERPRETATION_VERSION = "measure-1.1"

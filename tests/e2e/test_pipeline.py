@@ -158,8 +158,13 @@ def test_it_takes_an_ecg_from_fhir_post_to_our_fhir_api_and_writes_it_back_to_th
     assert found.status_code == 200
     results = [e["resource"] for e in found.json()["entry"] if e["resource"]["resourceType"] == "Observation"]
     (score,) = [r for r in results if r["code"]["coding"][0]["code"] == "anomaly-score"]
-    assert score["valueQuantity"]["value"] == pytest.approx(prediction.score, abs=1e-3)
-    assert score["interpretation"][0]["coding"][0]["code"] == ("A" if prediction.flagged else "N")
+    # The served score: the combined probability when the shipped combination fits the served models
+    # (issue 12), else the detector's score; the flag is the one verdict either way.
+    interpretation = Prediction.objects.get(job=job, model_name="ecg-interpretation")
+    combined = (interpretation.report_details or {}).get("combined")
+    served_score = combined["probability"] if combined else prediction.score
+    assert score["valueQuantity"]["value"] == pytest.approx(served_score, abs=1e-3)
+    assert score["interpretation"][0]["coding"][0]["code"] == ("A" if interpretation.flagged else "N")
     assert {"code": "AIAST"}.items() <= score["meta"]["security"][0].items()
     reports = requests.get(
         f"{base}/DiagnosticReport", params={"result": f"Observation/{score['id']}"}, headers=headers, timeout=30
@@ -177,7 +182,7 @@ def test_it_takes_an_ecg_from_fhir_post_to_our_fhir_api_and_writes_it_back_to_th
     (remote_score,) = ehr.search(
         "Observation", identifier=score["identifier"][0]["system"] + "|" + score["identifier"][0]["value"]
     )
-    assert remote_score["valueQuantity"]["value"] == pytest.approx(prediction.score, abs=1e-3)
+    assert remote_score["valueQuantity"]["value"] == pytest.approx(served_score, abs=1e-3)
     (remote_report,) = ehr.search(
         "DiagnosticReport", identifier=report["identifier"][0]["system"] + "|" + report["identifier"][0]["value"]
     )

@@ -76,3 +76,24 @@ def test_it_reports_unlabelled_records_instead_of_dropping_them() -> None:
     }
     with pytest.raises(ValueError, match="overlapping folds"):
         split_records(index, val_fold=3)
+
+
+@pytest.mark.parametrize(
+    ("codes", "superclasses", "label"),
+    [
+        ({"NORM": 100.0, "SR": 0.0}, {"NORM"}, "normal"),
+        ({"NORM": 100.0, "SARRH": 0.0}, {"NORM"}, "normal"),  # sinus arrhythmia: a normal variant
+        ({"NORM": 100.0, "SR": 0.0, "ABQRS": 0.0}, {"NORM"}, "normal"),  # a form kept under a NORM diagnosis
+        ({"NORM": 100.0, "SBRAD": 0.0}, {"NORM"}, "abnormal"),
+        ({"NORM": 100.0, "SR": 0.0, "PVC": 0.0}, {"NORM"}, "abnormal"),
+        ({"NORM": 100.0, "AFIB": 0.0}, {"NORM"}, "abnormal"),
+        ({"IMI": 100.0, "SR": 0.0}, {"MI"}, "abnormal"),
+        ({}, set(), None),
+    ],
+)
+def test_the_clinical_normal_is_norm_in_sinus_rhythm_without_rhythm_or_ectopy_statements(
+    codes: dict[str, float], superclasses: set[str], label: str | None
+) -> None:
+    from training.data.ptbxl import clinical_label
+
+    assert clinical_label(codes, frozenset(superclasses)) == label

@@ -65,6 +65,37 @@ def label_from_superclasses(superclasses: frozenset[str] | set[str]) -> str | No
     return "abnormal"
 
 
+# The clinical normal (issue 12): NORM as the only diagnostic superclass is not enough; 34 of the
+# subset's 290 such records also carry a rhythm or ectopy statement (sinus bradycardia, AF, PVC...).
+# A clinically normal ECG is in sinus rhythm (sinus arrhythmia is a normal variant, as in the AHA/ACC/HRS
+# statements and our report) with no other rhythm statement, no ectopic beat and no conduction
+# disturbance (CD is a diagnostic superclass, so NORM-only already excludes it). Form statements the
+# cardiologist kept under a NORM diagnosis (ABQRS, NT_, VCLVH, LVOLT, HVOLT, TAB_) do not make it abnormal.
+SINUS_CODES = frozenset({"SR", "SARRH"})
+ABNORMAL_RHYTHM_CODES = frozenset({"AFIB", "STACH", "SBRAD", "PACE", "SVARR", "BIGU", "AFLT", "SVTAC", "PSVT", "TRIGU"})
+ECTOPY_CODES = frozenset({"PVC", "PAC", "PRC(S)"})
+# Form statements that do not go with a normal ECG even under a NORM diagnosis (intervals, ST-T).
+ABNORMAL_FORM_CODES = frozenset({"LNGQT", "LPR", "STD_", "STE_", "NDT", "NST_", "INVT", "QWAVE", "DIG", "LOWT"})
+NORMAL_FORM_CODES = frozenset({"ABQRS", "NT_", "VCLVH", "LVOLT", "HVOLT", "TAB_"})  # the rest of PTB-XL's form codes
+
+
+def clinical_label(scp_codes: Any, superclasses: frozenset[str] | set[str]) -> str | None:
+    """Return "normal", "abnormal" or None under the clinical definition above.
+
+    Normal: NORM is the only diagnostic superclass and no abnormal rhythm, ectopy or abnormal form
+    statement is present. Abnormal: any other superclass, or NORM with such a statement. None: no
+    diagnostic statement. (Records with only a "NORM" list entry, like ptb-xl-extra's normal list,
+    count as normal: their other statements are unknown, as the extra README says.)
+    """
+    base = label_from_superclasses(superclasses)
+    if base != "normal":
+        return base
+    codes = set(scp_codes)
+    if codes & (ABNORMAL_RHYTHM_CODES | ECTOPY_CODES | ABNORMAL_FORM_CODES):
+        return "abnormal"
+    return "normal"
+
+
 def parse_scp_codes(text: Any) -> dict[str, float | None]:
     """Parse the ``scp_codes`` column (a Python dict literal) into a dict.
 
@@ -117,7 +148,7 @@ def load_ptbxl_index(root: Path) -> pd.DataFrame:
     """Return one row per record of the PTB-XL-layout folder ``root``.
 
     Adds to the original columns: ``record_id``, ``root``, ``scp_dict``, ``superclasses``
-    (frozenset), ``label``, ``age_years``, ``sex_str``, ``fold`` (int or None), ``source_split``
+    (frozenset), ``label`` (superclass rule), ``clinical_label`` (clinical rule), ``age_years``, ``sex_str``, ``fold`` (int or None), ``source_split``
     (None outside ptb-xl-extra) and ``standardized``.
     Raises FileNotFoundError if ``ptbxl_database.csv`` or ``scp_statements.csv`` is missing.
     """
@@ -130,6 +161,7 @@ def load_ptbxl_index(root: Path) -> pd.DataFrame:
     db["scp_dict"] = [parse_scp_codes(t) for t in db["scp_codes"]]
     db["superclasses"] = [frozenset(diag[c] for c in codes if c in diag) for codes in db["scp_dict"]]
     db["label"] = [label_from_superclasses(s) for s in db["superclasses"]]
+    db["clinical_label"] = [clinical_label(c, s) for c, s in zip(db["scp_dict"], db["superclasses"], strict=True)]
     db["age_years"] = [_clean_age(a) for a in db["age"]]
     db["sex_str"] = [_clean_sex(s) for s in db["sex"]]
     db["fold"] = [_clean_fold(f) for f in db["strat_fold"]]

@@ -158,4 +158,4 @@ def test_it_builds_a_valid_r4b_bundle_with_the_interpretation() -> None:
     )
     Bundle.model_validate(bundle)
     device = bundle["entry"][0]["resource"]
-    assert [v["value"] for v in device["version"]] == ["1.0.0", "1.0.0", "measure-1.0"]
+    assert [v["value"] for v in device["version"]] == ["1.0.0", "1.0.0", "measure-1.1"]

@@ -73,7 +73,7 @@ def test_it_stores_the_interpretation_with_version_and_provenance(analysed_ecg: 
     clinical, measurements = flagged_clinical(urgent=True), make_measurements()
     job = analysed_ecg(clinical=clinical, measurements=measurements)
     row = Prediction.objects.get(job=job, model_name="ecg-interpretation")
-    assert row.model_version == "measure-1.0" and row.flagged and row.verdict == "abnormal" and row.urgency == "urgent"
+    assert row.model_version == "measure-1.1" and row.flagged and row.verdict == "abnormal" and row.urgency == "urgent"
     assert row.report_text == clinical.text and [f["code"] for f in row.findings] == ["AFIB", "CRBBB", "ISC_"]
     assert EcgMeasurements.from_json(row.measurements) == measurements
     assert row.report_details["decoder_removed"] == ["anteroseptal myocardial infarction"]
@@ -157,7 +157,7 @@ def test_it_exports_the_interpretation_in_the_audit_and_counts_the_one_verdict(
     metrics = quality_metrics(model_version="1.0.0", since=None, until=None, period="day")
     assert metrics.confusion == {"tp": 1, "fp": 0, "fn": 0, "tn": 0}
     page = auditor.client.get("/admin/review/qualityprediction/dashboard/").content.decode()
-    assert "measure-1.0" not in page  # the dashboard's AUROC is per detector version
+    assert "measure-1.1" not in page  # the dashboard's AUROC is per detector version
 
 
 def test_it_names_top_findings_and_key_measurements_on_the_card(
