@@ -348,11 +348,13 @@ class InProcessAnalyzer:
 
     Runs the same modules Triton serves (``inference.export``'s wrappers), eagerly, and reads their
     outputs with the same post-processing. ``foundation_checkpoint`` None: the detector alone.
+    ``device`` ("cpu", "cuda") is where the modules run (bench/gpu_check.py times it on a GPU).
     """
 
     detector_checkpoint: Path
     foundation_checkpoint: Path | None = None
     threads: int = 1
+    device: str = "cpu"
     _detector: Any = None
     _detector_serving: DetectorServing | None = None
     _foundation: Any = None
@@ -370,11 +372,13 @@ class InProcessAnalyzer:
             self._detector_serving = DetectorServing.from_parameters(
                 detector_parameters(self.detector_checkpoint, ckpt["operating_point"])
             )
-            self._detector = from_checkpoint(self.detector_checkpoint).eval()
+            self._detector = from_checkpoint(self.detector_checkpoint).eval().to(self.device)
         if self._foundation is None and self.foundation_checkpoint is not None:
             from inference.export_foundation import served_foundation  # noqa: PLC0415 ml extra, in-process backend only
 
             self._foundation = served_foundation(self.foundation_checkpoint)
+            self._foundation.classifier.to(self.device)
+            self._foundation.generator.to(self.device)
             self._foundation_serving = FoundationServing.from_parameters(
                 self._foundation.classifier_parameters, self._foundation.report_parameters
             )
@@ -396,8 +400,8 @@ class InProcessAnalyzer:
         timings = {"preprocess_ms": _ms_since(started)}
         started = time.perf_counter()
         with torch.inference_mode():
-            tensors = [torch.from_numpy(array) for array in stack_detector_inputs([inputs]).values()]
-            score, anomaly_map, _ = self._detector(*tensors)
+            tensors = [torch.from_numpy(array).to(self.device) for array in stack_detector_inputs([inputs]).values()]
+            score, anomaly_map, _ = (output.cpu() for output in self._detector(*tensors))
         timings["model_ms"] = _ms_since(started)
         detector = detector_result(
             ecg,
@@ -414,11 +418,12 @@ class InProcessAnalyzer:
             f_inputs = prepare_foundation_inputs(ecg)
             f_timings = {"preprocess_ms": _ms_since(started)}
             started = time.perf_counter()
-            signal = torch.from_numpy(f_inputs.signal[None])
-            mask = torch.from_numpy(f_inputs.lead_mask[None])
+            signal = torch.from_numpy(f_inputs.signal[None]).to(self.device)
+            mask = torch.from_numpy(f_inputs.lead_mask[None]).to(self.device)
             with torch.inference_mode():
                 names = FOUNDATION_OUTPUTS_ALL
-                outputs = {n: t.numpy() for n, t in zip(names, self._foundation.classifier(signal, mask), strict=True)}
+                results = self._foundation.classifier(signal, mask)
+                outputs = {n: t.cpu().numpy() for n, t in zip(names, results, strict=True)}
                 f_timings["model_ms"] = _ms_since(started)
                 started = time.perf_counter()
                 token_ids = self._report(f_inputs, report_measured(measured, self._foundation_serving))
@@ -441,7 +446,8 @@ class InProcessAnalyzer:
         assert self._foundation_serving is not None
         arrays = self._foundation_serving.report_inputs(f_inputs.signal, f_inputs.lead_mask, measured)
         with torch.inference_mode():
-            return np.asarray(self._foundation.generator(*(torch.from_numpy(a) for a in arrays.values()))[0].numpy())
+            tensors = (torch.from_numpy(a).to(self.device) for a in arrays.values())
+            return np.asarray(self._foundation.generator(*tensors)[0].cpu().numpy())
 
 
 # --- decoder conditioning: the report model's measured-findings input ----------------------------
