@@ -223,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     parser.add_argument("--detector", type=Path, default=WEIGHTS / "detector.pt")
     parser.add_argument("--foundation", type=Path, default=WEIGHTS / "foundation.pt")
+    parser.add_argument("--detector-only", action="store_true", help="leave the foundation models as they are")
     parser.add_argument("--device", default="cpu", help="where to load and check the written artifacts (cpu, cuda)")
     parser.add_argument("--version", type=int, default=1, help="version directory to write (default 1)")
     parser.add_argument(
@@ -235,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for result in export_all(
         args.repository,
         args.detector,
-        args.foundation,
+        None if args.detector_only else args.foundation,
         device=args.device,
         version=args.version,
         keep_other_versions=args.keep_other_versions,

@@ -111,3 +111,13 @@ def test_configs_pin_versions_warm_up_and_carry_each_versions_serving_facts(mode
 def test_committed_artifacts_stay_small() -> None:
     # The repository commits its weights: keep each served file well under GitHub's 50 MB warning.
     assert all(path.stat().st_size < 20 * 1024 * 1024 for path in ARTIFACTS)
+
+
+def test_production_workers_pin_a_served_version_of_every_model() -> None:
+    import yaml
+
+    configmap = yaml.safe_load((REPO / "deploy" / "k8s" / "configmap.yaml").read_text())
+    pins = dict(item.split("=", 1) for item in configmap["data"]["TRITON_MODEL_VERSIONS"].split(","))
+    assert set(pins) == {d.name for d in MODEL_DIRS}
+    for model_dir in MODEL_DIRS:
+        assert int(pins[model_dir.name]) in served_versions(model_dir)
