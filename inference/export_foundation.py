@@ -8,7 +8,8 @@ Two models, both ``pytorch_libtorch`` (TorchScript) with a GPU config and a CPU 
   nearest reference embedding (the labelled training ECGs, a buffer inside the served module), so
   the active-learning novelty term needs no data on the client.
 - ``ecg_report``: the greedy report generator, scripted: the whole decoding loop runs inside one
-  Triton call (``token_ids__0 (max_len,) int64``), never one round trip per token. When the
+  Triton call (``token_ids__0 (max_len,) int64``), never one round trip per token, with a
+  key/value cache (``FoundationCachedDecoder``: each step feeds only the newest token). When the
   checkpoint is conditioned on measured findings (``condition_on_measured``) it takes a third
   input ``measured (K,) f32`` (``inference.clinical.conditioning.measured_vector``), and its config
   parameter ``measured_findings`` lists the K SNOMED CT codes in input order.
@@ -97,7 +98,7 @@ def served_foundation(checkpoint: Path) -> ServedFoundationParts:
     class ServedReport(torch.nn.Module):
         def __init__(self, model: torch.nn.Module) -> None:
             super().__init__()
-            self.generator = FoundationGreedyGenerator(model)
+            self.generator = FoundationGreedyGenerator(model, kv_cache=True)
 
         def forward(self, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
             return self.generator(signal, lead_mask, None)
@@ -105,7 +106,7 @@ def served_foundation(checkpoint: Path) -> ServedFoundationParts:
     class ServedConditionedReport(torch.nn.Module):
         def __init__(self, model: torch.nn.Module) -> None:
             super().__init__()
-            self.generator = FoundationGreedyGenerator(model)
+            self.generator = FoundationGreedyGenerator(model, kv_cache=True)
 
         def forward(self, signal: torch.Tensor, lead_mask: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
             return self.generator(signal, lead_mask, measured)
