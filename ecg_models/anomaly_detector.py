@@ -121,6 +121,16 @@ def complementary_masks(tokens: int, n_masks: int, seed: int) -> torch.Tensor:
     return owner[None, :] == torch.arange(n_masks)[:, None]
 
 
+def positions(like: torch.Tensor, n: int) -> torch.Tensor:
+    """Return 0..n-1 (long) on ``like``'s device without naming a device.
+
+    ``torch.arange(n, device=x.device)`` is traced with the export machine's device as a constant
+    (a TorchScript file traced on CPU then fails on GPU); ``new_ones`` takes the device from its
+    input at run time, in TorchScript and ONNX alike.
+    """
+    return like.new_ones(n, dtype=torch.long).cumsum(0) - 1
+
+
 def smoothed_derivative(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Return the first difference smoothed by ``kernel`` (leads, 1, width), same shape (batch, leads, samples)."""
     diff = F.pad(x[..., 1:] - x[..., :-1], (1, 0))
@@ -151,8 +161,8 @@ class DetectorAttention(nn.Module):
         k, v = self.kv(keys).reshape(b, tk, 2, h, d // h).permute(2, 0, 3, 1, 4)  # 2 x (b, h, tk, dh)
         bias = None
         if key_ignore is not None:
-            bias = torch.zeros(b, 1, 1, tk, dtype=query.dtype, device=query.device)
-            bias = bias.masked_fill(key_ignore[:, None, None, :], -1e4)
+            # Same values as zeros().masked_fill(key_ignore, -1e4), without a traced device constant.
+            bias = key_ignore[:, None, None, :].to(query.dtype) * -1e4
         attn = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d // h) + (0 if bias is None else bias), dim=-1)
         y = (attn @ v).transpose(1, 2).reshape(b, tq, d)  # (b, tq, d)
         return self.dropout(self.out(y))
@@ -320,9 +330,7 @@ class DetectorBackbone(nn.Module):
         for block in self.record_encoder:
             x = block(x)
         pooled = x.mean(dim=1)  # (b, d)
-        beat_mean = beat_logvar = torch.zeros(
-            b, k, self.beat_tokens, cfg.n_leads * cfg.patch_size, device=record.device
-        )
+        beat_mean = beat_logvar = record.new_zeros((b, k, self.beat_tokens, cfg.n_leads * cfg.patch_size))
         if cfg.use_beat_view:
             flat = beats.reshape(b * k, cfg.n_leads, cfg.beat_samples)  # (b*K, leads, Lb)
             bmask = (
@@ -334,7 +342,7 @@ class DetectorBackbone(nn.Module):
             y = y.reshape(b, k * self.beat_tokens, cfg.d_model)  # (b, K*Tb, d)
             y_ignore = (~beat_valid).repeat_interleave(self.beat_tokens, dim=1)  # (b, K*Tb)
             keys = torch.cat([self.null_beat.expand(b, 1, cfg.d_model), y], dim=1)
-            keys_ignore = torch.cat([torch.zeros(b, 1, dtype=torch.bool, device=record.device), y_ignore], dim=1)
+            keys_ignore = torch.cat([torch.zeros_like(y_ignore[:, :1]), y_ignore], dim=1)
             x_fused = self.record_from_beats(x, keys, keys_ignore)
             y = self.beats_from_record(y, x, None)
             x = x_fused
@@ -404,12 +412,10 @@ class AnomalyDetector(nn.Module):
         cfg = self.cfg
         length = r_track.shape[1]
         pre, lb = cfg.beat_pre_samples, cfg.beat_samples
-        idx = torch.arange(length, device=r_track.device)
+        idx = positions(r_track, length)
         usable = (r_track > 0.5) & (idx >= pre) & (idx <= length - lb + pre)  # (B, L)
         rank = torch.cumsum(usable.long(), dim=1)
-        onehot = usable[:, None, :] & (
-            rank[:, None, :] == torch.arange(1, k + 1, device=r_track.device)[None, :, None]
-        )  # (B, K, L)
+        onehot = usable[:, None, :] & (rank[:, None, :] == (positions(r_track, k) + 1)[None, :, None])  # (B, K, L)
         start = (onehot.long() * idx).sum(-1) - pre  # (B, K)
         return start, (beat_valid & onehot.any(-1)).float()
 
@@ -420,11 +426,9 @@ class AnomalyDetector(nn.Module):
         positions from a start of -pre (clamped), which is harmless: their errors are never counted.
         """
         cfg = self.cfg
-        start, _ = self._beat_starts(
-            r_track, torch.ones(r_track.shape[0], k, dtype=torch.bool, device=r_track.device), k
-        )
+        start, _ = self._beat_starts(r_track, r_track.new_ones((r_track.shape[0], k), dtype=torch.bool), k)
         tb = cfg.beat_samples // cfg.patch_size
-        centres = start[:, :, None] + torch.arange(tb, device=r_track.device) * cfg.patch_size + cfg.patch_size // 2
+        centres = start[:, :, None] + positions(r_track, tb) * cfg.patch_size + cfg.patch_size // 2
         patch = (centres // cfg.patch_size).clamp(0, record_mask.shape[1] - 1)  # (b, K, Tb)
         return torch.gather(record_mask, 1, patch.reshape(patch.shape[0], -1)).reshape(patch.shape)
 
@@ -436,20 +440,18 @@ class AnomalyDetector(nn.Module):
         bsz, k, leads, lb = beat_err.shape
         length = r_track.shape[1]
         start, valid = self._beat_starts(r_track, beat_valid, k)
-        index = (start[:, :, None] + torch.arange(lb, device=r_track.device)).clamp(0, length - 1)  # (B, K, Lb)
+        index = (start[:, :, None] + positions(r_track, lb)).clamp(0, length - 1)  # (B, K, Lb)
         src = (beat_err * valid[:, :, None, None]).permute(0, 2, 1, 3).reshape(bsz, leads, k * lb)
         flat_index = index.reshape(bsz, 1, k * lb)
-        total = torch.zeros(bsz, leads, length, device=beat_err.device).scatter_add(
-            2, flat_index.expand(-1, leads, -1), src
-        )
-        cover = torch.zeros(bsz, 1, length, device=beat_err.device).scatter_add(
+        total = beat_err.new_zeros((bsz, leads, length)).scatter_add(2, flat_index.expand(-1, leads, -1), src)
+        cover = beat_err.new_zeros((bsz, 1, length)).scatter_add(
             2, flat_index, valid[:, :, None].expand(-1, -1, lb).reshape(bsz, 1, k * lb)
         )
         return total / cover.clamp(min=1.0)
 
     def _attributes(self, pooled: torch.Tensor) -> torch.Tensor:
         if self.attribute_head is None:
-            return torch.zeros(pooled.shape[0], self.cfg.n_attributes, device=pooled.device)
+            return pooled.new_zeros((pooled.shape[0], self.cfg.n_attributes))
         return self.attribute_head(pooled)
 
     def forward(
@@ -481,7 +483,7 @@ class AnomalyDetector(nn.Module):
             bmask = self.beat_masks_from_record(rmask, rtrack, beats.shape[1])  # (B*m, K, Tb)
         else:
             bmask = (
-                self.beat_score_masks[torch.arange(m, device=record.device) % self.beat_score_masks.shape[0]]
+                self.beat_score_masks[positions(record, m) % self.beat_score_masks.shape[0]]
                 .repeat(bsz, 1)[:, None, :]
                 .expand(-1, beats.shape[1], -1)
             )  # (B*m, K, Tb), the same for every beat

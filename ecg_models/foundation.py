@@ -424,6 +424,81 @@ class FoundationMemory(nn.Module):
         return mem
 
 
+class FoundationCachedDecoder(nn.Module):
+    """Scriptable one-token step of ``FoundationReportDecoder`` with a key/value cache.
+
+    Same weights and the same arithmetic as the decoder's pre-norm layers (self-attention over
+    the tokens so far, cross-attention over the memory, feed-forward), but each step feeds only
+    the newest token: its keys and values are appended to a cache, and the memory's keys and
+    values are projected once per report instead of once per step. A report of L tokens then
+    costs L token passes instead of L(L+1)/2. tests/ecg_models/test_foundation.py keeps its ids
+    equal to the full recomputation.
+    """
+
+    def __init__(self, decoder: FoundationReportDecoder) -> None:
+        super().__init__()
+        self.embed = decoder.embed
+        self.pe = decoder.pos.pe
+        self.layers = decoder.layers.layers
+        self.norm = decoder.norm
+        self.out = decoder.out
+        first = decoder.layers.layers[0]
+        self.d_model = first.self_attn.embed_dim
+        self.n_heads = first.self_attn.num_heads
+        self.scale = math.sqrt(decoder.embed.embedding_dim)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, H, L, D/H)."""
+        b, n, _ = x.shape
+        return x.reshape(b, n, self.n_heads, self.d_model // self.n_heads).transpose(1, 2)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Scaled dot-product attention of (B, H, 1, dh) queries; returns (B, 1, D)."""
+        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+        out = weights @ v
+        return out.transpose(1, 2).reshape(q.shape[0], 1, self.d_model)
+
+    def memory_keys_values(self, memory: torch.Tensor) -> list[torch.Tensor]:
+        """Return [k_0, v_0, k_1, v_1, ...]: each layer's cross-attention keys/values of ``memory``."""
+        kv: list[torch.Tensor] = []
+        d = self.d_model
+        for layer in self.layers:
+            w, bias = layer.multihead_attn.in_proj_weight, layer.multihead_attn.in_proj_bias
+            kv.append(self._heads(F.linear(memory, w[d : 2 * d], bias[d : 2 * d])))
+            kv.append(self._heads(F.linear(memory, w[2 * d :], bias[2 * d :])))
+        return kv
+
+    def step(
+        self, token: torch.Tensor, position: int, cache: list[torch.Tensor], memory_kv: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Return next-token logits (B, V) for ``token`` (B,) at ``position`` and the grown cache.
+
+        ``cache`` is [k_0, v_0, k_1, v_1, ...] of the previous tokens' self-attention (empty at
+        position 0).
+        """
+        d = self.d_model
+        h = self.embed(token.unsqueeze(1)) * self.scale + self.pe[position].unsqueeze(0).unsqueeze(0)
+        grown: list[torch.Tensor] = []
+        for i, layer in enumerate(self.layers):
+            a = layer.norm1(h)
+            w, bias = layer.self_attn.in_proj_weight, layer.self_attn.in_proj_bias
+            q = self._heads(F.linear(a, w[:d], bias[:d]))
+            k = self._heads(F.linear(a, w[d : 2 * d], bias[d : 2 * d]))
+            v = self._heads(F.linear(a, w[2 * d :], bias[2 * d :]))
+            if len(cache) > 0:
+                k = torch.cat([cache[2 * i], k], dim=2)
+                v = torch.cat([cache[2 * i + 1], v], dim=2)
+            grown.append(k)
+            grown.append(v)
+            h = h + layer.self_attn.out_proj(self._attend(q, k, v))
+            c = layer.norm2(h)
+            cw, cb = layer.multihead_attn.in_proj_weight, layer.multihead_attn.in_proj_bias
+            cq = self._heads(F.linear(c, cw[:d], cb[:d]))
+            h = h + layer.multihead_attn.out_proj(self._attend(cq, memory_kv[2 * i], memory_kv[2 * i + 1]))
+            h = h + layer.linear2(F.relu(layer.linear1(layer.norm3(h))))
+        return self.out(self.norm(h))[:, 0], grown
+
+
 class FoundationGreedyGenerator(nn.Module):
     """Scriptable greedy report generator: (signal, lead_mask, measured) -> token ids (B, max_len) int64.
 
@@ -431,10 +506,14 @@ class FoundationGreedyGenerator(nn.Module):
     not round-trip per token. Output excludes BOS; after EOS every position is PAD.
     """
 
-    def __init__(self, model: FoundationModel) -> None:
+    def __init__(self, model: FoundationModel, kv_cache: bool = False) -> None:
         super().__init__()
         self.memory = FoundationMemory(model)
         self.decoder = model.decoder
+        # The served generator decodes with a key/value cache (inference.export_foundation); the
+        # training loops keep the full recomputation they were tuned with.
+        self.kv_cache = kv_cache
+        self.cached = FoundationCachedDecoder(model.decoder)
         self.max_len = model.cfg.max_len
         self.bos_id = BOS_ID
         self.eos_id = EOS_ID
@@ -455,8 +534,14 @@ class FoundationGreedyGenerator(nn.Module):
         b = memory.shape[0]
         tokens = torch.full((b, 1), self.bos_id, dtype=torch.long, device=memory.device)
         finished = torch.zeros(b, dtype=torch.bool, device=memory.device)
-        for _ in range(self.max_len):
-            nxt = self.decoder(tokens, memory)[:, -1].argmax(-1)
+        cache: list[torch.Tensor] = []
+        memory_kv: list[torch.Tensor] = self.cached.memory_keys_values(memory) if self.kv_cache else []
+        for step in range(self.max_len):
+            if self.kv_cache:
+                logits, cache = self.cached.step(tokens[:, -1], step, cache, memory_kv)
+                nxt = logits.argmax(-1)
+            else:
+                nxt = self.decoder(tokens, memory)[:, -1].argmax(-1)
             nxt = torch.where(finished, torch.full_like(nxt, self.pad_id), nxt)
             tokens = torch.cat([tokens, nxt.unsqueeze(1)], dim=1)
             finished = finished | (nxt == self.eos_id)

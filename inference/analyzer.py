@@ -3,8 +3,9 @@
 Two backends share one interface (``Analyzer.analyse``) and every step but the forward pass:
 
 - ``TritonAnalyzer``: the production path and the default wherever Triton runs; the operating
-  point and model version label come from the served model's config ``parameters`` (written by
-  ``python -m inference.export``), so a served version and its threshold cannot drift apart.
+  point and model version label are those of the version Triton says it ran (the config's
+  ``serving_v<N>`` entry, copied from ``<N>/serving.json`` by ``python -m inference.export``), so
+  with two versions served each prediction is read with its own threshold and label.
 - ``InProcessAnalyzer``: runs the same checkpoints with torch in this process, for machines where
   Triton cannot run. It needs the ``ml`` extra; the service image never takes this path.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ from inference.foundation_postprocessing import (
     FoundationServing,
     foundation_result,
 )
+from inference.model_repository import version_serving
 from inference.postprocessing import anomaly_intervals, downsample_map
 from inference.preprocessing import (
     DETECTOR_RATE_HZ,
@@ -203,30 +205,41 @@ class TritonAnalyzer:
     """Analyse ECGs with the models Triton serves.
 
     ``foundation_model``/``report_model`` None: the detector alone (a deployment that serves only it).
+    Serving facts are cached per (model, version): a version's facts never change (its label holds
+    the checkpoint's hash), and another version is always looked up anew.
     """
 
     client: TritonClient
     detector_model: str = DETECTOR_MODEL
     foundation_model: str | None = FOUNDATION_MODEL
     report_model: str | None = REPORT_MODEL
-    _detector_serving: DetectorServing | None = None
-    _foundation_serving: FoundationServing | None = None
+    _facts: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
-    def detector_serving(self) -> DetectorServing:
-        """Return the served detector's operating point (fetched once per process)."""
-        if self._detector_serving is None:
-            parameters = self.client.model_parameters(self.detector_model)
-            self._detector_serving = DetectorServing.from_parameters(parameters, self.detector_model)
-        return self._detector_serving
+    def serving_facts(self, model: str, version: str) -> dict[str, str]:
+        """Return the serving facts of ``model`` at ``version`` (the version a response names).
 
-    def foundation_serving(self) -> FoundationServing:
-        """Return what is needed to read the foundation models' outputs (fetched once per process)."""
-        if self._foundation_serving is None:
-            assert self.foundation_model and self.report_model
-            self._foundation_serving = FoundationServing.from_parameters(
-                self.client.model_parameters(self.foundation_model), self.client.model_parameters(self.report_model)
-            )
-        return self._foundation_serving
+        Raises InferenceFailed when the served config has none for that version.
+        """
+        key = (model, version)
+        if key not in self._facts:
+            parameters = self.client.model_parameters(model, version)
+            try:
+                self._facts[key] = version_serving(parameters, model, version)
+            except LookupError as exc:
+                raise InferenceFailed(str(exc), extra={"model": model, "version": version}) from exc
+        return self._facts[key]
+
+    def detector_serving(self, version: str) -> DetectorServing:
+        """Return the operating point of the detector version ``version``."""
+        return DetectorServing.from_parameters(self.serving_facts(self.detector_model, version), self.detector_model)
+
+    def foundation_serving(self, classifier_version: str, report_version: str) -> FoundationServing:
+        """Return what is needed to read the two foundation models' outputs at these versions."""
+        assert self.foundation_model and self.report_model
+        return FoundationServing.from_parameters(
+            self.serving_facts(self.foundation_model, classifier_version),
+            self.serving_facts(self.report_model, report_version),
+        )
 
     def ready(self) -> bool:
         """Return whether Triton answers and serves every configured model."""
@@ -239,7 +252,6 @@ class TritonAnalyzer:
         started = time.perf_counter()
         inputs = prepare_detector_inputs(ecg)
         timings = {"preprocess_ms": _ms_since(started)}
-        serving = self.detector_serving()
         started = time.perf_counter()
         answer = self.client.infer_result(self.detector_model, stack_detector_inputs([inputs]), DETECTOR_OUTPUTS)
         timings["triton_ms"] = _ms_since(started)
@@ -248,7 +260,7 @@ class TritonAnalyzer:
             inputs,
             raw_score=float(answer.outputs["score__0"].reshape(-1)[0]),
             anomaly_map=answer.outputs["anomaly_map__1"][0],
-            serving=serving,
+            serving=self.detector_serving(answer.model_version),
             server_model_version=f"{answer.model_name}/{answer.model_version}",
             timings_ms=timings,
         )
@@ -257,13 +269,16 @@ class TritonAnalyzer:
         started = time.perf_counter()
         f_inputs = prepare_foundation_inputs(ecg)
         f_timings = {"preprocess_ms": _ms_since(started)}
-        f_serving = self.foundation_serving()
         arrays = {"signal": f_inputs.signal[None], "lead_mask": f_inputs.lead_mask[None]}
         started = time.perf_counter()
         classified = self.client.infer_result(self.foundation_model, arrays, FOUNDATION_OUTPUTS)
         f_timings["triton_ms"] = _ms_since(started)
+        # The report's request depends on its version (a conditioned one takes the measured
+        # findings), so that version is chosen before the call and asked for by number.
+        report_version = self._report_version()
+        f_serving = self.foundation_serving(classified.model_version, report_version)
         started = time.perf_counter()
-        report = self._report(f_inputs, report_measured(measured, f_serving))
+        report = self._report(f_inputs, report_measured(measured, f_serving), f_serving, report_version)
         f_timings["report_ms"] = _ms_since(started)
         foundation = foundation_result(
             classified.outputs,
@@ -276,11 +291,25 @@ class TritonAnalyzer:
         )
         return with_interpretation(measured, detector, foundation)
 
-    def _report(self, f_inputs: FoundationInputs, measured: np.ndarray | None) -> Any:
-        """Call the report model; ``measured`` is the measured-findings vector (None if it takes none)."""
+    def _report_version(self) -> str:
+        """Return the report model version to ask for: the pinned one, else the newest served.
+
+        Deployments pin versions (TRITON_MODEL_VERSIONS), so the metadata call is made only
+        where none is pinned.
+        """
         assert self.report_model
-        arrays = self.foundation_serving().report_inputs(f_inputs.signal, f_inputs.lead_mask, measured)
-        return self.client.infer_result(self.report_model, arrays, REPORT_OUTPUTS)
+        pinned = self.client.expected_versions.get(self.report_model)
+        if pinned:
+            return pinned
+        return max(self.client.model_versions(self.report_model), key=int)
+
+    def _report(
+        self, f_inputs: FoundationInputs, measured: np.ndarray | None, serving: FoundationServing, version: str
+    ) -> Any:
+        """Call report model ``version``; ``measured`` is the measured-findings vector (None if it takes none)."""
+        assert self.report_model
+        arrays = serving.report_inputs(f_inputs.signal, f_inputs.lead_mask, measured)
+        return self.client.infer_result(self.report_model, arrays, REPORT_OUTPUTS, version=version)
 
 
 def measure_ecg_input(ecg: EcgInput) -> MeasuredEcg:
@@ -319,11 +348,13 @@ class InProcessAnalyzer:
 
     Runs the same modules Triton serves (``inference.export``'s wrappers), eagerly, and reads their
     outputs with the same post-processing. ``foundation_checkpoint`` None: the detector alone.
+    ``device`` ("cpu", "cuda") is where the modules run (bench/gpu_check.py times it on a GPU).
     """
 
     detector_checkpoint: Path
     foundation_checkpoint: Path | None = None
     threads: int = 1
+    device: str = "cpu"
     _detector: Any = None
     _detector_serving: DetectorServing | None = None
     _foundation: Any = None
@@ -341,11 +372,13 @@ class InProcessAnalyzer:
             self._detector_serving = DetectorServing.from_parameters(
                 detector_parameters(self.detector_checkpoint, ckpt["operating_point"])
             )
-            self._detector = from_checkpoint(self.detector_checkpoint).eval()
+            self._detector = from_checkpoint(self.detector_checkpoint).eval().to(self.device)
         if self._foundation is None and self.foundation_checkpoint is not None:
             from inference.export_foundation import served_foundation  # noqa: PLC0415 ml extra, in-process backend only
 
             self._foundation = served_foundation(self.foundation_checkpoint)
+            self._foundation.classifier.to(self.device)
+            self._foundation.generator.to(self.device)
             self._foundation_serving = FoundationServing.from_parameters(
                 self._foundation.classifier_parameters, self._foundation.report_parameters
             )
@@ -367,8 +400,8 @@ class InProcessAnalyzer:
         timings = {"preprocess_ms": _ms_since(started)}
         started = time.perf_counter()
         with torch.inference_mode():
-            tensors = [torch.from_numpy(array) for array in stack_detector_inputs([inputs]).values()]
-            score, anomaly_map, _ = self._detector(*tensors)
+            tensors = [torch.from_numpy(array).to(self.device) for array in stack_detector_inputs([inputs]).values()]
+            score, anomaly_map, _ = (output.cpu() for output in self._detector(*tensors))
         timings["model_ms"] = _ms_since(started)
         detector = detector_result(
             ecg,
@@ -385,11 +418,12 @@ class InProcessAnalyzer:
             f_inputs = prepare_foundation_inputs(ecg)
             f_timings = {"preprocess_ms": _ms_since(started)}
             started = time.perf_counter()
-            signal = torch.from_numpy(f_inputs.signal[None])
-            mask = torch.from_numpy(f_inputs.lead_mask[None])
+            signal = torch.from_numpy(f_inputs.signal[None]).to(self.device)
+            mask = torch.from_numpy(f_inputs.lead_mask[None]).to(self.device)
             with torch.inference_mode():
                 names = FOUNDATION_OUTPUTS_ALL
-                outputs = {n: t.numpy() for n, t in zip(names, self._foundation.classifier(signal, mask), strict=True)}
+                results = self._foundation.classifier(signal, mask)
+                outputs = {n: t.cpu().numpy() for n, t in zip(names, results, strict=True)}
                 f_timings["model_ms"] = _ms_since(started)
                 started = time.perf_counter()
                 token_ids = self._report(f_inputs, report_measured(measured, self._foundation_serving))
@@ -412,7 +446,8 @@ class InProcessAnalyzer:
         assert self._foundation_serving is not None
         arrays = self._foundation_serving.report_inputs(f_inputs.signal, f_inputs.lead_mask, measured)
         with torch.inference_mode():
-            return np.asarray(self._foundation.generator(*(torch.from_numpy(a) for a in arrays.values()))[0].numpy())
+            tensors = (torch.from_numpy(a).to(self.device) for a in arrays.values())
+            return np.asarray(self._foundation.generator(*tensors)[0].cpu().numpy())
 
 
 # --- decoder conditioning: the report model's measured-findings input ----------------------------

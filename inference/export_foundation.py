@@ -1,6 +1,6 @@
 """Export the foundation model into the Triton repository (called by ``python -m inference.export``).
 
-Two models, both ``pytorch_libtorch`` with a GPU config and a CPU variant:
+Two models, both ``pytorch_libtorch`` (TorchScript) with a GPU config and a CPU profile:
 
 - ``ecg_foundation``: the classifier, traced; ``signal (12, 1000) f32`` and ``lead_mask (12,) bool``
   give ``abnormal_logit__0 (1,)``, ``superclass_logits__1 (5,)``, ``statement_logits__2 (S,)``,
@@ -8,15 +8,23 @@ Two models, both ``pytorch_libtorch`` with a GPU config and a CPU variant:
   nearest reference embedding (the labelled training ECGs, a buffer inside the served module), so
   the active-learning novelty term needs no data on the client.
 - ``ecg_report``: the greedy report generator, scripted: the whole decoding loop runs inside one
-  Triton call (``token_ids__0 (max_len,) int64``), never one round trip per token. When the
+  Triton call (``token_ids__0 (max_len,) int64``), never one round trip per token, with a
+  key/value cache (``FoundationCachedDecoder``: each step feeds only the newest token). When the
   checkpoint is conditioned on measured findings (``condition_on_measured``) it takes a third
   input ``measured (K,) f32`` (``inference.clinical.conditioning.measured_vector``), and its config
   parameter ``measured_findings`` lists the K SNOMED CT codes in input order.
 
-Config ``parameters`` carry what the client needs to interpret the outputs: the version label,
-the probability threshold chosen on validation, the class and statement names, and (for
-``ecg_report``) the tokenizer's vocabulary and special ids, so report text is decoded without the
-``tokenizers`` library in the service image.
+Why TorchScript and not ONNX here: the report's greedy decoding is a data-dependent loop (stop at
+EOS, up to ``max_len`` steps) that runs inside one Triton call; ONNX would need it unrolled or
+split into one request per token. The classifier stays on the same backend because it shares the
+encoder with the report (the planned one-encoder-pass model holds both). Both are device-free:
+the classifier is traced from code that never names a device, the generator is scripted (devices
+are read from the inputs at run time); tests/inference/test_served_artifacts.py checks it.
+
+Each version's ``serving.json`` (copied into the config as ``serving_v<N>``) carries what the
+client needs to interpret the outputs: the version label, the probability threshold chosen on
+validation, the class and statement names, and (for ``ecg_report``) the tokenizer's vocabulary
+and special ids, so report text is decoded without the ``tokenizers`` library in the service image.
 """
 
 from __future__ import annotations
@@ -27,7 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from inference.clinical.conditioning import MEASURED_SNOMED
-from inference.model_repository import FOUNDATION_MODEL, REPORT_MODEL, Tensor, sha256_prefix, write_model
+from inference.model_repository import (
+    FOUNDATION_MODEL,
+    REPORT_MODEL,
+    ModelSpec,
+    Tensor,
+    sha256_prefix,
+    write_model,
+)
 
 
 def tokenizer_vocabulary(tokenizer_path: Path) -> list[str]:
@@ -83,7 +98,7 @@ def served_foundation(checkpoint: Path) -> ServedFoundationParts:
     class ServedReport(torch.nn.Module):
         def __init__(self, model: torch.nn.Module) -> None:
             super().__init__()
-            self.generator = FoundationGreedyGenerator(model)
+            self.generator = FoundationGreedyGenerator(model, kv_cache=True)
 
         def forward(self, signal: torch.Tensor, lead_mask: torch.Tensor) -> torch.Tensor:
             return self.generator(signal, lead_mask, None)
@@ -91,7 +106,7 @@ def served_foundation(checkpoint: Path) -> ServedFoundationParts:
     class ServedConditionedReport(torch.nn.Module):
         def __init__(self, model: torch.nn.Module) -> None:
             super().__init__()
-            self.generator = FoundationGreedyGenerator(model)
+            self.generator = FoundationGreedyGenerator(model, kv_cache=True)
 
         def forward(self, signal: torch.Tensor, lead_mask: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
             return self.generator(signal, lead_mask, measured)
@@ -125,8 +140,42 @@ def served_foundation(checkpoint: Path) -> ServedFoundationParts:
     )
 
 
-def export_foundation(repository: Path, checkpoint: Path) -> list[dict[str, Any]]:
-    """Write ``ecg_foundation`` and ``ecg_report`` into ``repository``; return their export checks."""
+def foundation_specs(cfg: Any) -> tuple[ModelSpec, ModelSpec]:
+    """Return the configs' shapes of ``ecg_foundation`` and ``ecg_report`` for the model config ``cfg``."""
+    inputs = (
+        Tensor("signal", "TYPE_FP32", (cfg.n_leads, cfg.n_samples)),
+        Tensor("lead_mask", "TYPE_BOOL", (cfg.n_leads,)),
+    )
+    classifier = ModelSpec(
+        name=FOUNDATION_MODEL,
+        platform="pytorch_libtorch",
+        inputs=inputs,
+        outputs=(
+            Tensor("abnormal_logit__0", "TYPE_FP32", (1,)),
+            Tensor("superclass_logits__1", "TYPE_FP32", (cfg.n_superclasses,)),
+            Tensor("statement_logits__2", "TYPE_FP32", (cfg.n_statements,)),
+            Tensor("embedding__3", "TYPE_FP32", (2 * cfg.d_model,)),
+            Tensor("novelty__4", "TYPE_FP32", (1,)),
+        ),
+    )
+    measured = (Tensor("measured", "TYPE_FP32", (cfg.n_measured,)),) if cfg.condition_on_measured else ()
+    report = ModelSpec(
+        name=REPORT_MODEL,
+        platform="pytorch_libtorch",
+        inputs=inputs + measured,
+        outputs=(Tensor("token_ids__0", "TYPE_INT64", (cfg.max_len,)),),
+    )
+    return classifier, report
+
+
+def export_foundation(
+    repository: Path, checkpoint: Path, *, device: str = "cpu", version: int = 1, keep_other_versions: bool = False
+) -> list[dict[str, Any]]:
+    """Write ``ecg_foundation`` and ``ecg_report`` into ``repository``; return their export checks.
+
+    The artifacts are traced/scripted on CPU and saved with CPU weights; ``device`` is where the
+    written files are loaded and compared with the eager model.
+    """
     import torch  # noqa: PLC0415 ml extra (torch), export only
 
     parts = served_foundation(checkpoint)
@@ -135,41 +184,41 @@ def export_foundation(repository: Path, checkpoint: Path) -> list[dict[str, Any]
     with torch.no_grad():
         traced = torch.jit.trace(parts.classifier, example)
         scripted = torch.jit.script(parts.generator)
-    inputs = [
-        Tensor("signal", "TYPE_FP32", (cfg.n_leads, cfg.n_samples)),
-        Tensor("lead_mask", "TYPE_BOOL", (cfg.n_leads,)),
-    ]
-    outputs = [
-        Tensor("abnormal_logit__0", "TYPE_FP32", (1,)),
-        Tensor("superclass_logits__1", "TYPE_FP32", (cfg.n_superclasses,)),
-        Tensor("statement_logits__2", "TYPE_FP32", (cfg.n_statements,)),
-        Tensor("embedding__3", "TYPE_FP32", (2 * cfg.d_model,)),
-        Tensor("novelty__4", "TYPE_FP32", (1,)),
-    ]
+    classifier_spec, report_spec = foundation_specs(cfg)
     classifier_dir = write_model(
-        repository, FOUNDATION_MODEL, traced, inputs=inputs, outputs=outputs, parameters=parts.classifier_parameters
+        repository,
+        classifier_spec,
+        lambda path: traced.save(str(path)),
+        parts.classifier_parameters,
+        version=version,
+        keep_other_versions=keep_other_versions,
     )
-    measured_inputs = [Tensor("measured", "TYPE_FP32", (cfg.n_measured,))] if cfg.condition_on_measured else []
     report_dir = write_model(
         repository,
-        REPORT_MODEL,
-        scripted,
-        inputs=inputs + measured_inputs,
-        outputs=[Tensor("token_ids__0", "TYPE_INT64", (cfg.max_len,))],
-        parameters=parts.report_parameters,
+        report_spec,
+        lambda path: scripted.save(str(path)),
+        parts.report_parameters,
+        version=version,
+        keep_other_versions=keep_other_versions,
     )
     check = (torch.randn(3, cfg.n_leads, cfg.n_samples) * 0.2, torch.ones(3, cfg.n_leads, dtype=torch.bool))
     check[1][1, 6:] = False
     report_check = check + ((torch.eye(3, cfg.n_measured),) if cfg.condition_on_measured else ())
+    on_device = tuple(t.to(device) for t in report_check)
     with torch.no_grad():
         eager = parts.classifier(*check)
-        loaded = torch.jit.load(str(classifier_dir / "1" / "model.pt"))(*check)
-        diff = max(float((a - b).abs().max()) for a, b in zip(eager, loaded, strict=True))
-        ids_equal = torch.equal(
-            parts.generator(*report_check), torch.jit.load(str(report_dir / "1" / "model.pt"))(*report_check)
-        )
+        loaded = torch.jit.load(str(classifier_dir / classifier_spec.filename), map_location=device)(*on_device[:2])
+        diff = max(float((a - b.cpu()).abs().max()) for a, b in zip(eager, loaded, strict=True))
+        generator = torch.jit.load(str(report_dir / report_spec.filename), map_location=device)
+        ids_equal = torch.equal(parts.generator(*report_check), generator(*on_device).cpu())
     label = parts.classifier_parameters["model_version_label"]
     return [
-        {"model": FOUNDATION_MODEL, "version_label": label, "max_abs_diff": diff},
-        {"model": REPORT_MODEL, "version_label": label, "token_ids_equal": bool(ids_equal)},
+        {"model": FOUNDATION_MODEL, "version": version, "version_label": label, "device": device, "max_abs_diff": diff},
+        {
+            "model": REPORT_MODEL,
+            "version": version,
+            "version_label": label,
+            "device": device,
+            "token_ids_equal": bool(ids_equal),
+        },
     ]

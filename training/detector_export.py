@@ -25,8 +25,12 @@ INPUT_NAMES = ["record", "beats", "beat_valid", "lead_valid", "sample_valid", "r
 OUTPUT_NAMES = ["score", "anomaly_map", "attributes"]
 
 
-def export(checkpoint: Path, out_dir: Path) -> dict[str, float]:
-    """Write TorchScript and ONNX files; return the max abs difference of each vs eager."""
+def export(checkpoint: Path, out_dir: Path, device: str = "cpu") -> dict[str, float]:
+    """Write TorchScript and ONNX files; return the max abs difference of each vs eager.
+
+    The files are device-free (traced on CPU from code that never names a device); ``device`` is
+    where the TorchScript file is loaded and checked.
+    """
     import onnxruntime as ort
 
     model = from_checkpoint(checkpoint)
@@ -49,7 +53,8 @@ def export(checkpoint: Path, out_dir: Path) -> dict[str, float]:
     check = example_inputs(model, batch=3)
     with torch.no_grad():
         eager = model(*check)
-        scripted = torch.jit.load(str(out_dir / "detector.torchscript.pt"))(*check)
+        loaded = torch.jit.load(str(out_dir / "detector.torchscript.pt"), map_location=device)
+        scripted = [t.cpu() for t in loaded(*(t.to(device) for t in check))]
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     onnx_out = session.run(None, {n: a.numpy() for n, a in zip(INPUT_NAMES, check, strict=True)})
     return {
@@ -63,8 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=REPO_ROOT / "ecg_models" / "weights" / "detector.pt")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cpu", help="where the written TorchScript file is checked (cpu, cuda)")
     args = parser.parse_args(argv)
-    print(json.dumps(export(args.checkpoint, args.out)))
+    print(json.dumps(export(args.checkpoint, args.out, device=args.device)))
 
 
 if __name__ == "__main__":

@@ -56,8 +56,11 @@ def example_inputs(model: FoundationModel, batch: int = 2, seed: int = 0) -> tup
     return x, mask
 
 
-def export(checkpoint: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any]:
-    """Write the artefacts; return the differences vs eager."""
+def export(checkpoint: Path, out_dir: Path, onnx: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """Write the artefacts (CPU weights, device-free graphs); return the differences vs eager.
+
+    ``device`` is where the written classifier and generator are loaded and checked.
+    """
     model = from_checkpoint(checkpoint)
     cfg = model.cfg
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -71,13 +74,16 @@ def export(checkpoint: Path, out_dir: Path, onnx: bool = True) -> dict[str, Any]
         generator.save(str(out_dir / "foundation_generator.torchscript.pt"))
         check = example_inputs(model, batch=3, seed=1)
         eager = model(*check)
-        loaded = torch.jit.load(str(out_dir / "foundation_classifier.torchscript.pt"))(*check)
+        on_device = tuple(t.to(device) for t in check)
+        classifier = torch.jit.load(str(out_dir / "foundation_classifier.torchscript.pt"), map_location=device)
+        loaded = classifier(*on_device)
         result["torchscript_classifier_max_abs_diff"] = max(
-            float((a - b).abs().max()) for a, b in zip(eager, loaded, strict=True)
+            float((a - b.cpu()).abs().max()) for a, b in zip(eager, loaded, strict=True)
         )
         measured = torch.eye(3, cfg.n_measured) if cfg.condition_on_measured else None
         ids_eager = FoundationGreedyGenerator(model).eval()(*check, measured)
-        ids_script = torch.jit.load(str(out_dir / "foundation_generator.torchscript.pt"))(*check, measured)
+        generator_file = torch.jit.load(str(out_dir / "foundation_generator.torchscript.pt"), map_location=device)
+        ids_script = generator_file(*on_device, None if measured is None else measured.to(device)).cpu()
         result["torchscript_generator_ids_equal"] = bool(torch.equal(ids_eager, ids_script))
         torch.jit.script(FoundationMemory(model).eval()).save(str(out_dir / "foundation_memory.torchscript.pt"))
         torch.jit.script(model.decoder.eval()).save(str(out_dir / "foundation_decoder.torchscript.pt"))
@@ -173,9 +179,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", type=Path, default=REPO_ROOT / "ecg_models" / "weights" / "foundation.pt")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--device", default="cpu", help="where the written TorchScript files are checked (cpu, cuda)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    print(json.dumps(export(args.checkpoint, args.out, onnx=not args.no_onnx)))
+    print(json.dumps(export(args.checkpoint, args.out, onnx=not args.no_onnx, device=args.device)))
 
 
 if __name__ == "__main__":

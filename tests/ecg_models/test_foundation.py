@@ -156,6 +156,26 @@ def test_it_exports_classifier_and_generator_matching_eager() -> None:
     assert memory.shape == (3, 126, 32)  # 125 latent steps + the findings token
 
 
+def test_the_kv_cached_generator_gives_the_ids_of_the_full_recomputation() -> None:
+    for seed in (0, 1, 2):
+        model = tiny_model(seed)
+        x = batch(4, seed=seed)
+        full = FoundationGreedyGenerator(model).eval()
+        cached = FoundationGreedyGenerator(model, kv_cache=True).eval()
+        with torch.no_grad():
+            expected = full(*x)
+            assert torch.equal(cached(*x), expected)
+            assert torch.equal(torch.jit.script(cached)(*x), expected)
+            # Step by step, the cached logits are the full decoder's last-position logits.
+            memory = full.memory(*x)
+            tokens = torch.cat([torch.full((4, 1), 1), expected[:, :3]], dim=1)
+            cache: list[torch.Tensor] = []
+            memory_kv = cached.cached.memory_keys_values(memory)
+            for position in range(tokens.shape[1]):
+                logits, cache = cached.cached.step(tokens[:, position], position, cache, memory_kv)
+                torch.testing.assert_close(logits, model.decoder(tokens[:, : position + 1], memory)[:, -1])
+
+
 def test_it_runs_beam_search_on_the_exported_parts() -> None:
     model = tiny_model()
     x = batch(2, seed=3)

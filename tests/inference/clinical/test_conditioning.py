@@ -80,12 +80,15 @@ def test_it_sends_the_measured_vector_to_the_served_report_model() -> None:
         def __init__(self) -> None:
             self.sent: dict[str, np.ndarray] = {}
 
-        def infer_result(self, model: str, arrays: dict[str, np.ndarray], outputs: tuple[str, ...]) -> str:
+        def infer_result(
+            self, model: str, arrays: dict[str, np.ndarray], outputs: tuple[str, ...], *, version: str
+        ) -> str:
             self.sent = arrays
-            return model
+            return f"{model}/{version}"
 
     client = Client()
-    analyzer = TritonAnalyzer(client=client, _foundation_serving=serving(MEASURED_SNOMED))  # type: ignore[arg-type]
+    analyzer = TritonAnalyzer(client=client)  # type: ignore[arg-type]
     inputs = FoundationInputs(signal=np.zeros((12, 1000), np.float32), lead_mask=np.ones(12, bool))
-    assert analyzer._report(inputs, measured_vector([finding("164889003")])) == "ecg_report"
+    vec = measured_vector([finding("164889003")])
+    assert analyzer._report(inputs, vec, serving(MEASURED_SNOMED), "2") == "ecg_report/2"
     assert client.sent["measured"][0, 4] == 1.0 and client.sent["signal"].shape == (1, 12, 1000)
