@@ -128,14 +128,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     summary: dict[str, Any] = {"n_train": len(y["train"]), "n_val": len(y["val"]), "n_test": len(y["test"])}
     summary.update({"seeds": args.seeds, "data_split_id": sid, "rows": {}})
-    print("| encoder | labels | n seeds | val AUROC | test AUROC | test minus random (paired) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| encoder | labels | n seeds | val AUROC | test AUROC | test minus random | test minus shifted |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for variant, by_fraction in results.items():
         for fraction, pairs in by_fraction.items():
             val, test = np.array(pairs).T
-            base = np.array(results["random"][fraction])[: len(test), 1]
             row = {"n_seeds": len(pairs), "val": mean_ci(val), "test": mean_ci(test)}
-            row["test_minus_random"] = mean_ci(test - base)
+            for ref in ("random", "shifted"):  # paired by seed: same probe subsets (and pretraining seed)
+                base = np.array(results.get(ref, {}).get(fraction, []))
+                n = min(len(base), len(test))
+                row[f"test_minus_{ref}"] = mean_ci(test[:n] - base[:n, 1]) if n else (float("nan"),) * 3
             summary["rows"][f"{variant}@{fraction:g}"] = row
             cells = " | ".join(f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in list(row.values())[1:])
             print(f"| {variant} | {fraction:.0%} ({int(round(fraction * len(y['train'])))}) | {len(pairs)} | {cells} |")
