@@ -43,7 +43,9 @@ class FoundationConfig:
     d_model: int = 128  # latent width (the pooled embedding is 2 * d_model: mean and max)
     n_res_blocks: int = 1  # stride-1 residual blocks at d_model after the stages
     cpc_offsets: tuple[int, ...] = (2, 4, 8, 12, 16)  # CPC predicts z_{t+k} for these k (latent steps, 80 ms each)
-    cpc_negatives: str = "shifted"  # "shifted" (same-record circular shifts + batch) or "sampled" (see cpc_info_nce)
+    cpc_negatives: str = (
+        "shifted"  # "shifted" (same-record circular shifts + batch) or "sampled" (cpc_info_nce_sampled)
+    )
     cpc_exclude_steps: int = 15  # sampled: no same-record negative within this many steps of the positive
     cpc_n_sampled: int = 64  # sampled: (record, time) candidates drawn from the batch per offset
     n_superclasses: int = 5  # PTB-XL diagnostic superclasses (SUPERCLASSES order)
@@ -205,7 +207,9 @@ def cpc_info_nce_sampled(
     and the loss pushes the two apart. Here the negatives for anchor (b, t) and offset k are the
     other ECGs' z_{t+k} (B - 1) plus ``n_sampled`` latents drawn at random (record, time) from the
     batch, of which those in the anchor's own record within ``exclude_steps`` of t+k are masked
-    out (:func:`negative_allowed`). ``exclude_steps >= T`` keeps other records only.
+    out (:func:`negative_allowed`). ``exclude_steps >= T`` keeps other records only. A window
+    cannot remove the same phase two or more beats away, but with ``n_sampled = B`` an anchor gets
+    one own-record candidate per offset on average, so such a near-copy is rare instead of certain.
     Logits are cosine similarities / 0.1, as in :func:`cpc_info_nce`.
     """
     b, t, _ = latents.shape
