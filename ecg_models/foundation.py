@@ -43,6 +43,11 @@ class FoundationConfig:
     d_model: int = 128  # latent width (the pooled embedding is 2 * d_model: mean and max)
     n_res_blocks: int = 1  # stride-1 residual blocks at d_model after the stages
     cpc_offsets: tuple[int, ...] = (2, 4, 8, 12, 16)  # CPC predicts z_{t+k} for these k (latent steps, 80 ms each)
+    cpc_negatives: str = (
+        "shifted"  # "shifted" (same-record circular shifts + batch) or "sampled" (cpc_info_nce_sampled)
+    )
+    cpc_exclude_steps: int = 15  # sampled: no same-record negative within this many steps of the positive
+    cpc_n_sampled: int = 64  # sampled: (record, time) candidates drawn from the batch per offset
     n_superclasses: int = 5  # PTB-XL diagnostic superclasses (SUPERCLASSES order)
     statement_codes: tuple[str, ...] = ()  # SCP statements with a head, in output order
     vocab_size: int = 512  # tokenizer vocabulary (special ids PAD/BOS/EOS/UNK = 0/1/2/3)
@@ -116,11 +121,20 @@ class FoundationCPC(nn.Module):
         self.gru = nn.GRU(cfg.d_model, cfg.d_model, batch_first=True)
         self.offsets = tuple(cfg.cpc_offsets)
         self.predictors = nn.ModuleList(nn.Linear(cfg.d_model, cfg.d_model) for _ in cfg.cpc_offsets)
+        self.negatives = cfg.cpc_negatives
+        self.exclude_steps = cfg.cpc_exclude_steps
+        self.n_sampled = cfg.cpc_n_sampled
 
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+    def forward(self, latents: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Return the InfoNCE loss of predicting z_{t+k} from c_t (see :func:`cpc_info_nce`)."""
         context, _ = self.gru(latents)
-        return cpc_info_nce(context, latents, self.predictors, self.offsets)
+        if self.negatives == "shifted":
+            return cpc_info_nce(context, latents, self.predictors, self.offsets)
+        if self.negatives == "sampled":
+            return cpc_info_nce_sampled(
+                context, latents, self.predictors, self.offsets, self.exclude_steps, self.n_sampled, generator
+            )
+        raise ValueError(f"cpc_negatives must be 'shifted' or 'sampled', got {self.negatives!r}")
 
 
 def cpc_info_nce(
@@ -149,6 +163,70 @@ def cpc_info_nce(
         batch_logits = torch.einsum("btd,ctd->tbc", pred, z[:, k:])  # (T-k, B, B)
         self_logits = torch.einsum("btd,btsd->tbs", pred, rolled[:, k:])  # (T-k, B, S)
         logits = torch.cat([batch_logits, self_logits], dim=-1) / 0.1
+        losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.repeat(t - k)))
+    return torch.stack(losses).mean()
+
+
+def sample_negatives(
+    batch: int, steps: int, n: int, generator: torch.Generator | None = None, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``n`` candidate negatives uniformly from the batch's latents: (record (n,), time (n,))."""
+    rec = torch.randint(0, batch, (n,), generator=generator).to(device)
+    time = torch.randint(0, steps, (n,), generator=generator).to(device)
+    return rec, time
+
+
+def negative_allowed(
+    cand_rec: torch.Tensor, cand_time: torch.Tensor, batch: int, target_time: torch.Tensor, exclude_steps: int
+) -> torch.Tensor:
+    """(B, T', M) bool: may candidate m be a negative for anchor (b, t) whose positive is at ``target_time[t]``?
+
+    Other records' latents always may; the anchor's own record only when it lies more than
+    ``exclude_steps`` from the positive (|time - target| > exclude_steps), so a latent from the same
+    beat, or the one before or after it, is never pushed away from its own near-copy.
+    """
+    rec = torch.arange(batch, device=cand_rec.device)
+    same = rec.view(-1, 1, 1) == cand_rec.view(1, 1, -1)  # (B, 1, M)
+    near = (cand_time.view(1, 1, -1) - target_time.view(1, -1, 1)).abs() <= exclude_steps  # (1, T', M)
+    return ~(same & near)
+
+
+def cpc_info_nce_sampled(
+    context: torch.Tensor,
+    latents: torch.Tensor,
+    predictors: nn.ModuleList,
+    offsets: tuple[int, ...],
+    exclude_steps: int,
+    n_sampled: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """InfoNCE with negatives that are not near-copies of the positive: (B, T, D) x 2 -> scalar loss.
+
+    Why: in :func:`cpc_info_nce` the same ECG shifted by 13 steps (1.04 s) is about one RR interval
+    away, so at a normal rate it is the next beat at the same phase, a near-copy of the positive,
+    and the loss pushes the two apart. Here the negatives for anchor (b, t) and offset k are the
+    other ECGs' z_{t+k} (B - 1) plus ``n_sampled`` latents drawn at random (record, time) from the
+    batch, of which those in the anchor's own record within ``exclude_steps`` of t+k are masked
+    out (:func:`negative_allowed`). ``exclude_steps >= T`` keeps other records only. A window
+    cannot remove the same phase two or more beats away, but with ``n_sampled = B`` an anchor gets
+    one own-record candidate per offset on average, so such a near-copy is rare instead of certain.
+    Logits are cosine similarities / 0.1, as in :func:`cpc_info_nce`.
+    """
+    b, t, _ = latents.shape
+    z = F.normalize(latents, dim=-1)
+    target = torch.arange(b, device=latents.device)
+    losses = []
+    for k, predictor in zip(offsets, predictors, strict=True):
+        if t - k <= 0:
+            continue
+        pred = F.normalize(predictor(context[:, : t - k]), dim=-1)  # (B, T-k, D)
+        batch_logits = torch.einsum("btd,ctd->tbc", pred, z[:, k:])  # (T-k, B, B), diagonal = positive
+        rec, time = sample_negatives(b, t, n_sampled, generator, latents.device)
+        cand = z[rec, time]  # (M, D)
+        sampled = torch.einsum("btd,md->tbm", pred, cand)  # (T-k, B, M)
+        allowed = negative_allowed(rec, time, b, torch.arange(k, t, device=latents.device), exclude_steps)
+        sampled = sampled.masked_fill(~allowed.transpose(0, 1), float("-inf"))
+        logits = torch.cat([batch_logits, sampled], dim=-1) / 0.1
         losses.append(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.repeat(t - k)))
     return torch.stack(losses).mean()
 

@@ -86,6 +86,16 @@ def parse_config(default: Any, argv: list[str]) -> Any:
     return apply_overrides(cfg, flags)
 
 
+def resolve_device(name: str) -> Any:
+    """The torch device for ``--device`` (cpu, cuda, cuda:N); asking for CUDA without one is an error."""
+    import torch  # only the training scripts that take --device need torch here
+
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device={name}: CUDA is not available on this machine")
+    return device
+
+
 def git_sha() -> str:
     """Return the current git commit (stored in every checkpoint), or "unknown" outside a repository."""
     try:

@@ -39,7 +39,7 @@ from ecg_models.foundation import (
     build_foundation,
     random_lead_masks,
 )
-from training.config import git_sha, parse_config
+from training.config import git_sha, parse_config, resolve_device
 from training.detector_data import choose_threshold
 from training.foundation_data import (
     DEFAULT_DATA,
@@ -71,6 +71,7 @@ class FinetuneConfig:
     export_path: str = ""  # if set, write the shipped checkpoint (no optimizer) here
     probe_checkpoint: str = ""  # probe run to embed in the export as the linear-probe baseline
     seed: int = 0
+    device: str = "cpu"  # torch device ("cuda" when available); checkpoints are written on the CPU
     num_threads: int = 1
     epochs: int = 30
     time_budget_s: float = 480.0
@@ -108,13 +109,14 @@ def head_losses(
     model: FoundationModel, out: tuple[torch.Tensor, ...], data: FoundationArrays, idx: np.ndarray, w_st: float
 ) -> torch.Tensor:
     abnormal, superclass, statement, _ = out
-    label = torch.from_numpy(data.label[idx]).float()
+    dev = abnormal.device
+    label = torch.from_numpy(data.label[idx]).float().to(dev)
     loss = F.binary_cross_entropy_with_logits(abnormal, label)
-    loss = loss + F.binary_cross_entropy_with_logits(superclass, torch.from_numpy(data.superclass[idx]))
-    full = torch.from_numpy(data.full_codes[idx])
+    loss = loss + F.binary_cross_entropy_with_logits(superclass, torch.from_numpy(data.superclass[idx]).to(dev))
+    full = torch.from_numpy(data.full_codes[idx]).to(dev)
     if full.any() and model.cfg.n_statements:
         loss = loss + w_st * F.binary_cross_entropy_with_logits(
-            statement[full], torch.from_numpy(data.statements[idx])[full]
+            statement[full], torch.from_numpy(data.statements[idx]).to(dev)[full]
         )
     return loss
 
@@ -123,11 +125,12 @@ def head_losses(
 def predict(model: FoundationModel, signal: np.ndarray, mask: np.ndarray, batch: int = 128) -> list[np.ndarray]:
     """Return [abnormal logit (N,), superclass (N, 5), statement (N, S), embedding (N, 2 * d_model)] in eval mode."""
     model.eval()
+    dev = next(model.parameters()).device
     parts: list[list[np.ndarray]] = [[], [], [], []]
     for i in range(0, len(signal), batch):
-        out = model(torch.from_numpy(signal[i : i + batch]), torch.from_numpy(mask[i : i + batch]))
+        out = model(torch.from_numpy(signal[i : i + batch]).to(dev), torch.from_numpy(mask[i : i + batch]).to(dev))
         for p, o in zip(parts, out, strict=True):
-            p.append(o.numpy())
+            p.append(o.float().cpu().numpy())
     return [np.concatenate(p) for p in parts]
 
 
@@ -143,9 +146,10 @@ def validate(model: FoundationModel, val: FoundationArrays, tokens: np.ndarray) 
         )
     full = np.flatnonzero(val.full_codes)
     with torch.no_grad():
-        tok = torch.from_numpy(tokens[full])
+        dev = next(model.parameters()).device
+        tok = torch.from_numpy(tokens[full]).to(dev)
         logits = model.report_logits(
-            tok[:, :-1], torch.from_numpy(val.signal[full]), torch.from_numpy(val.lead_mask[full])
+            tok[:, :-1], torch.from_numpy(val.signal[full]).to(dev), torch.from_numpy(val.lead_mask[full]).to(dev)
         )
         out["val_text_loss"] = float(F.cross_entropy(logits.transpose(1, 2), tok[:, 1:], ignore_index=PAD_ID))
     out["val_score"] = (out["val_auroc"] + out["val_macro_superclass"]) / 2
@@ -201,11 +205,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             },
         )
     model_cfg = dataclasses.replace(enc_cfg, vocab_size=tok.get_vocab_size(), statement_codes=arrays.statement_codes)
+    device = resolve_device(cfg.device)
     model = build_foundation(model_cfg)
     if pre:
         encoder_state = {k: v for k, v in pre["model"].items() if k.startswith("encoder.")}
         missing, unexpected = model.load_state_dict(encoder_state, strict=False)
         assert not unexpected and not [k for k in missing if k.startswith("encoder.")], (missing, unexpected)
+    model = model.to(device)
     encoder_params = list(model.encoder.parameters()) + list(model.pool_norm.parameters())
     other = list(model.heads.parameters()) + list(model.decoder.parameters())
     if cfg.mode == "probe":
@@ -235,19 +241,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parts: dict[str, list[float]] = {"heads": [], "text": [], "align": []}
         for b in range(steps_per_epoch):
             idx = np.sort(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
-            x = torch.from_numpy(train.signal[idx])
-            mask = torch.from_numpy(train.lead_mask[idx])
+            x = torch.from_numpy(train.signal[idx]).to(device)
+            mask_cpu = torch.from_numpy(train.lead_mask[idx])  # lead subsets are drawn on the CPU generator
+            mask = mask_cpu.to(device)
             latents = model.encode(x, mask)
             emb = model.pool(latents)
             loss_heads = head_losses(model, model.heads(emb) + (emb,), train, idx, cfg.statement_weight)
             full = np.flatnonzero(train.full_codes[idx])
-            tok_b = torch.from_numpy(train_tokens[idx[full]])
-            logits = model.decoder(tok_b[:, :-1], model.memory(latents[full]))
+            tok_b = torch.from_numpy(train_tokens[idx[full]]).to(device)
+            logits = model.decoder(tok_b[:, :-1], model.memory(latents[torch.from_numpy(full).to(device)]))
             loss_text = F.cross_entropy(logits.transpose(1, 2), tok_b[:, 1:], ignore_index=PAD_ID)
             loss = loss_heads + cfg.text_weight * loss_text
             loss_align = torch.zeros(())
             if cfg.mode == "full" and cfg.align_weight > 0:
-                sub_mask = _subset_masks(mask, generator, cfg.random_subset_prob)
+                sub_mask = _subset_masks(mask_cpu, generator, cfg.random_subset_prob).to(device)
                 sub_emb = model.pool(model.encode(x, sub_mask))
                 loss_align = alignment_loss(sub_emb, emb)
                 sub_heads = head_losses(model, model.heads(sub_emb) + (sub_emb,), train, idx, cfg.statement_weight)
@@ -327,7 +334,7 @@ def _save(
         model.encoder.eval()
     torch.save(
         {
-            "model": model.state_dict(),
+            "model": {k: v.cpu() for k, v in model.state_dict().items()},
             "model_kind": "foundation",
             "model_config": asdict(model.cfg),
             "train_config": {k: v for k, v in asdict(cfg).items() if k != "model"},

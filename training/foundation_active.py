@@ -11,6 +11,12 @@ Pure numpy (no I/O, no torch), so the service can call it per ECG. Three terms, 
 
 ``review_priority`` is the weighted mean of the available terms; ``rank_for_review`` sorts a
 batch by it (highest first, ties by index).
+
+Label audit (ECGs that already carry a label, which may be wrong): ``label_disagreement`` is
+``|y - p|`` for the given label y in {0, 1}, a monotone transform of the cross-entropy loss of the
+model's prediction against that label (1 = the model is sure of the other class). ``audit_priority``
+mixes it with uncertainty; ``rank_for_audit`` sorts by it. The probabilities must come from a model
+that did not train on the ECG being scored (out-of-fold), or a memorised wrong label looks right.
 """
 
 from __future__ import annotations
@@ -85,3 +91,33 @@ def rank_for_review(
     """Indices of the batch, most useful to label first (stable for ties)."""
     score = batch_priority(prob_abnormal, detector_score_z, embedding, reference_embeddings, weights)
     return np.argsort(-score, kind="stable")
+
+
+def label_disagreement(prob_abnormal: np.ndarray, given_label: np.ndarray) -> np.ndarray:
+    """``|y - p|`` (N,) in [0, 1]: how strongly the model's prediction contradicts the given label.
+
+    Equals ``1 - exp(-loss)`` for the cross-entropy loss of p against y, so it ranks like the loss
+    but stays bounded (a mean with the other terms is not dominated by one p of 1e-9).
+    """
+    p = np.clip(np.asarray(prob_abnormal, dtype=np.float64).reshape(-1), 0.0, 1.0)
+    y = np.asarray(given_label, dtype=np.float64).reshape(-1)
+    if len(y) != len(p) or not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("given_label must hold one 0/1 label per probability")
+    return np.abs(y - p)
+
+
+def audit_priority(prob_abnormal: np.ndarray, given_label: np.ndarray, uncertainty_weight: float = 0.0) -> np.ndarray:
+    """Label-audit priority (N,) in [0, 1]: weighted mean of disagreement (weight 1) and uncertainty.
+
+    ``uncertainty_weight = 0`` (the default) is disagreement alone, which found flipped labels
+    fastest in ``training.foundation_label_noise`` (docs/models/foundation.md): uncertainty ranks a
+    confident contradiction (the typical flipped label) below any borderline ECG.
+    """
+    d = label_disagreement(prob_abnormal, given_label)
+    u = 1.0 - np.abs(2.0 * np.clip(np.asarray(prob_abnormal, dtype=np.float64).reshape(-1), 0.0, 1.0) - 1.0)
+    return (d + uncertainty_weight * u) / (1.0 + uncertainty_weight)
+
+
+def rank_for_audit(prob_abnormal: np.ndarray, given_label: np.ndarray, uncertainty_weight: float = 0.0) -> np.ndarray:
+    """Indices of labelled ECGs, the most likely wrong label first (stable for ties)."""
+    return np.argsort(-audit_priority(prob_abnormal, given_label, uncertainty_weight), kind="stable")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.config import git_sha, parse_config
+from training.config import git_sha, parse_config, resolve_device
 from training.foundation_data import (
     DEFAULT_DATA,
     FoundationArrays,
@@ -98,10 +98,12 @@ def resnet_from_checkpoint(path: Path) -> ResNet1d:
 def predict_resnet(model: ResNet1d, data: FoundationArrays, batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     a, s = [], []
+    dev = next(model.parameters()).device
     for i in range(0, len(data), batch):
-        out = model(torch.from_numpy(data.signal[i : i + batch]), torch.from_numpy(data.lead_mask[i : i + batch]))
-        a.append(out[0].numpy())
-        s.append(out[1].numpy())
+        x, m = torch.from_numpy(data.signal[i : i + batch]), torch.from_numpy(data.lead_mask[i : i + batch])
+        out = model(x.to(dev), m.to(dev))
+        a.append(out[0].float().cpu().numpy())
+        s.append(out[1].float().cpu().numpy())
     return np.concatenate(a), np.concatenate(s)
 
 
@@ -112,6 +114,7 @@ class BaselineConfig:
     data_dir: str = str(DEFAULT_DATA)
     out_path: str = str(REPO_ROOT / "ecg_models" / "weights" / "resnet1d_baseline.pt")
     seed: int = 0
+    device: str = "cpu"  # torch device ("cuda" when available); the checkpoint is written on the CPU
     num_threads: int = 1
     epochs: int = 30
     time_budget_s: float = 420.0
@@ -131,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train, val = arrays.where("train"), arrays.where("val")
     if cfg.max_records:
         train = train.subset(np.arange(min(cfg.max_records, len(train))))
-    model = ResNet1d(cfg.model)
+    device = resolve_device(cfg.device)
+    model = ResNet1d(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     best: dict[str, Any] = {"val_score": -1.0}
@@ -142,9 +146,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         order = torch.randperm(len(train), generator=gen).numpy()
         for b in range(steps):
             idx = np.sort(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
-            a, s = model(torch.from_numpy(train.signal[idx]), torch.from_numpy(train.lead_mask[idx]))
-            loss = F.binary_cross_entropy_with_logits(a, torch.from_numpy(train.label[idx]).float())
-            loss = loss + F.binary_cross_entropy_with_logits(s, torch.from_numpy(train.superclass[idx]))
+            a, s = model(
+                torch.from_numpy(train.signal[idx]).to(device), torch.from_numpy(train.lead_mask[idx]).to(device)
+            )
+            loss = F.binary_cross_entropy_with_logits(a, torch.from_numpy(train.label[idx]).float().to(device))
+            loss = loss + F.binary_cross_entropy_with_logits(s, torch.from_numpy(train.superclass[idx]).to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -157,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             best = {"val_score": score, "val_auroc": auc, "val_macro_superclass": mac, "epoch": epoch}
             torch.save(
                 {
-                    "model": model.state_dict(),
+                    "model": {k: v.cpu() for k, v in model.state_dict().items()},
                     "model_kind": "resnet1d_baseline",
                     "model_config": asdict(cfg.model),
                     "train_config": {k: v for k, v in asdict(cfg).items() if k != "model"},

@@ -206,6 +206,21 @@ def subset_mask(mask: np.ndarray, subset: str) -> np.ndarray:
 # --- metrics ----------------------------------------------------------------------------------
 
 
+def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95% t-interval of per-seed values (mean, lo, hi), rounded to 4 places; one value has no width."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return (float("nan"),) * 3
+    m = float(v.mean())
+    if len(v) < 2:
+        return round(m, 4), round(m, 4), round(m, 4)
+    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return round(m, 4), round(m - half, 4), round(m + half, 4)
+
+
 def safe_auroc(y: np.ndarray, s: np.ndarray) -> float:
     """AUROC, or NaN when only one class is present."""
     ok = ~np.isnan(y)

@@ -21,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from ecg_models.foundation import build_foundation
+from training.config import resolve_device
 from training.foundation_active import rank_for_review
 from training.foundation_data import DEFAULT_DATA, load_ptbxl_arrays, safe_auroc
 from training.pretrain_foundation import embed
@@ -88,13 +89,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--start", type=int, default=10)
     parser.add_argument("--step", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--device", default="cpu", help="torch device for the embeddings (cpu, cuda)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     arrays, _, sid = load_ptbxl_arrays(args.data)
     pool = arrays.where("train")
     pool = pool.subset(np.flatnonzero(pool.full_codes))
     test = arrays.where("test")
-    model = probe_encoder(args.checkpoint)
+    model = probe_encoder(args.checkpoint).to(resolve_device(args.device))
     x_pool, x_test = embed(model, pool.signal, pool.lead_mask), embed(model, test.signal, test.lead_mask)
     res = simulate(
         x_pool, pool.label, x_test, test.label, seeds=args.seeds, start=args.start, step=args.step, rounds=args.rounds

@@ -6,8 +6,10 @@ overrides them and ``--key=value`` flags override both (``--model.d_model=64``).
 
 Data: every record under ``--data_dir`` except the test split (PTB-XL fold 10) and the
 ptb-xl-extra val/test records (possible patient overlap): labelled or not, preprocessed by
-``foundation_inputs``. Loss: contrastive predictive coding (InfoNCE, k = 1..K future latents,
-negatives = the other ECGs of the batch at the same step) with lead dropout. Model selection:
+``foundation_inputs``. Loss: contrastive predictive coding (InfoNCE, k in ``cpc_offsets`` future latents) with lead
+dropout; ``--model.cpc_negatives`` chooses the negatives: ``shifted`` (the shipped run: other ECGs
+at the same step plus the same ECG circularly shifted) or ``sampled`` (other ECGs plus random
+batch latents, none of the anchor's own record within ``cpc_exclude_steps`` of the positive). Model selection:
 by default the last epoch (``select_on="last"``): the probe below, a logistic regression on
 pooled embeddings fitted on train folds and scored on fold 9 (72 ECGs), is logged but too noisy
 to select on (in the shipped run it peaked at epoch 2, before CPC had converged).
@@ -28,7 +30,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from ecg_models.foundation import FoundationConfig, FoundationModel, build_foundation, random_lead_masks
-from training.config import git_sha, parse_config
+from training.config import git_sha, parse_config, resolve_device
 from training.foundation_data import DEFAULT_DATA, RUNS, FoundationArrays, load_ptbxl_arrays, safe_auroc
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class PretrainConfig:
     data_dir: str = str(DEFAULT_DATA)  # folder holding PTB-XL-layout folders
     out_dir: str = str(RUNS / "foundation_pretrain")  # checkpoints and history
     seed: int = 0
+    device: str = "cpu"  # torch device ("cuda" when available); data stays on the CPU between batches
     num_threads: int = 1  # torch intra-op threads (the CPU box is shared)
     epochs: int = 40
     time_budget_s: float = 720.0  # stop after the epoch that crosses this wall time (0 = no limit)
@@ -59,9 +62,11 @@ class PretrainConfig:
 def embed(model: FoundationModel, signal: np.ndarray, mask: np.ndarray, batch: int = 128) -> np.ndarray:
     """Pooled embeddings (N, 2D) in eval mode."""
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(signal), batch):
-        out.append(model(torch.from_numpy(signal[i : i + batch]), torch.from_numpy(mask[i : i + batch]))[3].numpy())
+        x, m = torch.from_numpy(signal[i : i + batch]).to(device), torch.from_numpy(mask[i : i + batch]).to(device)
+        out.append(model(x, m)[3].float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 2 * model.cfg.d_model), np.float32)
 
 
@@ -97,7 +102,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
 
     # Model and optimizer.
-    model = build_foundation(cfg.model)
+    device = resolve_device(cfg.device)
+    model = build_foundation(cfg.model).to(device)
     params = list(model.encoder.parameters()) + list(model.pool_norm.parameters()) + list(model.cpc.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, len(pool) // cfg.batch_size)
@@ -121,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             x = torch.from_numpy(pool.signal[idx])
             mask = torch.from_numpy(pool.lead_mask[idx]) & random_lead_masks(len(idx), 12, cfg.lead_dropout, generator)
             x = x + cfg.noise_std * torch.randn(x.shape, generator=generator)
-            loss = model.cpc(model.encode(x, mask))
+            loss = model.cpc(model.encode(x.to(device), mask.to(device)), generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -27,6 +27,8 @@ def test_it_pretrains_finetunes_exports_and_evaluates(tmp_path, capsys) -> None:
             "--epochs=1",
             "--max_records=64",
             "--batch_size=32",
+            "--device=cpu",
+            "--model.cpc_negatives=sampled",
             *TINY,
         ]
     )
@@ -42,6 +44,7 @@ def test_it_pretrains_finetunes_exports_and_evaluates(tmp_path, capsys) -> None:
         "--model.dec_ff=32",
         "--model.max_len=12",
         "--model.vocab_size=300",
+        "--device=cpu",
     ]
     finetune_foundation.main([*common, "--mode=probe"])
     export_path = tmp_path / "w" / "foundation.pt"
@@ -131,3 +134,14 @@ def test_it_evaluates_a_challenge_directory_with_the_shipped_weights(tmp_path, c
     assert last["n_test"] == 4 and last["n_normal"] == 2
     assert set(last["auroc_by_lead_subset"]) == {"I", "I+II", "limb6", "V1-V6", "all12"}
     assert last["bleu4"] is None  # no reference text in a Challenge directory
+
+
+def test_it_refuses_a_cuda_device_that_is_not_there(monkeypatch) -> None:
+    import torch
+
+    from training.config import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda")
