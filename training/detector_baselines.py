@@ -23,7 +23,7 @@ import torch
 from sklearn.ensemble import IsolationForest
 
 from ecg_models.baselines import ConvAutoencoder, ConvAutoencoderConfig, config_dict
-from training.config import REPO_ROOT, git_sha
+from training.config import REPO_ROOT, git_sha, resolve_device
 from training.data.splits import load_index, split_id, split_records
 from training.detector_attributes import ATTRIBUTES, cached_attribute_table
 from training.detector_data import (
@@ -91,15 +91,18 @@ def run_iforest(data_dir: Path, cache: Path, seed: int) -> dict[str, object]:
     return out
 
 
-def run_conv_ae(data_dir: Path, out_path: Path, epochs: int, seed: int, threads: int) -> dict[str, object]:
+def run_conv_ae(
+    data_dir: Path, out_path: Path, epochs: int, seed: int, threads: int, device: str = "cpu"
+) -> dict[str, object]:
     """Train the conv autoencoder on training normals; keep the epoch with the best fold-9 AUROC."""
+    dev = resolve_device(device)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     splits = split_records(load_index(data_dir))
     train = arrays_from_index(splits["train"][splits["train"]["label"] == "normal"])
     val = arrays_from_index(splits["val"])
     cfg = ConvAutoencoderConfig()
-    model = ConvAutoencoder(cfg)
+    model = ConvAutoencoder(cfg).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     generator = torch.Generator().manual_seed(seed)
     best, history = -1.0, []
@@ -109,14 +112,15 @@ def run_conv_ae(data_dir: Path, out_path: Path, epochs: int, seed: int, threads:
         t0 = time.time()
         order = torch.randperm(len(train), generator=generator).numpy()
         for b in range(len(train) // 32):
-            record, _, _, lead_valid, sample_valid, _ = to_tensors(train.arrays, np.sort(order[b * 32 : (b + 1) * 32]))
+            batch = to_tensors(train.arrays, np.sort(order[b * 32 : (b + 1) * 32]))
+            record, _, _, lead_valid, sample_valid, _ = (t.to(dev) for t in batch)
             loss = model.loss(record, lead_valid, sample_valid)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            val_scores = model(*to_tensors(val.arrays, slice(None)))[0].numpy()
+            val_scores = model(*(t.to(dev) for t in to_tensors(val.arrays, slice(None))))[0].cpu().numpy()
         auroc = detection_metrics(val_scores, val.labels, np.inf)["auroc"]
         history.append({"epoch": epoch, "loss": float(loss), "val_auroc": auroc, "epoch_seconds": time.time() - t0})
         print(json.dumps(history[-1]))
@@ -125,7 +129,7 @@ def run_conv_ae(data_dir: Path, out_path: Path, epochs: int, seed: int, threads:
             torch.save(
                 {
                     "model_kind": "conv_autoencoder",
-                    "model": model.state_dict(),
+                    "model": {k: v.cpu() for k, v in model.state_dict().items()},
                     "model_config": config_dict(cfg),
                     "train_config": {"epochs": epochs, "seed": seed, "lr": 1e-3, "batch_size": 32},
                     "epoch": epoch,
@@ -153,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="torch device of the conv autoencoder (cpu, cuda, cuda:N)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "training" / "runs" / "conv_ae.pt")
     parser.add_argument(
         "--attribute-cache", type=Path, default=REPO_ROOT / "training" / "runs" / "detector_attributes.csv"
@@ -162,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         result = run_iforest(args.data, args.attribute_cache, args.seed)
     else:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        result = run_conv_ae(args.data, args.out, args.epochs, args.seed, args.threads)
+        result = run_conv_ae(args.data, args.out, args.epochs, args.seed, args.threads, args.device)
     print(json.dumps(result))
     return result
 
