@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.clinical.beats import CLASS_NORMAL, CLASS_SUPRA, CLASS_VENTRICULAR, Beats
+from inference.clinical.beats import CLASS_EXCLUDED, CLASS_NORMAL, CLASS_SUPRA, CLASS_VENTRICULAR, Beats
 from inference.clinical.types import EcgMeasurements, Finding
 from inference.preprocessing import DETECTOR_RATE_HZ, LEADS_12
 from inference.results import AnomalyInterval
@@ -61,6 +61,7 @@ _MIN_RUN = 3  # irregular intervals in a row: one ectopic makes two
 _PAUSE = 1.6  # RR at least this × the median: a beat is missing
 _ST_Z = 3.0  # ST-T residual (robust z) where evidence starts; it reaches 1 at _ST_Z + _ST_SPAN
 _ST_SPAN = 5.0
+_LONG_PR_MS = 200.0  # the first-degree AV block limit (AHA/ACC/HRS 2009; statements._AVB1_PR)
 _LATE_QRS_MV = 0.15  # QRS deflection 60–140 ms after R: the late activation of a conduction delay
 
 
@@ -110,11 +111,15 @@ def _ectopic_layers(beats: Beats, n: int) -> list[EvidenceLayer]:
 
 def _rhythm_layers(beats: Beats, n: int) -> list[EvidenceLayer]:
     """Return pauses (a missing QRS after a P) and runs of irregular RR (a paroxysm of AF or similar)."""
-    fs, peaks = beats.rate_hz, beats.r_peaks
+    # Excluded detections (a P or T wave taken for a beat, edge beats) would split a pause in two.
+    real = beats.beat_class != CLASS_EXCLUDED
+    fs, peaks = beats.rate_hz, beats.r_peaks[real]
+    pause, run = np.zeros((12, n)), np.zeros((12, n))
+    if len(peaks) < 3:
+        return []
     rr = np.diff(peaks).astype(float)
     rr_med = float(np.median(rr))
-    pause, run = np.zeros((12, n)), np.zeros((12, n))
-    ectopic = np.isin(beats.beat_class, (CLASS_VENTRICULAR, CLASS_SUPRA))
+    ectopic = np.isin(beats.beat_class[real], (CLASS_VENTRICULAR, CLASS_SUPRA))
     for k in np.flatnonzero(rr >= _PAUSE * rr_med):
         if ectopic[k]:  # the pause after an ectopic beat is already marked with it
             continue
@@ -124,9 +129,9 @@ def _rhythm_layers(beats: Beats, n: int) -> list[EvidenceLayer]:
     irregular = np.abs(rr - rr_med) >= _IRREGULAR * rr_med
     irregular[:-1] |= jumps
     irregular[1:] |= jumps
-    # The coupling interval and pause of an isolated ectopic beat are explained by it: they carry a
-    # run on (ectopics occur inside AF runs too) but do not count towards one.
-    touching = ectopic[:-1] | ectopic[1:]
+    # The coupling interval and pause of an isolated ectopic beat, and a pause, are explained by
+    # them: they carry a run on (ectopics occur inside AF runs too) but do not count towards one.
+    touching = ectopic[:-1] | ectopic[1:] | (rr >= _PAUSE * rr_med)
     start, counted = None, 0
     for k in range(len(rr) + 1):
         if k < len(rr) and irregular[k]:
@@ -173,13 +178,17 @@ def _finding_layers(beats: Beats, findings: Sequence[Finding], m: EcgMeasurement
     """Return one layer per whole-record statement, over the beats and leads it is about."""
     fs, peaks = beats.rate_hz, beats.r_peaks
     out = []
+    if m.pr_ms is not None and m.pr_ms > _LONG_PR_MS and not any(f.code == "1AVB" for f in findings):
+        # The statement needs sinus rhythm; a long PR measured on a rhythm the rules leave unnamed
+        # is still where a clinician would look.
+        findings = [*findings, Finding("long PR", "PR interval over 200 ms", None, "interval", "measured", True)]
     for f in findings:
         layer = np.zeros((12, n))
         if f.code in _CONDUCTION:
             leads = _late_qrs_leads(beats)
             for r in peaks:
                 _span(layer, [_IDX[x] for x in leads], r - 0.04 * fs, r + 0.15 * fs)
-        elif f.code == "1AVB" and m.pr_ms:
+        elif f.code in ("1AVB", "long PR") and m.pr_ms:
             leads = LEADS_12
             for r in peaks:
                 _span(layer, slice(None), r - 0.05 * fs - m.pr_ms / 1000 * fs, r - 0.05 * fs)

@@ -39,7 +39,7 @@ from training.localization_benchmark import (
 )
 
 ScoreFn = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
-ALPHAS = (0.05, 0.1, 0.25, 0.5, 1.0)
+ALPHAS = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 METHODS = ("detector", "evidence", "fused")
 
 
