@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.preprocessing import RECORD_SAMPLES
-from training.data.ptbxl import load_ptbxl_index, load_ptbxl_record
 from inference.clinical.beats import beats_analyse
-from inference.preprocessing import LEADS_12
+from inference.preprocessing import LEADS_12, RECORD_SAMPLES
+from training.data.ptbxl import load_ptbxl_index, load_ptbxl_record
 from training.localization_benchmark import (
     ANOMALY_TYPES,
     CLINICAL_TYPES,
