@@ -130,18 +130,22 @@ def _rhythm_layers(beats: Beats, n: int) -> list[EvidenceLayer]:
     irregular = np.abs(rr - rr_med) >= _IRREGULAR * rr_med
     irregular[:-1] |= jumps
     irregular[1:] |= jumps
-    # The coupling interval and pause of an isolated ectopic beat, and a pause, are explained by
-    # them: they carry a run on (ectopics occur inside AF runs too) but do not count towards one.
+    # The coupling interval and pause of one ectopic beat, and a pause, are explained by them: they
+    # carry a run on but do not count towards one. Two or more ectopic beats inside one irregular
+    # run are the run itself (an AF paroxysm's irregular beats are often called premature).
     touching = ectopic[:-1] | ectopic[1:] | (rr >= _PAUSE * rr_med)
-    start, counted = None, 0
+    start = None
     for k in range(len(rr) + 1):
         if k < len(rr) and irregular[k]:
             start = k if start is None else start
-            counted += int(not touching[k])
             continue
-        if start is not None and counted >= _MIN_RUN:
-            _span(run, slice(None), peaks[start] + 0.45 * rr_med, peaks[k] - 0.22 * fs)
-        start, counted = None, 0
+        if start is not None:
+            inside = slice(start, k)
+            several = ectopic[start + 1 : k].sum() >= 2
+            counted = (k - start) if several else int((~touching[inside]).sum())
+            if counted >= _MIN_RUN:
+                _span(run, slice(None), peaks[start] + 0.45 * rr_med, peaks[k] - 0.22 * fs)
+        start = None
     return [EvidenceLayer("pause", pause), EvidenceLayer("irregular run", run)]
 
 

@@ -7,7 +7,10 @@ operating point stored in the checkpoint (chosen on PTB-XL fold 9 at training ti
 
 The last stdout line is one JSON object with at least auroc, f1, sensitivity, specificity,
 precision_at_recall_90, n_normal, n_abnormal, n_excluded and seconds_per_ecg, plus 95% bootstrap
-intervals. ``--localization`` prints the synthetic localization benchmark in the same form.
+intervals. ``--localization`` prints the synthetic localization ablation instead
+(``training.localization_ablation``: detector map, measured evidence, fused; ``--seeds`` injection
+seeds; top-level ``localization_auroc`` and ``dice`` are the fused map's means over the clinical
+finding types).
 """
 
 from __future__ import annotations

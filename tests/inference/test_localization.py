@@ -80,6 +80,51 @@ def test_a_premature_ventricular_beat_gets_one_box_at_that_beat(with_pvc: tuple[
     assert box.end_ms - box.start_ms < 2.0 * (marked[-1] - marked[0])  # and not much more
 
 
+def test_a_dropped_qrs_gets_one_pause_box_where_the_beat_is_missing(normal: np.ndarray) -> None:
+    beats = _measure(normal).beats
+    assert beats is not None
+    r = int(beats.r_peaks[len(beats.r_peaks) // 2])  # 500 Hz, the same rate as the record
+    signal = normal.copy()
+    a, b = r - 15, r + 225  # the QRS-T (R-30 ms to R+450 ms) replaced by its baseline
+    signal[:, a:b] = np.linspace(signal[:, a], signal[:, b], b - a, endpoint=False).T
+    loc = _localize(signal)
+    assert loc.boxes == 1
+    (finding,) = {i.finding for i in loc.intervals}
+    assert finding == "pause"
+    box = loc.intervals[0]
+    assert box.start_ms < r * 2 < box.end_ms  # r in ms at 500 Hz
+
+
+def test_an_af_segment_gets_one_irregular_run_box_over_it(normal: np.ndarray) -> None:
+    class Record:
+        signal = normal
+        sample_rate_hz = RATE
+
+    out = inject(Record(), "af_segment", seed=1)  # type: ignore[arg-type]
+    assert out is not None
+    loc = _localize(out[0].astype(np.float64))
+    assert loc.boxes == 1
+    assert {i.finding for i in loc.intervals} == {"irregular run"}
+    marked = np.flatnonzero(out[1].any(axis=0)) * 1000.0 / RATE
+    box = loc.intervals[0]
+    overlap = min(box.end_ms, marked[-1]) - max(box.start_ms, marked[0])
+    assert overlap > 0.6 * (marked[-1] - marked[0])
+
+
+def test_an_arm_electrode_swap_gets_one_box_on_the_leads_it_changes(normal: np.ndarray) -> None:
+    class Record:
+        signal = normal
+        sample_rate_hz = RATE
+
+    out = inject(Record(), "lead_reversal", seed=1)  # type: ignore[arg-type]
+    assert out is not None
+    loc = _localize(out[0].astype(np.float64))
+    assert {(i.finding, i.lead) for i in loc.intervals} == {
+        ("LIMB_REVERSAL_LA_RA", lead) for lead in ("I", "II", "III", "aVR", "aVL")
+    }
+    assert all(i.end_ms - i.start_ms > 9000 for i in loc.intervals)  # the whole 9.6 s view
+
+
 def test_a_box_on_the_detector_map_alone_is_shown_only_for_a_flagged_ecg(normal: np.ndarray) -> None:
     detector = np.zeros((12, RECORD_SAMPLES))
     detector[4, 1000:1100] = 10.0 * 50  # far above the served map threshold, one lead, 400 ms
