@@ -38,7 +38,7 @@ MODEL_ONLY = "model only"
 # the run recorded in docs/models/detector.md); the detector map is divided by the served map
 # threshold first, so they carry over to a retrained detector's own scale (re-check with the run).
 ALPHA = 0.02
-THRESHOLD = 0.11
+THRESHOLD = 0.17
 # A box the detector alone supports needs its map at this multiple of the served map threshold:
 # the level that at most 5% of fold-9 normals reach anywhere (the detector's map peaks on every
 # beat, and a flagged normal ECG must not be covered in boxes).
