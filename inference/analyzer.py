@@ -35,6 +35,7 @@ from inference.foundation_postprocessing import (
     FoundationServing,
     foundation_result,
 )
+from inference.localization import evidence_layers, localize
 from inference.model_repository import version_serving
 from inference.postprocessing import anomaly_intervals, downsample_map
 from inference.preprocessing import (
@@ -143,14 +144,17 @@ def detector_result(
     serving: DetectorServing,
     server_model_version: str,
     timings_ms: dict[str, float],
+    measured: MeasuredEcg | None = None,
 ) -> DetectorResult:
     """Turn one ECG's raw outputs into what is stored and shown.
 
     1. Calibrate: z-score against validation normals; flagged at or above the operating point.
     2. Per-lead scores: mean map over the lead's real samples (unusable leads are left out).
-    3. Intervals (flagged ECGs only: below the operating point the map's peaks are ordinary beat-to-beat
-       variation, and boxes on a normal ECG would invite over-reading): spans above the map
-       threshold, shifted to ms from the start of the recording.
+    3. Intervals, in ms from the start of the recording. With the job's measurements
+       (``measured``): ``inference.localization`` fuses the map with the measured evidence and
+       returns at most 4 boxes, each labelled with its finding; boxes on the detector's map alone
+       only for a flagged ECG. Without them: spans above the map threshold, flagged ECGs only
+       (below the operating point the map's peaks are ordinary beat-to-beat variation).
     4. Stored map: pooled to 50 Hz; NaN on unusable leads and padding so nobody reads them as normal.
     Raises InferenceFailed on a non-finite score (the model must never return one silently).
     """
@@ -163,7 +167,17 @@ def detector_result(
     per_lead = {lead: round(float(np.nanmean(amap[i])), 4) for i, lead in enumerate(LEADS_12) if inputs.lead_valid[i]}
     offset_ms = record_view_offset_ms(ecg.signal.shape[1], ecg.rate_hz)
     intervals: tuple[AnomalyInterval, ...] = ()
-    if score >= serving.threshold:
+    if measured is not None and measured.beats is not None:
+        intervals = localize(
+            layers=evidence_layers(measured.beats, measured.findings, measured.measurements),
+            rate_hz=measured.beats.rate_hz,
+            detector_map=np.where(valid, anomaly_map, 0.0),
+            map_threshold=serving.map_threshold,
+            valid=valid,
+            offset_ms=offset_ms,
+            show_model_only=bool(score >= serving.threshold),
+        ).intervals
+    elif score >= serving.threshold:
         intervals = tuple(
             replace(interval, start_ms=interval.start_ms + offset_ms, end_ms=interval.end_ms + offset_ms)
             for interval in anomaly_intervals(
@@ -263,6 +277,7 @@ class TritonAnalyzer:
             serving=self.detector_serving(answer.model_version),
             server_model_version=f"{answer.model_name}/{answer.model_version}",
             timings_ms=timings,
+            measured=measured,
         )
         if not (self.foundation_model and self.report_model):
             return with_interpretation(measured, detector, None)
@@ -411,6 +426,7 @@ class InProcessAnalyzer:
             serving=self._detector_serving,
             server_model_version="in-process",
             timings_ms=timings,
+            measured=measured,
         )
         foundation = None
         if self._foundation is not None and self._foundation_serving is not None:

@@ -20,12 +20,19 @@ INTERPRETATION_NAME = "ecg-interpretation"  # model_name of every rule-based int
 
 @dataclass(frozen=True)
 class AnomalyInterval:
-    """A localized finding: one lead, a time span in ms from the start of the recording."""
+    """A localized finding: one lead, a time span in ms from the start of the recording.
+
+    ``finding`` names what explains the span (a measured finding code such as ``PVC`` or
+    ``CRBBB``, ``model only`` for the detector's map alone, empty in older results); intervals
+    with the same ``box`` are one box drawn over several leads (``inference.localization``).
+    """
 
     lead: str
     start_ms: float
     end_ms: float
     score: float
+    finding: str = ""
+    box: int = 0
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ operating point stored in the checkpoint (chosen on PTB-XL fold 9 at training ti
 
 The last stdout line is one JSON object with at least auroc, f1, sensitivity, specificity,
 precision_at_recall_90, n_normal, n_abnormal, n_excluded and seconds_per_ecg, plus 95% bootstrap
-intervals. ``--localization`` prints the synthetic localization benchmark in the same form.
+intervals. ``--localization`` prints the synthetic localization ablation instead
+(``training.localization_ablation``: detector map, measured evidence, fused; ``--seeds`` injection
+seeds; top-level ``localization_auroc`` and ``dice`` are the fused map's means over the clinical
+finding types).
 """
 
 from __future__ import annotations
@@ -204,9 +207,12 @@ def _report(
     return out
 
 
-def evaluate_localization(model: torch.nn.Module, data_dir: Path) -> dict[str, Any]:
-    """Run the synthetic localization benchmark on fold-10 normals (Dice threshold from fold 9)."""
-    from training.localization_benchmark import load_normals, run_benchmark
+def evaluate_localization(
+    model: torch.nn.Module, ckpt: dict[str, Any], data_dir: Path, seeds: int, kinds: tuple[str, ...]
+) -> dict[str, Any]:
+    """Run the localization ablation on fold-10 normals (every weight and threshold from fold 9)."""
+    from training.localization_ablation import run_ablation
+    from training.localization_benchmark import load_normals
 
     splits = split_records(load_index(data_dir))
 
@@ -217,7 +223,11 @@ def evaluate_localization(model: torch.nn.Module, data_dir: Path) -> dict[str, A
         assert maps is not None
         return scores, maps
 
-    return run_benchmark(score_fn, load_normals(splits["val"]), load_normals(splits["test"]))
+    # The fused map divides the detector's map by the served map threshold (inference.localization).
+    map_threshold = float(ckpt["operating_point"]["map_threshold"])
+    return run_ablation(
+        score_fn, load_normals(splits["val"]), load_normals(splits["test"]), map_threshold, seeds=seeds, kinds=kinds
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -230,6 +240,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--attribute-cache", type=Path, default=REPO_ROOT / "training" / "runs" / "detector_attributes.csv"
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seeds", type=int, default=3, help="with --localization: injection seeds (mean, SD)")
+    parser.add_argument(
+        "--types", default="", help="with --localization: comma-separated injection types (default: all)"
+    )
     parser.add_argument(
         "--store-map-threshold",
         action="store_true",
@@ -247,7 +261,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.store_operating_point:
         result = store_operating_point(model, args.checkpoint, args.data, args.attribute_cache)
     elif args.localization:
-        result = evaluate_localization(model, args.data)
+        from training.localization_benchmark import ANOMALY_TYPES
+
+        kinds = tuple(args.types.split(",")) if args.types else ANOMALY_TYPES
+        result = evaluate_localization(model, ckpt, args.data, args.seeds, kinds)
         if args.store_map_threshold:
             store_map_threshold(args.checkpoint, result["dice_threshold"])
     elif is_challenge_dir(args.data):

@@ -1,22 +1,35 @@
-"""A shareable localization benchmark: synthetic anomalies injected into real held-out normal ECGs.
+"""A shareable localization benchmark: synthetic findings injected into real held-out normal ECGs.
 
 The published localization benchmark (cardiologist-annotated PTB-XL) is not public. This one is
 built on the fly, deterministically (seeded per record and type), from real NORM-only ECGs of a
-held-out fold (fold 10 for the test figures; fold 9 for choosing the Dice threshold), in mV at
-the recording's own rate, before any preprocessing. Each injection has a ground-truth mask over
-(lead, sample). Types (amplitudes are typical clinical magnitudes):
+held-out fold (fold 10 for the test figures; fold 9 for choosing every threshold and weight), in
+mV at the recording's own rate, before any preprocessing. Each injection has a ground-truth mask
+over (lead, sample): where a clinician would point. Clinical finding types (the headline mean):
 
-- ``pvc``: a premature wide QRS (biphasic, ~140 ms) with a discordant T wave at 55% of an RR
-  interval, all leads, random polarity/amplitude (0.8–1.5 mV) per lead;
+- ``pvc``: a premature (60–70% of RR) wide QRS (~140 ms) with a discordant T wave, random
+  polarity/amplitude (0.8–1.5 mV) per lead, the next sinus beat hidden (compensatory pause);
+  marked: the ectopic beat and its pause, all leads;
+- ``pac``: a premature (60–70% of RR) copy of the record's own narrow QRS-T preceded by an
+  abnormal (inverted or flat) P wave, the next sinus beat hidden; marked as ``pvc``;
+- ``af_segment``: 3–5 s of atrial fibrillation: the record's own QRS-T at irregular intervals
+  (RR 55–125% of the sinus RR), no P waves, a 4–8 Hz fibrillatory baseline; marked: the span, all
+  leads;
 - ``st_change``: ST elevation or depression of 0.15–0.3 mV from J (R+40 ms) to R+320 ms over
   three consecutive beats in one anatomical lead group (inferior, lateral, anterior);
 - ``t_inversion``: the T wave (R+150 ms to R+min(0.6 RR, 450 ms)) mirrored about its local
   baseline over three beats in one lead group;
-- ``dropped_beat``: one P-QRS-T complex replaced by a flat line (a pause), all leads;
-- ``baseline_wander``: a 2 s, 0.8–1.5 mV slow excursion in one to three leads;
-- ``muscle_noise``: 1.5 s of 8–45 Hz noise (0.08–0.15 mV SD) in one to three leads;
+- ``bundle_branch``: every beat of the record widened with a bundle-branch pattern: right (an R'
+  at ~90 ms in V1–V2, a wide S in I, aVL, V5, V6) or left (a broad late R in I, aVL, V5, V6, a deep
+  wide S in V1–V3); marked: the QRS (R-40 ms to R+150 ms) of those leads, every beat;
+- ``av_block``: first degree (every P wave moved 100–140 ms earlier: a long PR; marked: the PR
+  span of every beat, all leads) or, when the rate leaves no room for that, second degree (one QRS-T
+  after a P removed; marked: the P wave and the missing beat, all leads);
 - ``lead_reversal``: left/right arm electrode swap (I inverted, II<->III, aVR<->aVL) over the
   whole recording; leads I, II, III, aVR, aVL are marked.
+
+Artefact types (extra rows, outside the headline mean): ``baseline_wander`` (a 2 s, 0.8–1.5 mV
+slow excursion in one to three leads), ``muscle_noise`` (1.5 s of 8–45 Hz noise, 0.08–0.15 mV SD,
+in one to three leads).
 
 Metrics per type: localization AUROC (map vs mask, per ECG over valid leads x samples, then
 averaged), Dice of the map thresholded at one global value chosen on fold-9 injections, and
@@ -42,7 +55,18 @@ from inference.preprocessing import (
 )
 from training.data.ptbxl import EcgRecord
 
-ANOMALY_TYPES = ("pvc", "st_change", "t_inversion", "dropped_beat", "baseline_wander", "muscle_noise", "lead_reversal")
+CLINICAL_TYPES = (
+    "pvc",
+    "pac",
+    "af_segment",
+    "st_change",
+    "t_inversion",
+    "bundle_branch",
+    "av_block",
+    "lead_reversal",
+)
+ARTEFACT_TYPES = ("baseline_wander", "muscle_noise")
+ANOMALY_TYPES = CLINICAL_TYPES + ARTEFACT_TYPES
 LEAD_GROUPS = {
     "inferior": ("II", "III", "aVF"),
     "lateral": ("I", "aVL", "V5", "V6"),
@@ -69,15 +93,80 @@ def _beats_in_view(x: np.ndarray, fs: int) -> np.ndarray:
     return peaks[(peaks > max(lo, fs)) & (peaks < n - max(lo, fs))]
 
 
+def _complex_template(x: np.ndarray, fs: int, peaks: np.ndarray) -> np.ndarray:
+    """Return the record's own median QRS-T (R-80 ms to R+420 ms, no P wave), detrended, tapered."""
+    pre, post = int(0.08 * fs), int(0.42 * fs)
+    ok = peaks[(peaks - pre >= 0) & (peaks + post <= x.shape[1])]
+    w = np.median(np.stack([x[:, r - pre : r + post] for r in ok]), axis=0)
+    w = w - np.linspace(w[:, 0], w[:, -1], w.shape[1]).T
+    return w * _taper(w.shape[1], int(0.02 * fs))[None, :]
+
+
+def _flatten(x: np.ndarray, a: int, b: int) -> None:
+    """Replace x[:, a:b] by the straight line between its end points (the baseline of a pause)."""
+    x[:, a:b] = np.linspace(x[:, a], x[:, b], b - a, endpoint=False).T
+
+
+def _ectopic(x: np.ndarray, m: np.ndarray, fs: int, peaks: np.ndarray, rng: np.random.Generator, wide: bool) -> None:
+    """Insert one premature beat at 60–70% of an RR interval and hide the next sinus beat."""
+    i = int(rng.integers(0, len(peaks) - 2))
+    r0, r1, r2 = (int(p) for p in peaks[i : i + 3])
+    t0 = int(r0 + rng.uniform(0.6, 0.7) * (r1 - r0))
+    a = t0 - int((0.1 if wide else 0.22) * fs)
+    b = int(r1 + 0.5 * (r2 - r1))
+    if wide:
+        t = (np.arange(b - a) - (t0 - a)) / fs
+        qrs = -t / 0.025 * np.exp(0.5 - 0.5 * (t / 0.025) ** 2)  # derivative of Gaussian, ~140 ms
+        twave = np.exp(-0.5 * ((t - 0.28) / 0.06) ** 2)
+        amp = rng.uniform(0.8, 1.5, 12) * rng.choice([-1.0, 1.0], 12)
+        beat = amp[:, None] * (qrs - 0.4 * twave)[None, :]
+    else:
+        template = _complex_template(x, fs, peaks)
+        beat = np.zeros((12, b - a))
+        k = t0 - int(0.08 * fs) - a
+        n = min(template.shape[1], b - a - k)
+        beat[:, k : k + n] = template[:, :n]
+        # An ectopic P wave: inverted (low atrial focus) or too small to see, 140 ms before the QRS.
+        t = (np.arange(b - a) - (t0 - int(0.14 * fs) - a)) / fs
+        beat += rng.uniform(-0.12, 0.03) * np.exp(-0.5 * (t / 0.025) ** 2)[None, :]
+    _flatten(x, a, b)
+    x[:, a:b] += beat * _taper(b - a, int(0.02 * fs))[None, :]
+    m[:, a:b] = True
+
+
 def _pvc(x: np.ndarray, m: np.ndarray, fs: int, peaks: np.ndarray, rng: np.random.Generator) -> None:
-    i = rng.integers(0, len(peaks) - 1)
-    t0 = int(peaks[i] + 0.55 * (peaks[i + 1] - peaks[i]))
-    a, b = max(0, t0 - int(0.08 * fs)), min(x.shape[1], t0 + int(0.45 * fs))
-    t = (np.arange(a, b) - t0) / fs
-    qrs = -t / 0.025 * np.exp(0.5 - 0.5 * (t / 0.025) ** 2)  # derivative of Gaussian, peak 1
-    twave = np.exp(-0.5 * ((t - 0.28) / 0.06) ** 2)
-    amp = rng.uniform(0.8, 1.5, 12) * rng.choice([-1.0, 1.0], 12)
-    x[:, a:b] += amp[:, None] * ((qrs - 0.4 * twave) * _taper(b - a, int(0.02 * fs)))[None, :]
+    _ectopic(x, m, fs, peaks, rng, wide=True)
+
+
+def _pac(x: np.ndarray, m: np.ndarray, fs: int, peaks: np.ndarray, rng: np.random.Generator) -> None:
+    _ectopic(x, m, fs, peaks, rng, wide=False)
+
+
+def _af_segment(x: np.ndarray, m: np.ndarray, fs: int, peaks: np.ndarray, rng: np.random.Generator) -> None:
+    """Replace 3–5 s by fibrillation: the record's QRS-T at irregular RR, no P, f waves."""
+    rr = float(np.median(np.diff(peaks)))
+    template = _complex_template(x, fs, peaks)
+    span = rng.uniform(3.0, 5.0) * fs
+    starts = [k for k in range(len(peaks) - 1) if peaks[-1] - peaks[k] >= min(span, peaks[-1] - peaks[0])]
+    i = int(rng.choice(starts)) if starts else 0
+    j = int(np.searchsorted(peaks, peaks[i] + span))
+    j = min(max(j, i + 2), len(peaks) - 1)
+    a, b = int(peaks[i] + 0.45 * rr), int(peaks[j] - 0.22 * fs)
+    _flatten(x, a, b)
+    n = b - a
+    t = np.arange(n) / fs
+    fw = np.zeros(n)
+    for _ in range(3):  # f waves: a few 4–8 Hz components with wandering amplitude
+        f = rng.uniform(4.0, 8.0)
+        fw += np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t))
+    fw /= np.abs(fw).max()
+    gain = rng.uniform(0.03, 0.08, 12)
+    gain[[_IDX["V1"], _IDX["II"], _IDX["III"], _IDX["aVF"]]] *= 1.6  # f waves are largest in V1 and inferior
+    x[:, a:b] += gain[:, None] * fw[None, :] * _taper(n, int(0.05 * fs))[None, :]
+    pos = a + int(rng.uniform(0.05, 0.3) * rr)
+    while pos + template.shape[1] <= b:
+        x[:, pos : pos + template.shape[1]] += template
+        pos += int(rr * rng.uniform(0.55, 1.25))
     m[:, a:b] = True
 
 
@@ -112,15 +201,6 @@ def _t_inversion(x: np.ndarray, m: np.ndarray, fs: int, peaks: np.ndarray, rng: 
         m[np.ix_(leads, np.arange(a, b))] = True
 
 
-def _dropped_beat(x: np.ndarray, m: np.ndarray, fs: int, peaks: np.ndarray, rng: np.random.Generator) -> None:
-    i = rng.integers(1, len(peaks) - 1)
-    a = int(peaks[i] - 0.35 * (peaks[i] - peaks[i - 1]))
-    b = int(peaks[i] + 0.6 * (peaks[i + 1] - peaks[i]))
-    for lead in range(12):
-        x[lead, a:b] = np.linspace(x[lead, a], x[lead, b], b - a)
-    m[:, a:b] = True
-
-
 def _some_leads(rng: np.random.Generator) -> np.ndarray:
     return rng.choice(12, size=rng.integers(1, 4), replace=False)
 
@@ -153,15 +233,68 @@ def _lead_reversal(x: np.ndarray, m: np.ndarray, fs: int, peaks: np.ndarray, rng
     m[[i, ii, iii, avr, avl]] = True
 
 
+_RBBB_LEADS = {"R": ("V1", "V2"), "S": ("I", "aVL", "V5", "V6")}
+_LBBB_LEADS = {"R": ("I", "aVL", "V5", "V6"), "S": ("V1", "V2", "V3")}
+
+
+def _bundle_branch(x: np.ndarray, m: np.ndarray, fs: int, all_peaks: np.ndarray, rng: np.random.Generator) -> None:
+    """Widen every QRS with a right or left bundle-branch pattern in its characteristic leads."""
+    right = bool(rng.integers(0, 2))
+    leads = _RBBB_LEADS if right else _LBBB_LEADS
+    r_amp, s_amp = (
+        (rng.uniform(0.4, 0.9), rng.uniform(0.2, 0.45)) if right else (rng.uniform(0.4, 0.8), rng.uniform(0.5, 1.0))
+    )
+    r_at, s_at = (0.09, 0.08) if right else (0.07, 0.06)
+    pre, post = int(0.04 * fs), int(0.15 * fs)
+    for r in all_peaks:
+        a, b = max(0, int(r) - pre), min(x.shape[1], int(r) + post)
+        t = (np.arange(a, b) - r) / fs
+        taper = _taper(b - a, int(0.01 * fs))
+        for lead in leads["R"]:
+            x[_IDX[lead], a:b] += r_amp * np.exp(-0.5 * ((t - r_at) / 0.022) ** 2) * taper
+        for lead in leads["S"]:
+            x[_IDX[lead], a:b] -= s_amp * np.exp(-0.5 * ((t - s_at) / 0.025) ** 2) * taper
+        for lead in (*leads["R"], *leads["S"]):
+            m[_IDX[lead], a:b] = True
+
+
+def _av_block(x: np.ndarray, m: np.ndarray, fs: int, all_peaks: np.ndarray, rng: np.random.Generator) -> None:
+    """First degree (every P earlier by 100–140 ms) or, at rates too fast for that, second degree."""
+    rr = np.diff(all_peaks)
+    shift = int(rng.uniform(0.10, 0.14) * fs)
+    p_lo, p_hi = int(0.26 * fs), int(0.06 * fs)  # the P wave lies 260–60 ms before R
+    # Room for the earlier P: after the previous T (R + 420 ms) on the shortest cycle.
+    if rr.min() - int(0.42 * fs) - p_lo >= shift:
+        for r in all_peaks[1:]:
+            a, b = int(r) - p_lo - shift, int(r) - p_hi
+            p_wave = x[:, a + shift : b].copy()
+            p_wave -= np.linspace(p_wave[:, 0], p_wave[:, -1], p_wave.shape[1]).T
+            _flatten(x, a, b)
+            x[:, a : b - shift] += p_wave * _taper(p_wave.shape[1], int(0.01 * fs))[None, :]
+            m[:, a:b] = True
+        return
+    inner = all_peaks[(all_peaks > all_peaks[0] + fs) & (all_peaks < all_peaks[-1] - fs)]
+    r = int(inner[rng.integers(0, len(inner))]) if len(inner) else int(all_peaks[len(all_peaks) // 2])
+    nxt = int(all_peaks[np.searchsorted(all_peaks, r) + 1])
+    a, b = r - p_hi, int(r + min(0.45 * fs, 0.6 * (nxt - r)))
+    _flatten(x, a, b)
+    m[:, r - p_lo : b] = True
+
+
 INJECTORS: dict[str, Callable[..., None]] = {
     "pvc": _pvc,
+    "pac": _pac,
+    "af_segment": _af_segment,
     "st_change": _st_change,
     "t_inversion": _t_inversion,
-    "dropped_beat": _dropped_beat,
+    "bundle_branch": _bundle_branch,
+    "av_block": _av_block,
+    "lead_reversal": _lead_reversal,
     "baseline_wander": _baseline_wander,
     "muscle_noise": _muscle_noise,
-    "lead_reversal": _lead_reversal,
 }
+# Findings over the whole record act on every beat, not only those well inside the view.
+_WHOLE_RECORD = frozenset({"bundle_branch", "av_block"})
 
 
 def inject(record: EcgRecord, kind: str, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -173,6 +306,10 @@ def inject(record: EcgRecord, kind: str, seed: int) -> tuple[np.ndarray, np.ndar
         return None
     mask = np.zeros_like(x, dtype=bool)
     rng = np.random.default_rng([seed, ANOMALY_TYPES.index(kind)])
+    if kind in _WHOLE_RECORD:
+        # Every beat of the recording that has room for its P wave and QRS window.
+        allp = detect_r_peaks(bandpass(x, fs), fs)
+        peaks = allp[(allp > int(0.5 * fs)) & (allp < x.shape[1] - int(0.5 * fs))]
     INJECTORS[kind](x, mask, fs, peaks, rng)
     return x.astype(np.float32), mask
 
@@ -189,13 +326,26 @@ def mask_to_record_view(mask: np.ndarray, rate_hz: int) -> np.ndarray:
     return out
 
 
+def record_view_start_ms(n_samples: int, rate_hz: int) -> float:
+    """Return where ``mask_to_record_view``'s view starts in the recording, in ms."""
+    n250 = int(round(n_samples * DETECTOR_RATE_HZ / rate_hz))
+    return max(0, (n250 - RECORD_SAMPLES) // 2) * 1000.0 / DETECTOR_RATE_HZ
+
+
+Evidence = Callable[[np.ndarray, int], list]
+
+
 def build_cases(
-    records: list[EcgRecord], seed: int = 0
-) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray, list[int]]]:
-    """Return {type: (stacked detector inputs, masks (n, 12, L), source record indices)}."""
+    records: list[EcgRecord], seed: int = 0, kinds: tuple[str, ...] = ANOMALY_TYPES, evidence: Evidence | None = None
+) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray, list[int], list[list]]]:
+    """Return {type: (stacked detector inputs, masks (n, 12, L), source record indices, evidence)}.
+
+    ``evidence(signal, rate_hz)`` (optional) is called on each injected signal; its results are
+    returned in record order (empty lists without it).
+    """
     cases = {}
-    for kind in ANOMALY_TYPES:
-        items, masks, src = [], [], []
+    for kind in kinds:
+        items, masks, src, found = [], [], [], []
         for i, rec in enumerate(records):
             out = inject(rec, kind, seed + i)
             if out is None:
@@ -204,7 +354,8 @@ def build_cases(
             items.append(detector_inputs(signal, rec.sample_rate_hz))
             masks.append(mask_to_record_view(mask, rec.sample_rate_hz))
             src.append(i)
-        cases[kind] = (stack_detector_inputs(items), np.stack(masks), src)
+            found.append(evidence(signal, rec.sample_rate_hz) if evidence else [])
+        cases[kind] = (stack_detector_inputs(items), np.stack(masks), src, found)
     return cases
 
 
@@ -232,7 +383,7 @@ def mean_dice(maps: np.ndarray, masks: np.ndarray, valid: np.ndarray, threshold:
 def best_dice_threshold(maps: list[np.ndarray], masks: list[np.ndarray], valid: list[np.ndarray]) -> float:
     """Return the map threshold that maximises the mean Dice over all types (validation data)."""
     pooled = np.concatenate([m.ravel() for m in maps])
-    candidates = np.quantile(pooled, np.linspace(0.5, 0.995, 40))
+    candidates = np.unique(np.quantile(pooled, np.linspace(0.5, 0.995, 40)))
     scores = [
         np.mean([mean_dice(mp, mk, v, t) for mp, mk, v in zip(maps, masks, valid, strict=True)]) for t in candidates
     ]
@@ -242,46 +393,6 @@ def best_dice_threshold(maps: list[np.ndarray], masks: list[np.ndarray], valid: 
 def valid_points(arrays: dict[str, np.ndarray]) -> np.ndarray:
     """Return bool (n, 12, L): valid lead x valid sample."""
     return arrays["lead_valid"][:, :, None] & arrays["sample_valid"][:, None, :]
-
-
-def run_benchmark(
-    score_fn: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, np.ndarray]],
-    val_records: list[EcgRecord],
-    test_records: list[EcgRecord],
-) -> dict[str, object]:
-    """Return per-type localization AUROC, Dice and detection AUROC on the test injections.
-
-    ``score_fn(arrays) -> (scores (n,), maps (n, 12, L))``. The Dice threshold is chosen on the
-    validation injections only.
-    """
-    val_cases = build_cases(val_records, seed=9000)
-    val_maps, val_masks, val_valid = [], [], []
-    for arrays, masks, _ in val_cases.values():
-        _, maps = score_fn(arrays)
-        val_maps.append(maps)
-        val_masks.append(masks)
-        val_valid.append(valid_points(arrays))
-    threshold = best_dice_threshold(val_maps, val_masks, val_valid)
-    clean = stack_detector_inputs([detector_inputs(r.signal, r.sample_rate_hz) for r in test_records])
-    clean_scores, _ = score_fn(clean)
-    results: dict[str, object] = {}
-    for kind, (arrays, masks, src) in build_cases(test_records, seed=10000).items():
-        scores, maps = score_fn(arrays)
-        valid = valid_points(arrays)
-        det = roc_auc_score(np.r_[np.zeros(len(src)), np.ones(len(src))], np.r_[clean_scores[src], scores])
-        results[kind] = {
-            "n": len(src),
-            "localization_auroc": round(per_ecg_auroc(maps, masks, valid), 4),
-            "dice": round(mean_dice(maps, masks, valid, threshold), 4),
-            "detection_auroc": round(float(det), 4),
-        }
-    per_type = [v for v in results.values() if isinstance(v, dict)]
-    return {
-        "localization_auroc": round(float(np.mean([v["localization_auroc"] for v in per_type])), 4),
-        "dice": round(float(np.mean([v["dice"] for v in per_type])), 4),
-        "dice_threshold": threshold,
-        "per_type": results,
-    }
 
 
 def load_normals(index_df, limit: int = 0) -> list[EcgRecord]:  # type: ignore[no-untyped-def]

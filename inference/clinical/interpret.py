@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inference.clinical.beats import beats_analyse
+from inference.clinical.beats import Beats, beats_analyse
 from inference.clinical.intended_use import intended_use_findings
 from inference.clinical.measurements import measure_beats
 from inference.clinical.report import clinical_report
@@ -31,6 +31,7 @@ class MeasuredEcg:
     measurements: EcgMeasurements
     findings: tuple[Finding, ...]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    beats: Beats | None = None  # kept for localization (inference.localization): where each beat is
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def measure_and_state(
         "measure_ms": round((measured_at - started) * 1000, 3),
         "statements_ms": round((time.perf_counter() - measured_at) * 1000, 3),
     }
-    return MeasuredEcg(measurements=measurements, findings=findings, timings_ms=timings)
+    return MeasuredEcg(measurements=measurements, findings=findings, timings_ms=timings, beats=beats)
 
 
 def interpretation_of(
