@@ -35,7 +35,7 @@ from inference.foundation_postprocessing import (
     FoundationServing,
     foundation_result,
 )
-from inference.localization import evidence_layers, localize
+from inference.localization import MODEL_ONLY, evidence_layers, localize
 from inference.model_repository import version_serving
 from inference.postprocessing import anomaly_intervals, downsample_map
 from inference.preprocessing import (
@@ -339,6 +339,8 @@ def with_interpretation(
 ) -> AnalysisResult:
     """Return both models' results with the ECG's measurements and grounded report added."""
     interpretation = interpretation_of(measured, detector=detector, foundation=foundation)
+    if interpretation.clinical is not None:
+        detector = boxes_for_verdict(detector, flagged=interpretation.clinical.flagged)
     return AnalysisResult(
         detector=detector,
         foundation=foundation,
@@ -347,6 +349,19 @@ def with_interpretation(
         timings_ms=_merge_timings(detector, foundation)
         | {f"clinical_{k}": v for k, v in interpretation.timings_ms.items()},
     )
+
+
+def boxes_for_verdict(detector: DetectorResult, *, flagged: bool) -> DetectorResult:
+    """Return ``detector`` without its model-only boxes when the verdict is normal.
+
+    Boxes on the detector's map alone belong to an abnormal verdict: the combined evidence (issue 12)
+    can call normal an ECG the detector alone flagged, and there they would invite over-reading.
+    Boxes a measured finding explains stay (the finding is named in the report either way).
+    """
+    if flagged:
+        return detector
+    kept = tuple(i for i in detector.intervals if i.finding != MODEL_ONLY)
+    return detector if len(kept) == len(detector.intervals) else replace(detector, intervals=kept)
 
 
 def _merge_timings(detector: DetectorResult, foundation: FoundationResult | None) -> dict[str, float]:

@@ -149,3 +149,17 @@ def test_it_refuses_a_combination_with_an_unknown_feature() -> None:
     data["full"]["weights"]["age"] = 1.0
     with pytest.raises(ValueError, match="unknown features"):
         VerdictCombiner.from_json(data)
+
+
+def test_a_normal_verdict_drops_the_detectors_model_only_boxes_and_keeps_the_measured_ones() -> None:
+    from inference.analyzer import boxes_for_verdict
+    from inference.localization import MODEL_ONLY
+    from inference.results import AnomalyInterval
+
+    boxes = (
+        AnomalyInterval(lead="V2", start_ms=1000.0, end_ms=1200.0, score=30.0, finding=MODEL_ONLY, box=1),
+        AnomalyInterval(lead="V2", start_ms=3000.0, end_ms=3100.0, score=30.0, finding="PVC", box=2),
+    )
+    detector = replace(_detector(score=2.5), intervals=boxes)
+    assert [i.finding for i in boxes_for_verdict(detector, flagged=False).intervals] == ["PVC"]
+    assert boxes_for_verdict(detector, flagged=True).intervals == boxes
