@@ -159,6 +159,22 @@ def _score_observation(result: AnalysisResult, context: Context) -> ResultEntry:
     return ResultEntry("anomaly-score", "Observation", observation, f"urn:uuid:{uuid.uuid4()}")
 
 
+def _explained_by(finding: str, box: int) -> list[dict[str, Any]]:
+    """Return the components naming what explains a localized span and the box it belongs to (if known)."""
+    if not finding:
+        return []
+    return [
+        {
+            "code": code("finding", "What explains the span (measured finding code or 'model only')"),
+            "valueString": finding,
+        },
+        {
+            "code": code("box", "Box number: spans with the same number are one box over several leads"),
+            "valueInteger": box,
+        },
+    ]
+
+
 def _interval_observations(result: AnalysisResult, context: Context) -> list[ResultEntry]:
     entries = []
     for index, interval in enumerate(result.detector.intervals):
@@ -181,7 +197,8 @@ def _interval_observations(result: AnalysisResult, context: Context) -> list[Res
                     "code": code("end-offset", "End offset from recording start"),
                     "valueQuantity": quantity(interval.end_ms, "ms", "ms"),
                 },
-            ],
+            ]
+            + _explained_by(interval.finding, interval.box),
         }
         if context.patient:
             observation["subject"] = context.patient

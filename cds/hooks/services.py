@@ -89,6 +89,27 @@ def _clinical_detail(clinical: ClinicalReport, measurements: EcgMeasurements | N
     return lines
 
 
+def where_text(intervals: list[dict[str, Any]], limit: int = 4) -> str:
+    """Return the localized boxes in words: one per box (its finding, leads and span), at most ``limit``.
+
+    Rows of one box (``box``, issue 12) share a span over several leads; older rows have no box and
+    are listed one lead at a time.
+    """
+    boxes: dict[Any, dict[str, Any]] = {}
+    for row_number, row in enumerate(intervals):
+        key = row.get("box") or f"row-{row_number}"
+        box = boxes.setdefault(
+            key, {"finding": row.get("finding", ""), "leads": [], "start": row["start_ms"], "end": row["end_ms"]}
+        )
+        box["leads"].append(row["lead"])
+        box["start"], box["end"] = min(box["start"], row["start_ms"]), max(box["end"], row["end_ms"])
+    words = []
+    for box in list(boxes.values())[:limit]:
+        what = f"{box['finding']} " if box["finding"] else ""
+        words.append(f"{what}{'/'.join(box['leads'])} {box['start'] / 1000:.1f}–{box['end'] / 1000:.1f} s")
+    return ", ".join(words)
+
+
 def _card(detector: Prediction, interpretation: Prediction | None) -> dict[str, Any]:
     recording = detector.recording
     when = recording.effective_at.date().isoformat() if recording.effective_at else "undated"
@@ -97,13 +118,19 @@ def _card(detector: Prediction, interpretation: Prediction | None) -> dict[str, 
     detail = []
     if clinical is not None and interpretation is not None:
         detail += _clinical_detail(clinical, measurements_of(interpretation))
-    detail.append(
-        f"**Anomaly score** {score:.2f} (operating point {threshold:.2f}); model {detector.model_name} "
-        f"{detector.model_version}."
-    )
-    intervals = ", ".join(
-        f"{i['lead']} {i['start_ms'] / 1000:.1f}–{i['end_ms'] / 1000:.1f} s" for i in detector.intervals[:6]
-    )
+    combined = clinical.combined if clinical is not None else None
+    if combined:
+        detail.append(
+            f"**Combined evidence** {combined['probability']:.2f} (operating point {combined['threshold']:.2f}) "
+            f"from the anomaly detector (score {score:.2f}), the foundation model and the measurements; "
+            f"{combined['combiner_version']}."
+        )
+    else:
+        detail.append(
+            f"**Anomaly score** {score:.2f} (operating point {threshold:.2f}); model {detector.model_name} "
+            f"{detector.model_version}."
+        )
+    intervals = where_text(detector.intervals)
     if intervals:
         detail.append(f"**Where**: {intervals}.")
     if clinical is None:
