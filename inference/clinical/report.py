@@ -253,6 +253,11 @@ def _verdict_sentence(
         return "Not interpreted: repeat the recording."
     if verdict == Verdict.OUTSIDE_INTENDED_USE:
         return "No AI anomaly verdict: outside the models' intended use; measured statements only."
+    if any(f.abnormal and (f.urgent or f.code in MAJOR_MEASURED or f.source != "measured") for f in findings):
+        return "Abnormal ECG."
+    if combined is not None and combined.flagged and any(f.abnormal for f in findings):
+        # Only minor findings are named: the models' share of the evidence is why it is abnormal.
+        return f"Abnormal ECG: combined evidence {combined.probability:.2f} (operating point {combined.threshold:.2f})."
     if any(f.abnormal for f in findings):
         return "Abnormal ECG."
     reasons = []
