@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # operations (issue 16): static files without a separate server
     "cds.core.middleware.SecurityHeadersMiddleware",  # security (issue 7): CSP; no-store on API responses
     "cds.core.middleware.RejectNulMiddleware",  # security (issue 7): 400, not a DB error, for NUL in requests
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -106,6 +107,21 @@ USE_I18N = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# --- Operations (issue 16): static files served by WhiteNoise from gunicorn ----------------------
+# Production serves STATIC_ROOT as filled by `collectstatic` (the image build, make up), compressed
+# and with hashed names (cacheable forever); STATIC_MANIFEST=false serves the files under their own
+# names, for processes that render admin pages without a collectstatic (the test suite, make demo).
+# WHITENOISE_USE_FINDERS serves straight from the apps instead of STATIC_ROOT (DEBUG default).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if env_bool("STATIC_MANIFEST", True)
+        else "whitenoise.storage.CompressedStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
+# --- end static files ------------------------------------------------------------------------------
 
 # Django's 2.5 MiB default is too small for multi-ECG Bundles (a 12-lead 10 s 500 Hz ECG is ~0.4 MB
 # of JSON); the FHIR parser enforces this limit itself and answers 413 with an OperationOutcome.
