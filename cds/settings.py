@@ -272,3 +272,16 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 LOGGING["filters"] = {"redact_phi": {"()": "cds.core.logging.RedactPhiFilter"}}
 LOGGING["handlers"]["console"]["filters"] = ["redact_phi"]  # type: ignore[index]
 # --- end security ---------------------------------------------------------------------------------
+
+# --- Operations (issue 16; docs/operations.md): queues ----------------------------------------------
+# Three queues, each with its own workers, so a slow EHR or a long sweep never holds analysis slots:
+# analysis (CELERY_TASK_DEFAULT_QUEUE: analysis.job_run), write-back deliveries, and the periodic
+# sweeps. A test or bench stack points all three at its one private queue (deploy/livestack.py).
+CELERY_WRITEBACK_QUEUE = env_str("CELERY_WRITEBACK_QUEUE", "writeback")
+CELERY_MAINTENANCE_QUEUE = env_str("CELERY_MAINTENANCE_QUEUE", "maintenance")
+CELERY_TASK_ROUTES = {
+    "writeback.deliver": {"queue": CELERY_WRITEBACK_QUEUE},
+    "writeback.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
+    "analysis.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
+}
+# --- end operations: queues -------------------------------------------------------------------------

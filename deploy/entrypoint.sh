@@ -2,7 +2,7 @@
 # Entrypoint of the ecg-cds image (deploy/Dockerfile). The first argument picks the role:
 #
 #   web          gunicorn on 0.0.0.0:$PORT, $WEB_CONCURRENCY workers
-#   worker       Celery worker on the analysis queue, $WORKER_CONCURRENCY processes
+#   worker       Celery worker on $WORKER_QUEUES (default: the analysis queue), $WORKER_CONCURRENCY processes
 #   beat         Celery beat (periodic analysis.sweep); run exactly one
 #   migrate      apply database migrations, then exit (one-shot)
 #   wait-for-migrations   block until the database has every migration (Kubernetes init container)
@@ -21,7 +21,9 @@ role="${1:-web}"
 # Beat keeps its schedule state here; /tmp is the only writable path when the root filesystem is
 # read-only (an emptyDir in Kubernetes, a tmpfs in compose).
 BEAT_SCHEDULE="${BEAT_SCHEDULE:-/tmp/celerybeat-schedule}"
-QUEUE="${CELERY_TASK_DEFAULT_QUEUE:-analysis}"
+# The queues this worker consumes: analysis by default; the write-back and maintenance workers set
+# WORKER_QUEUES=writeback / maintenance (cds/settings.py CELERY_*_QUEUE), each its own deployment.
+QUEUE="${WORKER_QUEUES:-${CELERY_TASK_DEFAULT_QUEUE:-analysis}}"
 
 case "$role" in
 web)

@@ -180,18 +180,10 @@ def start_processes(env: dict[str, str], *, background: bool) -> dict[str, subpr
             "--access-logformat",
             '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s',
         ],
-        "worker": [
-            str(BIN / "celery"),
-            "-A",
-            "cds",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            env.get("WORKER_CONCURRENCY", "1"),
-            "-Q",
-            "analysis",
-        ],
+        # One worker per queue (cds/settings.py): a slow EHR or a sweep never holds an analysis slot.
+        "worker": worker(env.get("CELERY_TASK_DEFAULT_QUEUE", "analysis"), env.get("WORKER_CONCURRENCY", "1")),
+        "worker-writeback": worker(env.get("CELERY_WRITEBACK_QUEUE", "writeback"), "1"),
+        "worker-maintenance": worker(env.get("CELERY_MAINTENANCE_QUEUE", "maintenance"), "1"),
         # The periodic sweeps (lost analysis jobs, write-back retries); its schedule file lives in var/.
         "beat": [
             str(BIN / "celery"),
@@ -215,6 +207,25 @@ def start_processes(env: dict[str, str], *, background: bool) -> dict[str, subpr
     if triton:
         wait_for_http(f"http://127.0.0.1:{env['TRITON_HTTP_PORT']}/v2/health/ready", timeout_s=120)
     return processes
+
+
+def worker(queue: str, concurrency: str) -> list[str]:
+    """Return the command line of a Celery worker consuming ``queue``."""
+    name = f"{queue}@%h"
+    return [
+        str(BIN / "celery"),
+        "-A",
+        "cds",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        concurrency,
+        "-Q",
+        queue,
+        "-n",
+        name,
+    ]
 
 
 def wait_for_http(url: str, *, timeout_s: float) -> None:

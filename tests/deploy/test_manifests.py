@@ -97,7 +97,16 @@ def test_it_parses_every_manifest_and_the_compose_file() -> None:
         assert {"apiVersion", "kind"} <= doc.keys(), name
         if doc["kind"] != "Kustomization":
             assert doc["metadata"].get("name"), name
-    assert set(compose()["services"]) == {"migrate", "web", "worker", "beat", "triton", "db", "rabbitmq"}
+    assert set(compose()["services"]) == {
+        "migrate", "web", "worker", "worker-writeback", "worker-maintenance", "beat", "triton", "db", "rabbitmq"
+    }  # fmt: skip
+
+
+def test_it_runs_a_worker_per_queue_in_compose() -> None:
+    services = compose()["services"]
+    assert services["worker-writeback"]["environment"]["WORKER_QUEUES"] == "writeback"
+    assert services["worker-maintenance"]["environment"]["WORKER_QUEUES"] == "maintenance"
+    assert "WORKER_QUEUES" not in services["worker"].get("environment", {})  # the default: analysis
 
 
 def test_it_lists_every_manifest_in_the_kustomization() -> None:
