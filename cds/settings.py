@@ -196,8 +196,9 @@ INFERENCE_FOUNDATION_CHECKPOINT = env_str(
     "INFERENCE_FOUNDATION_CHECKPOINT", str(BASE_DIR / "ecg_models" / "weights" / "foundation.pt")
 )
 # Celery-level retries of a job whose inference failed transiently (Triton down or slow), after
-# the client's own quick retries; then the job is visibly failed.
-ANALYSIS_MAX_RETRIES = env_int("ANALYSIS_MAX_RETRIES", 5)
+# the client's own quick retries, for a time budget (operations, issue 16: a job waits out an hour's
+# outage); then the job is visibly failed.
+ANALYSIS_RETRY_BUDGET_S = env_int("ANALYSIS_RETRY_BUDGET_S", 2 * 3600)
 ANALYSIS_RETRY_BACKOFF_MAX_S = env_int("ANALYSIS_RETRY_BACKOFF_MAX_S", 120)
 
 # --- EHR write-back (issue 5; cds/writeback, checks cds.E010-E012) ------------------------------
@@ -285,3 +286,31 @@ CELERY_TASK_ROUTES = {
     "analysis.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
 }
 # --- end operations: queues -------------------------------------------------------------------------
+
+# --- Operations (issue 16; docs/operations.md): metrics, logs, request ids --------------------------
+# The request id first, so every later middleware's log lines and the enqueued tasks carry it.
+MIDDLEWARE.insert(0, "cds.core.request_context.RequestContextMiddleware")
+# /metrics (Prometheus text): event metrics of this deployment's processes (PROMETHEUS_MULTIPROC_DIR)
+# plus state read at scrape time by these collectors (core imports no app: named here).
+METRICS_COLLECTORS = ["cds.pipeline.metrics.DatabaseCollector", "cds.pipeline.metrics.BrokerCollector"]
+METRICS_TOKEN = env_secret("METRICS_TOKEN")  # set: scrapers send "Authorization: Bearer <token>"
+METRICS_FLAG_RATE_WINDOW_S = env_int("METRICS_FLAG_RATE_WINDOW_S", 86400)
+METRICS_BROKER_TIMEOUT_S = env_float("METRICS_BROKER_TIMEOUT_S", 2.0)
+# Workers serve their own event metrics (task counts and run times, stage latencies, Triton calls)
+# on this port from the Celery main process; 0 = off.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+# Prometheus scrapes over plain HTTP inside the cluster (like the probes).
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]
+# Logs: one JSON object per line (json; the default outside DEBUG) or the plain format, both with
+# the request id and, in workers, the task and job ids (cds.core.logging). Celery keeps this config
+# instead of installing its own handler on the root logger.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG else "json")
+LOGGING["formatters"] = {
+    "plain": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s job=%(job_id)s] %(message)s"},
+    "json": {"()": "cds.core.logging.JsonFormatter"},
+}
+LOGGING["filters"]["context"] = {"()": "cds.core.logging.ContextFilter"}  # type: ignore[index]
+LOGGING["handlers"]["console"]["filters"] = [*LOGGING["handlers"]["console"]["filters"], "context"]  # type: ignore[index]
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT  # type: ignore[index]
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# --- end operations: metrics, logs ------------------------------------------------------------------

@@ -38,6 +38,7 @@ from inference.errors import (
     ModelVersionMismatch,
     TritonUnavailable,
 )
+from inference.metrics import TRITON_ERRORS, TRITON_REQUEST_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -393,9 +394,16 @@ class TritonClient:
         wanted = self._version(model, version)
         arrays = {name: np.ascontiguousarray(array) for name, array in inputs.items()}
         deadline = self.timeout_s if timeout_s is None else timeout_s
-        result = self._with_retries(
-            f"infer({model})", lambda transport: transport.infer(model, arrays, outputs, wanted, deadline)
-        )
+        started = time.perf_counter()
+        try:
+            result = self._with_retries(
+                f"infer({model})", lambda transport: transport.infer(model, arrays, outputs, wanted, deadline)
+            )
+        except InferenceError as exc:
+            TRITON_ERRORS.labels(model, type(exc).__name__).inc()
+            TRITON_REQUEST_SECONDS.labels(model, "error").observe(time.perf_counter() - started)
+            raise
+        TRITON_REQUEST_SECONDS.labels(model, "ok").observe(time.perf_counter() - started)
         if wanted and result.model_version != wanted:
             raise ModelVersionMismatch(
                 f"{model}: asked for version {wanted}, Triton ran version {result.model_version}",

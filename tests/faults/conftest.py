@@ -156,7 +156,6 @@ class FaultStack:
             TRITON_HTTP_URL="",
             TRITON_TIMEOUT_S="5",
             ANALYSIS_RETRY_BACKOFF_MAX_S="20",
-            ANALYSIS_MAX_RETRIES="20",
             INFERENCE_FOUNDATION_ENABLED=str("ecg_foundation" in triton.load_models).lower()
             if triton.load_models
             else "false",
