@@ -24,7 +24,26 @@ signals.worker_process_shutdown.connect(task_context.on_worker_process_shutdown,
 
 
 @signals.worker_init.connect(weak=False)  # type: ignore[misc]
-def _serve_worker_metrics(**_: Any) -> None:
+def _serve_worker_metrics(sender: Any = None, **_: Any) -> None:
     from django.conf import settings  # noqa: PLC0415 settings are configured once the worker starts
 
+    from cds.core.tracing import tracing_setup  # noqa: PLC0415 reads settings
+
     task_context.start_worker_metrics_server(settings.WORKER_METRICS_PORT)
+    # The solo and thread pools run tasks in this process; prefork children set up their own.
+    if "prefork" not in str(getattr(sender, "pool_cls", "")):
+        tracing_setup(service="worker", django=False)
+
+
+@signals.worker_process_init.connect(weak=False)  # type: ignore[misc]
+def _trace_pool_process(**_: Any) -> None:
+    from cds.core.tracing import tracing_setup  # noqa: PLC0415 reads settings
+
+    tracing_setup(service="worker", django=False)
+
+
+@signals.worker_process_shutdown.connect(weak=False)  # type: ignore[misc]
+def _flush_traces(**_: Any) -> None:
+    from cds.core.tracing import tracing_flush  # noqa: PLC0415 reads settings
+
+    tracing_flush()

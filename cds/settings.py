@@ -314,3 +314,10 @@ LOGGING["handlers"]["console"]["filters"] = [*LOGGING["handlers"]["console"]["fi
 LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT  # type: ignore[index]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # --- end operations: metrics, logs ------------------------------------------------------------------
+
+# --- Operations (issue 16): OpenTelemetry traces (cds/core/tracing.py) -----------------------------
+# Off by default. On: spans by OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT (read by the exporter itself,
+# like every OTEL_* variable), service names "<TRACING_SERVICE_NAME>-web" and "-worker".
+TRACING_ENABLED = env_bool("TRACING_ENABLED", False)
+TRACING_SERVICE_NAME = env_str("TRACING_SERVICE_NAME", "ecg-cds")
+# --- end operations: traces ---------------------------------------------------------------------------

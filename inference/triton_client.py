@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
+from opentelemetry import trace
 
 from inference.errors import (
     InferenceError,
@@ -41,6 +42,7 @@ from inference.errors import (
 from inference.metrics import TRITON_ERRORS, TRITON_REQUEST_SECONDS
 
 logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 T = TypeVar("T")
 
@@ -396,9 +398,11 @@ class TritonClient:
         deadline = self.timeout_s if timeout_s is None else timeout_s
         started = time.perf_counter()
         try:
-            result = self._with_retries(
-                f"infer({model})", lambda transport: transport.infer(model, arrays, outputs, wanted, deadline)
-            )
+            # A child of the Celery task's span when tracing is on (cds.core.tracing); a no-op otherwise.
+            with _tracer.start_as_current_span("triton infer", attributes={"triton.model": model}):
+                result = self._with_retries(
+                    f"infer({model})", lambda transport: transport.infer(model, arrays, outputs, wanted, deadline)
+                )
         except InferenceError as exc:
             TRITON_ERRORS.labels(model, type(exc).__name__).inc()
             TRITON_REQUEST_SECONDS.labels(model, "error").observe(time.perf_counter() - started)

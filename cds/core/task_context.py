@@ -2,8 +2,8 @@
 
 - publish: a task enqueued while a request (or another task) runs carries its ``request_id`` in
   the message headers;
-- run: the worker binds that ``request_id``, the task id and name to every log line of the task
-  (the task body adds ``job_id``), and counts and times the task;
+- run: the worker binds that ``request_id``, the task id and name, and the task's ``log_id``
+  (``job_id``, ``message_id``) to every log line of the task, and counts and times the task;
 - worker start: the main process serves the workers' metrics on ``WORKER_METRICS_PORT``.
 """
 
@@ -34,10 +34,17 @@ def on_before_task_publish(headers: dict[str, Any] | None = None, **_: Any) -> N
         headers["request_id"] = request_id
 
 
-def on_task_prerun(task_id: str = "", task: Any = None, **_: Any) -> None:
-    """Bind the task's ids to its log lines and start its clock."""
+def on_task_prerun(task_id: str = "", task: Any = None, args: Any = None, kwargs: Any = None, **_: Any) -> None:
+    """Bind the task's ids to its log lines (Celery's own included) and start its clock.
+
+    A task names the id its first argument is with the option ``log_id`` (e.g. ``job_id``).
+    """
     request_id = getattr(task.request, "request_id", None) if task is not None else None
-    token = log_context_bind(request_id=request_id, task_id=task_id, task=getattr(task, "name", None))
+    ids: dict[str, object] = {}
+    log_id = getattr(task, "log_id", None)
+    if log_id:
+        ids[log_id] = args[0] if args else (kwargs or {}).get(log_id)
+    token = log_context_bind(request_id=request_id, task_id=task_id, task=getattr(task, "name", None), **ids)
     _RUNNING[task_id] = (token, time.perf_counter())
 
 

@@ -12,7 +12,6 @@ from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 
 from cds.analysis.services import analysis_job_fail, analysis_job_release
-from cds.core.logging import log_context
 from cds.core.metrics import ANALYSIS_RETRIES
 from inference.errors import InferenceError
 
@@ -30,7 +29,8 @@ class AnalysisTask(Task):
 # No retry count: transient failures are retried for a time budget (ANALYSIS_RETRY_BUDGET_S, from
 # the first failure of this run), so a job waits out a Triton outage of an hour however the backoff
 # falls, instead of failing after a fixed number of jittered tries.
-@shared_task(bind=True, base=AnalysisTask, acks_late=True, name="analysis.job_run", max_retries=None)  # type: ignore[misc]
+# log_id: every log line of the run names the job (cds.core.task_context), Celery's own included.
+@shared_task(bind=True, base=AnalysisTask, acks_late=True, name="analysis.job_run", max_retries=None, log_id="job_id")  # type: ignore[misc]
 def analysis_job_run(self: Task, job_id: int, first_failure_at: float | None = None) -> str | None:
     """Run analysis job ``job_id``; safe to run twice (the claim lets only one through).
 
@@ -41,28 +41,27 @@ def analysis_job_run(self: Task, job_id: int, first_failure_at: float | None = N
     # imports this module (to enqueue by name) and never runs the body.
     from cds.pipeline.analysis import analysis_job_execute  # noqa: PLC0415 worker-only analysis stack
 
-    with log_context(job_id=job_id):
-        try:
-            job = analysis_job_execute(job_id=job_id)
-        except InferenceError as exc:
-            if not exc.retry_later:  # the service fails the job on a permanent error and returns
-                logger.error("analysis job %s crashed", job_id, exc_info=True)
-                raise
-            # Triton down, slow, or still loading its models: the service has already put the job
-            # back to pending, so the retried task can claim it again (the error's flag decides, E4).
-            raise _retry(self, job_id, first_failure_at, exc) from exc
-        except SoftTimeLimitExceeded as exc:
-            # A stalled call (Triton hung past its deadline, a slow database): transient. Put the
-            # job back before retrying; the hard limit (CELERY_TASK_TIME_LIMIT) is the sweep's case.
-            analysis_job_release(
-                job_id=job_id, error=f"SoftTimeLimitExceeded after {settings.CELERY_TASK_SOFT_TIME_LIMIT} s"
-            )
-            raise _retry(self, job_id, first_failure_at, exc) from exc
-        except Exception:
-            # Worker boundary: log with the traceback and re-raise so on_failure records the reason.
+    try:
+        job = analysis_job_execute(job_id=job_id)
+    except InferenceError as exc:
+        if not exc.retry_later:  # the service fails the job on a permanent error and returns
             logger.error("analysis job %s crashed", job_id, exc_info=True)
             raise
-        return job.status if job else None
+        # Triton down, slow, or still loading its models: the service has already put the job
+        # back to pending, so the retried task can claim it again (the error's flag decides, E4).
+        raise _retry(self, job_id, first_failure_at, exc) from exc
+    except SoftTimeLimitExceeded as exc:
+        # A stalled call (Triton hung past its deadline, a slow database): transient. Put the
+        # job back before retrying; the hard limit (CELERY_TASK_TIME_LIMIT) is the sweep's case.
+        analysis_job_release(
+            job_id=job_id, error=f"SoftTimeLimitExceeded after {settings.CELERY_TASK_SOFT_TIME_LIMIT} s"
+        )
+        raise _retry(self, job_id, first_failure_at, exc) from exc
+    except Exception:
+        # Worker boundary: log with the traceback and re-raise so on_failure records the reason.
+        logger.error("analysis job %s crashed", job_id, exc_info=True)
+        raise
+    return job.status if job else None
 
 
 def _retry(task: Task, job_id: int, first_failure_at: float | None, exc: BaseException) -> BaseException:
