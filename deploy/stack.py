@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,7 +105,12 @@ def where_everything_is(env: dict[str, str], processes: list[str]) -> str:
         f"  Worklist      {base}/admin/review/review/  (clinicians: flagged ECGs of their care teams)",
         f"  Re-annotation {base}/admin/review/reannotationreview/",
         f"  Quality       {base}/admin/review/qualityprediction/dashboard/  (quality auditors)",
-        f"  Metrics       {base}/metrics (Prometheus)",
+        f"  Metrics       {base}/metrics (Prometheus)"
+        + (
+            f", analysis worker http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics"
+            if env.get("WORKER_METRICS_PORT")
+            else ""
+        ),
         f"  Health        {base}/healthz, {base}/readyz",
         f"  Database      {redact_url(env.get('DATABASE_URL', ''))}",
         f"  Broker        {redact_url(env.get('CELERY_BROKER_URL', ''))}",
@@ -200,13 +206,33 @@ def start_processes(env: dict[str, str], *, background: bool) -> dict[str, subpr
     for name, command in commands.items():
         log = (LOGS / f"{name}.log").open("ab")
         processes[name] = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=background
+            command,
+            cwd=REPO,
+            env=process_env(env, name),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=background,
         )
         (PIDS / f"{name}.pid").write_text(str(processes[name].pid))
     wait_for_http(f"http://127.0.0.1:{env['PORT']}/healthz", timeout_s=60)
     if triton:
         wait_for_http(f"http://127.0.0.1:{env['TRITON_HTTP_PORT']}/v2/health/ready", timeout_s=120)
     return processes
+
+
+def process_env(env: dict[str, str], name: str) -> dict[str, str]:
+    """Return ``name``'s environment: its own, emptied Prometheus multiprocess directory (web, workers)."""
+    if name in {"triton", "beat"}:
+        return env
+    # Forked gunicorn/Celery children add up their metrics in one directory per process group;
+    # files of a previous run would be added in too.
+    folder = VAR / "metrics" / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    own = {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    if name != "worker":  # one metrics port per machine: the analysis worker's
+        own.pop("WORKER_METRICS_PORT", None)
+    return own
 
 
 def worker(queue: str, concurrency: str) -> list[str]:
