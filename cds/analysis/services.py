@@ -124,3 +124,27 @@ def analysis_jobs_requeue_stuck(*, pending_after_s: int, running_after_s: int, m
     if any(counts.values()):
         logger.warning("analysis sweep: %s", counts)
     return counts
+
+
+def analysis_jobs_requeue_failed(*, job_ids: list[int] | None = None, limit: int = 1000) -> list[int]:
+    """Put failed jobs (all, or those of ``job_ids``) back to pending and enqueue them; return their ids.
+
+    For after an outage or a fix (``manage.py analysis_jobs --requeue-failed``): each job starts
+    over with a fresh attempt count and retry budget; its last error stays visible until it runs.
+    Enqueued after commit, oldest first, at most ``limit``.
+    """
+    failed = AnalysisJob.objects.filter(status=AnalysisJob.Status.FAILED)
+    if job_ids is not None:
+        failed = failed.filter(pk__in=job_ids)
+    requeued = []
+    with transaction.atomic():
+        for job_id in list(failed.order_by("created_at").values_list("pk", flat=True)[:limit]):
+            # Conditional: a job another operator requeued meanwhile is not enqueued twice.
+            if AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.FAILED).update(
+                status=AnalysisJob.Status.PENDING, attempts=0, finished_at=None, updated_at=timezone.now()
+            ):
+                requeued.append(job_id)
+        transaction.on_commit(lambda: [enqueue(ANALYSIS_JOB_RUN_TASK, job_id) for job_id in requeued])
+    if requeued:
+        logger.warning("requeued %d failed analysis job(s)", len(requeued))
+    return requeued
