@@ -217,6 +217,8 @@ WRITEBACK_TIMEOUT_S = env_float("WRITEBACK_TIMEOUT_S", 30.0)
 WRITEBACK_MAX_ATTEMPTS = env_int("WRITEBACK_MAX_ATTEMPTS", 8)
 WRITEBACK_BACKOFF_BASE_S = env_float("WRITEBACK_BACKOFF_BASE_S", 30.0)
 WRITEBACK_BACKOFF_MAX_S = env_float("WRITEBACK_BACKOFF_MAX_S", 3600.0)
+# Operations (issue 16): retries due later than this are enqueued by the sweep, not as delayed messages.
+WRITEBACK_COUNTDOWN_MAX_S = env_float("WRITEBACK_COUNTDOWN_MAX_S", 60.0)
 # A message "sending" longer than this lost its worker; it must exceed a full delivery (token + POST + retry).
 WRITEBACK_SENDING_TIMEOUT_S = env_int("WRITEBACK_SENDING_TIMEOUT_S", 600)
 WRITEBACK_SWEEP_INTERVAL_S = env_float("WRITEBACK_SWEEP_INTERVAL_S", 60.0)
