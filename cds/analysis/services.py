@@ -144,7 +144,12 @@ def analysis_jobs_requeue_failed(*, job_ids: list[int] | None = None, limit: int
                 status=AnalysisJob.Status.PENDING, attempts=0, finished_at=None, updated_at=timezone.now()
             ):
                 requeued.append(job_id)
-        transaction.on_commit(lambda: [enqueue(ANALYSIS_JOB_RUN_TASK, job_id) for job_id in requeued])
+        transaction.on_commit(lambda: _enqueue_all(requeued))
     if requeued:
         logger.warning("requeued %d failed analysis job(s)", len(requeued))
     return requeued
+
+
+def _enqueue_all(job_ids: list[int]) -> None:
+    for job_id in job_ids:
+        enqueue(ANALYSIS_JOB_RUN_TASK, job_id)
