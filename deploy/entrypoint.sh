@@ -25,8 +25,19 @@ BEAT_SCHEDULE="${BEAT_SCHEDULE:-/tmp/celerybeat-schedule}"
 # WORKER_QUEUES=writeback / maintenance (cds/settings.py CELERY_*_QUEUE), each its own deployment.
 QUEUE="${WORKER_QUEUES:-${CELERY_TASK_DEFAULT_QUEUE:-analysis}}"
 
+# Prometheus multiprocess mode (issue 16): the forked children of this container's gunicorn or
+# Celery write their metrics here; start empty (files of a previous process would be added in).
+# Only the serving roles reset it: probes exec'd into a running container must leave it alone.
+reset_metrics_dir() {
+    if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+        rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+        mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+    fi
+}
+
 case "$role" in
 web)
+    reset_metrics_dir
     # --worker-tmp-dir: gunicorn's heartbeat files on tmpfs, not on a (read-only or slow) disk.
     # --timeout: a worker silent for this long is killed and restarted (large FHIR Bundles take
     # seconds to validate, never a minute). --max-requests recycles workers to bound memory growth.
@@ -46,6 +57,7 @@ web)
         "$@"
     ;;
 worker)
+    reset_metrics_dir
     # Late acks and prefetch 1 come from settings (CELERY_TASK_ACKS_LATE, ..._PREFETCH_MULTIPLIER).
     # --max-tasks-per-child bounds memory growth of the preprocessing stack (scipy, neurokit2).
     exec celery -A cds worker \
