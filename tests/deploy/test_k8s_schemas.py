@@ -20,7 +20,12 @@ from tests.conftest import REPO_ROOT
 
 K8S = REPO_ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.32.0"  # the oldest release we support: its schemas are the strictest for us
-CUSTOM_KINDS = {"ScaledObject": "keda.sh/v1alpha1", "TriggerAuthentication": "keda.sh/v1alpha1"}
+CUSTOM_KINDS = {
+    "ScaledObject": "keda.sh/v1alpha1",
+    "TriggerAuthentication": "keda.sh/v1alpha1",
+    "Cluster": "postgresql.cnpg.io/v1",
+    "ScheduledBackup": "postgresql.cnpg.io/v1",
+}
 
 
 def documents(text: str) -> list[dict[str, Any]]:
@@ -38,8 +43,13 @@ def validate(doc: dict[str, Any]) -> None:
         if doc["kind"] == "ScaledObject":
             assert spec["scaleTargetRef"]["name"] and spec["triggers"]
             assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
-        else:
+        elif doc["kind"] == "TriggerAuthentication":
             assert all({"parameter", "name", "key"} <= ref.keys() for ref in spec["secretTargetRef"])
+        elif doc["kind"] == "Cluster":
+            assert spec["instances"] >= 2 and spec["storage"]["size"]
+            assert spec["backup"]["barmanObjectStore"]["destinationPath"] and spec["backup"]["retentionPolicy"]
+        else:  # ScheduledBackup: six cron fields (seconds first), of an existing Cluster
+            assert len(spec["schedule"].split()) == 6 and spec["cluster"]["name"]
         return
     kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
@@ -65,3 +75,24 @@ def test_the_built_kustomization_matches_the_schema() -> None:
     assert len(docs) == len(file_documents()) - 2  # secret.example.yaml's two Secrets are not applied
     for doc in docs:
         validate(doc)
+
+
+def test_the_cloudnative_pg_overlay_replaces_the_evaluation_database() -> None:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    overlay = REPO_ROOT / "deploy" / "overlays" / "cloudnative-pg"
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, timeout=60, check=True
+    )
+    docs = documents(built.stdout)
+    for doc in docs:
+        validate(doc)
+    names = {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
+    assert ("StatefulSet", "postgres") not in names and ("Service", "postgres") not in names
+    assert ("StatefulSet", "rabbitmq") in names  # only the database changes
+    (cluster,) = [doc for doc in docs if doc["kind"] == "Cluster"]
+    (backup,) = [doc for doc in docs if doc["kind"] == "ScheduledBackup"]
+    assert backup["spec"]["cluster"]["name"] == cluster["metadata"]["name"]
+    assert all(doc["metadata"].get("namespace") == "ecg-cds" for doc in docs if doc["kind"] != "Namespace")
+    (policy,) = [doc for doc in docs if doc["metadata"]["name"] == "postgres-from-app"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"cnpg.io/cluster": cluster["metadata"]["name"]}

@@ -262,7 +262,14 @@ def test_it_serves_the_models_from_triton_on_one_gpu() -> None:
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert mounts["models"]["mountPath"] == "/models" and mounts["models"]["readOnly"] is True
     volumes = {v["name"]: v for v in triton["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["models"]["persistentVolumeClaim"]["claimName"] == "triton-model-repository"
+    # Models come from an image through an init container (issue 16), not a PVC filled by kubectl cp.
+    assert "emptyDir" in volumes["models"]
+    (init,) = triton["spec"]["template"]["spec"]["initContainers"]
+    assert (
+        re.fullmatch(r"[\w./-]+/ecg-cds-models:[\w.-]+", init["image"]) and init["volumeMounts"][0]["name"] == "models"
+    )
+    # The model-control API needs the admin key.
+    assert any(a.startswith("--http-restricted-api=model-repository:admin-key=") for a in args)
     ports = {p["name"]: p["port"] for p in by_name("Service", "triton")["spec"]["ports"]}
     assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
     assert by_name("ConfigMap", "ecg-cds-config")["data"]["TRITON_URL"] == "triton:8001"
