@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # operations (issue 16): static files without a separate server
     "cds.core.middleware.SecurityHeadersMiddleware",  # security (issue 7): CSP; no-store on API responses
     "cds.core.middleware.RejectNulMiddleware",  # security (issue 7): 400, not a DB error, for NUL in requests
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -106,6 +107,21 @@ USE_I18N = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# --- Operations (issue 16): static files served by WhiteNoise from gunicorn ----------------------
+# Production serves STATIC_ROOT as filled by `collectstatic` (the image build, make up), compressed
+# and with hashed names (cacheable forever); STATIC_MANIFEST=false serves the files under their own
+# names, for processes that render admin pages without a collectstatic (the test suite, make demo).
+# WHITENOISE_USE_FINDERS serves straight from the apps instead of STATIC_ROOT (DEBUG default).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if env_bool("STATIC_MANIFEST", True)
+        else "whitenoise.storage.CompressedStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
+# --- end static files ------------------------------------------------------------------------------
 
 # Django's 2.5 MiB default is too small for multi-ECG Bundles (a 12-lead 10 s 500 Hz ECG is ~0.4 MB
 # of JSON); the FHIR parser enforces this limit itself and answers 413 with an OperationOutcome.
@@ -180,8 +196,9 @@ INFERENCE_FOUNDATION_CHECKPOINT = env_str(
     "INFERENCE_FOUNDATION_CHECKPOINT", str(BASE_DIR / "ecg_models" / "weights" / "foundation.pt")
 )
 # Celery-level retries of a job whose inference failed transiently (Triton down or slow), after
-# the client's own quick retries; then the job is visibly failed.
-ANALYSIS_MAX_RETRIES = env_int("ANALYSIS_MAX_RETRIES", 5)
+# the client's own quick retries, for a time budget (operations, issue 16: a job waits out an hour's
+# outage); then the job is visibly failed.
+ANALYSIS_RETRY_BUDGET_S = env_int("ANALYSIS_RETRY_BUDGET_S", 2 * 3600)
 ANALYSIS_RETRY_BACKOFF_MAX_S = env_int("ANALYSIS_RETRY_BACKOFF_MAX_S", 120)
 
 # --- EHR write-back (issue 5; cds/writeback, checks cds.E010-E012) ------------------------------
@@ -200,6 +217,8 @@ WRITEBACK_TIMEOUT_S = env_float("WRITEBACK_TIMEOUT_S", 30.0)
 WRITEBACK_MAX_ATTEMPTS = env_int("WRITEBACK_MAX_ATTEMPTS", 8)
 WRITEBACK_BACKOFF_BASE_S = env_float("WRITEBACK_BACKOFF_BASE_S", 30.0)
 WRITEBACK_BACKOFF_MAX_S = env_float("WRITEBACK_BACKOFF_MAX_S", 3600.0)
+# Operations (issue 16): retries due later than this are enqueued by the sweep, not as delayed messages.
+WRITEBACK_COUNTDOWN_MAX_S = env_float("WRITEBACK_COUNTDOWN_MAX_S", 60.0)
 # A message "sending" longer than this lost its worker; it must exceed a full delivery (token + POST + retry).
 WRITEBACK_SENDING_TIMEOUT_S = env_int("WRITEBACK_SENDING_TIMEOUT_S", 600)
 WRITEBACK_SWEEP_INTERVAL_S = env_float("WRITEBACK_SWEEP_INTERVAL_S", 60.0)
@@ -256,3 +275,51 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 LOGGING["filters"] = {"redact_phi": {"()": "cds.core.logging.RedactPhiFilter"}}
 LOGGING["handlers"]["console"]["filters"] = ["redact_phi"]  # type: ignore[index]
 # --- end security ---------------------------------------------------------------------------------
+
+# --- Operations (issue 16; docs/operations.md): queues ----------------------------------------------
+# Three queues, each with its own workers, so a slow EHR or a long sweep never holds analysis slots:
+# analysis (CELERY_TASK_DEFAULT_QUEUE: analysis.job_run), write-back deliveries, and the periodic
+# sweeps. A test or bench stack points all three at its one private queue (deploy/livestack.py).
+CELERY_WRITEBACK_QUEUE = env_str("CELERY_WRITEBACK_QUEUE", "writeback")
+CELERY_MAINTENANCE_QUEUE = env_str("CELERY_MAINTENANCE_QUEUE", "maintenance")
+CELERY_TASK_ROUTES = {
+    "writeback.deliver": {"queue": CELERY_WRITEBACK_QUEUE},
+    "writeback.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
+    "analysis.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
+}
+# --- end operations: queues -------------------------------------------------------------------------
+
+# --- Operations (issue 16; docs/operations.md): metrics, logs, request ids --------------------------
+# The request id first, so every later middleware's log lines and the enqueued tasks carry it.
+MIDDLEWARE.insert(0, "cds.core.request_context.RequestContextMiddleware")
+# /metrics (Prometheus text): event metrics of this deployment's processes (PROMETHEUS_MULTIPROC_DIR)
+# plus state read at scrape time by these collectors (core imports no app: named here).
+METRICS_COLLECTORS = ["cds.pipeline.metrics.DatabaseCollector", "cds.pipeline.metrics.BrokerCollector"]
+METRICS_TOKEN = env_secret("METRICS_TOKEN")  # set: scrapers send "Authorization: Bearer <token>"
+METRICS_FLAG_RATE_WINDOW_S = env_int("METRICS_FLAG_RATE_WINDOW_S", 86400)
+METRICS_BROKER_TIMEOUT_S = env_float("METRICS_BROKER_TIMEOUT_S", 2.0)
+# Workers serve their own event metrics (task counts and run times, stage latencies, Triton calls)
+# on this port from the Celery main process; 0 = off.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+# Prometheus scrapes over plain HTTP inside the cluster (like the probes).
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]
+# Logs: one JSON object per line (json; the default outside DEBUG) or the plain format, both with
+# the request id and, in workers, the task and job ids (cds.core.logging). Celery keeps this config
+# instead of installing its own handler on the root logger.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG else "json")
+LOGGING["formatters"] = {
+    "plain": {"format": "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s job=%(job_id)s] %(message)s"},
+    "json": {"()": "cds.core.logging.JsonFormatter"},
+}
+LOGGING["filters"]["context"] = {"()": "cds.core.logging.ContextFilter"}  # type: ignore[index]
+LOGGING["handlers"]["console"]["filters"] = [*LOGGING["handlers"]["console"]["filters"], "context"]  # type: ignore[index]
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT  # type: ignore[index]
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# --- end operations: metrics, logs ------------------------------------------------------------------
+
+# --- Operations (issue 16): OpenTelemetry traces (cds/core/tracing.py) -----------------------------
+# Off by default. On: spans by OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT (read by the exporter itself,
+# like every OTEL_* variable), service names "<TRACING_SERVICE_NAME>-web" and "-worker".
+TRACING_ENABLED = env_bool("TRACING_ENABLED", False)
+TRACING_SERVICE_NAME = env_str("TRACING_SERVICE_NAME", "ecg-cds")
+# --- end operations: traces ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 # Entrypoint of the ecg-cds image (deploy/Dockerfile). The first argument picks the role:
 #
 #   web          gunicorn on 0.0.0.0:$PORT, $WEB_CONCURRENCY workers
-#   worker       Celery worker on the analysis queue, $WORKER_CONCURRENCY processes
+#   worker       Celery worker on $WORKER_QUEUES (default: the analysis queue), $WORKER_CONCURRENCY processes
 #   beat         Celery beat (periodic analysis.sweep); run exactly one
 #   migrate      apply database migrations, then exit (one-shot)
 #   wait-for-migrations   block until the database has every migration (Kubernetes init container)
@@ -21,10 +21,23 @@ role="${1:-web}"
 # Beat keeps its schedule state here; /tmp is the only writable path when the root filesystem is
 # read-only (an emptyDir in Kubernetes, a tmpfs in compose).
 BEAT_SCHEDULE="${BEAT_SCHEDULE:-/tmp/celerybeat-schedule}"
-QUEUE="${CELERY_TASK_DEFAULT_QUEUE:-analysis}"
+# The queues this worker consumes: analysis by default; the write-back and maintenance workers set
+# WORKER_QUEUES=writeback / maintenance (cds/settings.py CELERY_*_QUEUE), each its own deployment.
+QUEUE="${WORKER_QUEUES:-${CELERY_TASK_DEFAULT_QUEUE:-analysis}}"
+
+# Prometheus multiprocess mode (issue 16): the forked children of this container's gunicorn or
+# Celery write their metrics here; start empty (files of a previous process would be added in).
+# Only the serving roles reset it: probes exec'd into a running container must leave it alone.
+reset_metrics_dir() {
+    if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+        rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+        mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+    fi
+}
 
 case "$role" in
 web)
+    reset_metrics_dir
     # --worker-tmp-dir: gunicorn's heartbeat files on tmpfs, not on a (read-only or slow) disk.
     # --timeout: a worker silent for this long is killed and restarted (large FHIR Bundles take
     # seconds to validate, never a minute). --max-requests recycles workers to bound memory growth.
@@ -44,6 +57,7 @@ web)
         "$@"
     ;;
 worker)
+    reset_metrics_dir
     # Late acks and prefetch 1 come from settings (CELERY_TASK_ACKS_LATE, ..._PREFETCH_MULTIPLIER).
     # --max-tasks-per-child bounds memory growth of the preprocessing stack (scipy, neurokit2).
     exec celery -A cds worker \

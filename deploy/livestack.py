@@ -43,6 +43,9 @@ def live_env(*, database_url: str, base_url: str, queue: str, **overrides: str) 
         "DATABASE_URL": database_url,
         "PUBLIC_BASE_URL": base_url,
         "CELERY_TASK_DEFAULT_QUEUE": queue,
+        # One private queue for everything (production splits analysis, write-back and sweeps).
+        "CELERY_WRITEBACK_QUEUE": queue,
+        "CELERY_MAINTENANCE_QUEUE": queue,
         "SECURE_SSL_REDIRECT": "false",
         "OAUTH_ALLOW_CLIENT_SECRET": "true",
         **overrides,

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,6 +50,9 @@ def stack_env(embedded: bool) -> dict[str, str]:
     # The local stack serves plain HTTP on 127.0.0.1 and its demo client uses a shared secret; a
     # deployment behind a TLS proxy uses the production defaults instead (docs/security.md).
     env.setdefault("SECURE_SSL_REDIRECT", "false")
+    # Over plain HTTP a browser drops Secure cookies: without these the admin login loops.
+    env.setdefault("SESSION_COOKIE_SECURE", "false")
+    env.setdefault("CSRF_COOKIE_SECURE", "false")
     env.setdefault("OAUTH_ALLOW_CLIENT_SECRET", "true")
     port = env.setdefault("PORT", "8080")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
@@ -60,6 +65,65 @@ def stack_env(embedded: bool) -> dict[str, str]:
         env.setdefault("TRITON_PROTOCOL", "grpc")
         env.setdefault("TRITON_HTTP_URL", f"127.0.0.1:{env['TRITON_HTTP_PORT']}")
     return env
+
+
+def ensure_secret_key(env: dict[str, str]) -> str | None:
+    """Point ``env`` at a local SECRET_KEY file when neither SECRET_KEY nor SECRET_KEY_FILE is set.
+
+    Generated once under ``var/`` (mode 0600) and kept, so sessions survive a restart. Returns a
+    line saying so, or None when the environment brought its own key.
+    """
+    if env.get("SECRET_KEY") or env.get("SECRET_KEY_FILE"):
+        return None
+    path = VAR / "secret_key"
+    env["SECRET_KEY_FILE"] = str(path)
+    if path.exists():
+        return f"SECRET_KEY: the local one in {path}"
+    VAR.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as key_file:
+        key_file.write(secrets.token_urlsafe(50))
+    return f"SECRET_KEY: none set, so generated a local one in {path} (this machine only; production sets its own)"
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without its password (for printing database and broker URLs)."""
+    parsed = urllib.parse.urlsplit(url)
+    if not parsed.password:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
+    return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
+
+
+def where_everything_is(env: dict[str, str], processes: list[str]) -> str:
+    """Return the 'where to look' block printed by ``up`` and ``demo``."""
+    base = env["PUBLIC_BASE_URL"]
+    lines = [
+        f"  Web           {base}  ({', '.join(processes)} running)",
+        f"  FHIR API      {base}/fhir/metadata (CapabilityStatement, no token needed)",
+        f"  CDS Hooks     {base}/cds-services",
+        f"  Worklist      {base}/admin/review/review/  (clinicians: flagged ECGs of their care teams)",
+        f"  Re-annotation {base}/admin/review/reannotationreview/",
+        f"  Quality       {base}/admin/review/qualityprediction/dashboard/  (quality auditors)",
+        f"  Metrics       {base}/metrics (Prometheus)"
+        + (
+            f", analysis worker http://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics"
+            if env.get("WORKER_METRICS_PORT")
+            else ""
+        ),
+        f"  Health        {base}/healthz, {base}/readyz",
+        f"  Database      {redact_url(env.get('DATABASE_URL', ''))}",
+        f"  Broker        {redact_url(env.get('CELERY_BROKER_URL', ''))}",
+    ]
+    if env["INFERENCE_BACKEND"] == "triton":
+        lines.append(
+            f"  Triton        http://{env['TRITON_HTTP_URL']} (gRPC {env['TRITON_URL']}, "
+            f"metrics http://127.0.0.1:{env['TRITON_METRICS_PORT']}/metrics)"
+        )
+    else:
+        lines.append("  Models        in-process (INFERENCE_BACKEND=inprocess)")
+    lines += [f"  Logs          {LOGS}/*.log", f"  PIDs          {PIDS}  (make down stops them)"]
+    return "Where to look:\n" + "\n".join(lines)
 
 
 def triton_command(env: dict[str, str]) -> list[str] | None:
@@ -122,30 +186,72 @@ def start_processes(env: dict[str, str], *, background: bool) -> dict[str, subpr
             "--access-logformat",
             '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s',
         ],
-        "worker": [
+        # One worker per queue (cds/settings.py): a slow EHR or a sweep never holds an analysis slot.
+        "worker": worker(env.get("CELERY_TASK_DEFAULT_QUEUE", "analysis"), env.get("WORKER_CONCURRENCY", "1")),
+        "worker-writeback": worker(env.get("CELERY_WRITEBACK_QUEUE", "writeback"), "1"),
+        "worker-maintenance": worker(env.get("CELERY_MAINTENANCE_QUEUE", "maintenance"), "1"),
+        # The periodic sweeps (lost analysis jobs, write-back retries); its schedule file lives in var/.
+        "beat": [
             str(BIN / "celery"),
             "-A",
             "cds",
-            "worker",
+            "beat",
             "--loglevel",
             "INFO",
-            "--concurrency",
-            env.get("WORKER_CONCURRENCY", "1"),
-            "-Q",
-            "analysis",
+            "--schedule",
+            str(VAR / "celerybeat-schedule"),
         ],
     }
     processes = {}
     for name, command in commands.items():
         log = (LOGS / f"{name}.log").open("ab")
         processes[name] = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=background
+            command,
+            cwd=REPO,
+            env=process_env(env, name),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=background,
         )
         (PIDS / f"{name}.pid").write_text(str(processes[name].pid))
     wait_for_http(f"http://127.0.0.1:{env['PORT']}/healthz", timeout_s=60)
     if triton:
         wait_for_http(f"http://127.0.0.1:{env['TRITON_HTTP_PORT']}/v2/health/ready", timeout_s=120)
     return processes
+
+
+def process_env(env: dict[str, str], name: str) -> dict[str, str]:
+    """Return ``name``'s environment: its own, emptied Prometheus multiprocess directory (web, workers)."""
+    if name in {"triton", "beat"}:
+        return env
+    # Forked gunicorn/Celery children add up their metrics in one directory per process group;
+    # files of a previous run would be added in too.
+    folder = VAR / "metrics" / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    own = {**env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    if name != "worker":  # one metrics port per machine: the analysis worker's
+        own.pop("WORKER_METRICS_PORT", None)
+    return own
+
+
+def worker(queue: str, concurrency: str) -> list[str]:
+    """Return the command line of a Celery worker consuming ``queue``."""
+    name = f"{queue}@%h"
+    return [
+        str(BIN / "celery"),
+        "-A",
+        "cds",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        concurrency,
+        "-Q",
+        queue,
+        "-n",
+        name,
+    ]
 
 
 def wait_for_http(url: str, *, timeout_s: float) -> None:
@@ -238,8 +344,8 @@ def sample_ecgs() -> list[dict[str, Any]]:
     return ecgs
 
 
-def send_samples(env: dict[str, str]) -> None:
-    """Act as an EHR: get a token, send each sample ECG with its patient, wait for the jobs."""
+def send_samples(env: dict[str, str]) -> str:
+    """Act as an EHR: get a token, send each sample ECG with its patient, wait for the jobs; return the client id."""
     sys.path.insert(0, str(REPO))
     from cds.ecg.encoding import ecg_observation, ecg_transaction_bundle
 
@@ -309,12 +415,27 @@ def send_samples(env: dict[str, str]) -> None:
         print_draft(job)
     print("\nDecision support only: every finding is preliminary until a clinician signs it.")
     print(
-        f"\nWhere to look:\n  FHIR API      {base}/fhir/metadata (CapabilityStatement, no token needed)\n"
+        f"\nAs the EHR (token valid {token_body.get('expires_in')} s; `manage.py create_api_client` for your own):\n"
         f"  Search        curl -H 'Authorization: Bearer {token}' '{base}/fhir/Observation?_count=5'\n"
-        f"  Results       curl -H 'Authorization: Bearer {token}' '{base}/fhir/Observation?derived-from=Observation/{observation_ids[0] if observation_ids else 'ID'}'\n"
-        f"  CDS Hooks     {base}/cds-services\n"
-        f"  Health        {base}/healthz\n  Logs          {LOGS}\n"
+        f"  Results       curl -H 'Authorization: Bearer {token}' '{base}/fhir/Observation?derived-from=Observation/{observation_ids[0] if observation_ids else 'ID'}'"
     )
+    return str(credentials["client_id"])
+
+
+def print_demo_users(env: dict[str, str], source: str) -> None:
+    """Create the demo users (one per role, clinicians on the care team of ``source``) and print their way in."""
+    demo = json.loads(manage(env, "demo_users", "--source", source, capture=True))
+    base = env["PUBLIC_BASE_URL"]
+    print(f"\nDemo logins at {base}/admin/ (local only; new passwords on every run; care team {demo['care_team']!r}):")
+    views = {
+        "clinician": f"worklist {base}/admin/review/review/",
+        "senior clinician": f"worklist {base}/admin/review/review/ (can sign)",
+        "quality auditor": f"dashboard {base}/admin/review/qualityprediction/dashboard/",
+    }
+    for user in demo["users"]:
+        print(f"  {user['role']:<17} {user['username']:<15} {user['password']:<18} {views[user['role']]}")
+    if demo["flagged_reviews"]:
+        print(f"  First review  {base}/admin/review/review/{demo['flagged_reviews'][0]}/change/")
 
 
 def print_draft(job: dict[str, Any]) -> None:
@@ -346,15 +467,27 @@ def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
             process.kill()
 
 
+def prepare(env: dict[str, str]) -> list[str]:
+    """Secret key, migrations and (outside DEBUG) static files; return lines worth telling the user."""
+    notes = [note] if (note := ensure_secret_key(env)) else []
+    VAR.mkdir(parents=True, exist_ok=True)
+    manage(env, "migrate", "--no-input", "-v", "0")
+    if env.get("DEBUG", "false").lower() not in {"1", "true", "yes", "on"}:
+        # Production settings serve STATIC_ROOT (WhiteNoise, hashed names): fill it as the image build does.
+        manage(env, "collectstatic", "--no-input", "-v", "0")
+    return notes
+
+
 def command_demo() -> None:
     """Run the embedded stack in the foreground, send the samples, serve until Ctrl-C."""
     env = stack_env(embedded=True)
-    VAR.mkdir(parents=True, exist_ok=True)
-    manage(env, "migrate", "--no-input", "-v", "0")
+    notes = prepare(env)
     processes = start_processes(env, background=False)
     try:
-        send_samples(env)
-        print("Serving until Ctrl-C ...")
+        source = send_samples(env)
+        print_demo_users(env, source)
+        print("", *notes, where_everything_is(env, list(processes)), sep="\n")
+        print("\nServing until Ctrl-C ...")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         while all(p.poll() is None for p in processes.values()):
             time.sleep(1)
@@ -366,12 +499,12 @@ def command_demo() -> None:
 
 
 def command_up() -> None:
-    """Migrate and start web and worker in the background (pid files under var/pids)."""
+    """Migrate and start Triton, web, worker and beat in the background (pid files under var/pids)."""
     env = stack_env(embedded=os.environ.get("DATABASE_URL") is None)
-    VAR.mkdir(parents=True, exist_ok=True)
-    manage(env, "migrate", "--no-input", "-v", "0")
-    start_processes(env, background=True)
-    print(f"up: web on {env['PUBLIC_BASE_URL']} , worker running; logs in {LOGS}")
+    notes = prepare(env)
+    processes = start_processes(env, background=True)
+    print("up: the stack is running in the background.", *notes, where_everything_is(env, list(processes)), sep="\n")
+    print("  Demo logins   make demo, or: .venv/bin/python manage.py demo_users --source CLIENT_ID")
 
 
 def command_down() -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
+from opentelemetry import trace
 
 from inference.errors import (
     InferenceError,
@@ -38,8 +39,10 @@ from inference.errors import (
     ModelVersionMismatch,
     TritonUnavailable,
 )
+from inference.metrics import TRITON_ERRORS, TRITON_REQUEST_SECONDS
 
 logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 T = TypeVar("T")
 
@@ -393,9 +396,18 @@ class TritonClient:
         wanted = self._version(model, version)
         arrays = {name: np.ascontiguousarray(array) for name, array in inputs.items()}
         deadline = self.timeout_s if timeout_s is None else timeout_s
-        result = self._with_retries(
-            f"infer({model})", lambda transport: transport.infer(model, arrays, outputs, wanted, deadline)
-        )
+        started = time.perf_counter()
+        try:
+            # A child of the Celery task's span when tracing is on (cds.core.tracing); a no-op otherwise.
+            with _tracer.start_as_current_span("triton infer", attributes={"triton.model": model}):
+                result = self._with_retries(
+                    f"infer({model})", lambda transport: transport.infer(model, arrays, outputs, wanted, deadline)
+                )
+        except InferenceError as exc:
+            TRITON_ERRORS.labels(model, type(exc).__name__).inc()
+            TRITON_REQUEST_SECONDS.labels(model, "error").observe(time.perf_counter() - started)
+            raise
+        TRITON_REQUEST_SECONDS.labels(model, "ok").observe(time.perf_counter() - started)
         if wanted and result.model_version != wanted:
             raise ModelVersionMismatch(
                 f"{model}: asked for version {wanted}, Triton ran version {result.model_version}",

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from cds.analysis.models import AnalysisJob
 from cds.core.dispatch import enqueue
+from cds.core.metrics import ANALYSIS_JOBS_FINISHED, ANALYSIS_STAGE_SECONDS
 from cds.ecg.models import EcgRecording
 from inference.results import DetectorResult
 
@@ -47,7 +48,7 @@ def analysis_job_claim(*, job_id: int) -> AnalysisJob | None:
 
 def analysis_job_succeed(*, job_id: int, timings: dict[str, float], detector: DetectorResult) -> None:
     """Mark a running job succeeded with its timings and the detector's model versions."""
-    AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.RUNNING).update(
+    updated = AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.RUNNING).update(
         status=AnalysisJob.Status.SUCCEEDED,
         finished_at=timezone.now(),
         updated_at=timezone.now(),
@@ -57,6 +58,8 @@ def analysis_job_succeed(*, job_id: int, timings: dict[str, float], detector: De
         triton_model_version=detector.server_model_version,
         error="",
     )
+    if updated:
+        transaction.on_commit(lambda: _count_finished(AnalysisJob.Status.SUCCEEDED, timings))
 
 
 def analysis_job_release(*, job_id: int, error: str) -> None:
@@ -68,11 +71,22 @@ def analysis_job_release(*, job_id: int, error: str) -> None:
 
 def analysis_job_fail(*, job_id: int, error: str) -> None:
     """Mark a job failed with its reason (called after the last retry)."""
-    AnalysisJob.objects.filter(pk=job_id).exclude(
-        status__in=[AnalysisJob.Status.SUCCEEDED, AnalysisJob.Status.CANCELLED]
-    ).update(
-        status=AnalysisJob.Status.FAILED, error=error[:4000], finished_at=timezone.now(), updated_at=timezone.now()
+    updated = (
+        AnalysisJob.objects.filter(pk=job_id)
+        .exclude(status__in=[AnalysisJob.Status.SUCCEEDED, AnalysisJob.Status.CANCELLED])
+        .update(
+            status=AnalysisJob.Status.FAILED, error=error[:4000], finished_at=timezone.now(), updated_at=timezone.now()
+        )
     )
+    if updated:
+        transaction.on_commit(lambda: _count_finished(AnalysisJob.Status.FAILED, {}))
+
+
+def _count_finished(status: str, timings: dict[str, float]) -> None:
+    """Metrics of a finished job (after commit: a rolled-back transition is not counted)."""
+    ANALYSIS_JOBS_FINISHED.labels(status).inc()
+    for stage, milliseconds in timings.items():
+        ANALYSIS_STAGE_SECONDS.labels(stage.removesuffix("_ms")).observe(milliseconds / 1000)
 
 
 def analysis_jobs_requeue_stuck(*, pending_after_s: int, running_after_s: int, max_attempts: int) -> dict[str, int]:
@@ -110,3 +124,32 @@ def analysis_jobs_requeue_stuck(*, pending_after_s: int, running_after_s: int, m
     if any(counts.values()):
         logger.warning("analysis sweep: %s", counts)
     return counts
+
+
+def analysis_jobs_requeue_failed(*, job_ids: list[int] | None = None, limit: int = 1000) -> list[int]:
+    """Put failed jobs (all, or those of ``job_ids``) back to pending and enqueue them; return their ids.
+
+    For after an outage or a fix (``manage.py analysis_jobs --requeue-failed``): each job starts
+    over with a fresh attempt count and retry budget; its last error stays visible until it runs.
+    Enqueued after commit, oldest first, at most ``limit``.
+    """
+    failed = AnalysisJob.objects.filter(status=AnalysisJob.Status.FAILED)
+    if job_ids is not None:
+        failed = failed.filter(pk__in=job_ids)
+    requeued = []
+    with transaction.atomic():
+        for job_id in list(failed.order_by("created_at").values_list("pk", flat=True)[:limit]):
+            # Conditional: a job another operator requeued meanwhile is not enqueued twice.
+            if AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.FAILED).update(
+                status=AnalysisJob.Status.PENDING, attempts=0, finished_at=None, updated_at=timezone.now()
+            ):
+                requeued.append(job_id)
+        transaction.on_commit(lambda: _enqueue_all(requeued))
+    if requeued:
+        logger.warning("requeued %d failed analysis job(s)", len(requeued))
+    return requeued
+
+
+def _enqueue_all(job_ids: list[int]) -> None:
+    for job_id in job_ids:
+        enqueue(ANALYSIS_JOB_RUN_TASK, job_id)

@@ -1,4 +1,4 @@
-"""Health and readiness probes."""
+"""Health and readiness probes, the OpenAPI description and the Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -7,11 +7,15 @@ from pathlib import Path
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpResponse
+from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
+from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from cds.core.metrics import metrics_exposition
 
 
 class HealthApi(APIView):
@@ -64,3 +68,21 @@ class OpenApiDescriptionApi(APIView):
 
     def get(self, request: Request) -> HttpResponse:
         return HttpResponse(OPENAPI_PATH.read_bytes(), content_type="application/yaml; charset=utf-8")
+
+
+class MetricsApi(APIView):
+    """``GET /metrics``: Prometheus text (``cds.core.metrics``; scrape-time collectors from settings).
+
+    Operational counts only, no patient data. Scraped over the pod network (NetworkPolicy limits
+    who may); with ``METRICS_TOKEN`` set the scraper must also send it as a bearer token.
+    """
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> HttpResponse:
+        expected = settings.METRICS_TOKEN
+        if expected and not constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {expected}"):
+            return HttpResponse("metrics token required\n", status=401, content_type="text/plain; charset=utf-8")
+        collectors = [import_string(path)() for path in settings.METRICS_COLLECTORS]
+        return HttpResponse(metrics_exposition(collectors), content_type=CONTENT_TYPE_LATEST)

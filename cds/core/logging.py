@@ -13,8 +13,14 @@ rewrites such text before a handler writes it:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from datetime import UTC, datetime
+from types import MappingProxyType
 
 REDACTED = "[redacted]"
 _NUMBER = r"(?:[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[ELU])"
@@ -49,3 +55,65 @@ class RedactPhiFilter(logging.Filter):
         if record.exc_text:
             record.exc_text = phi_redact(record.exc_text)
         return True
+
+
+# --- Operations (issue 16): structured logs with the request and job they belong to ---------------
+
+_CONTEXT: ContextVar[Mapping[str, str]] = ContextVar("cds_log_context", default=MappingProxyType({}))
+# The ids a log line may carry (never patient data): the web request's, the Celery task's, ours.
+CONTEXT_KEYS = ("request_id", "task_id", "task", "job_id", "message_id")
+
+
+def log_context_get() -> dict[str, str]:
+    """Return the ids bound to the current request or task."""
+    return dict(_CONTEXT.get())
+
+
+def log_context_bind(**values: object) -> Token[Mapping[str, str]]:
+    """Add ``values`` to the current context; return the token that ``log_context_reset`` takes."""
+    return _CONTEXT.set({**_CONTEXT.get(), **{k: str(v) for k, v in values.items() if v is not None}})
+
+
+def log_context_reset(token: Token[Mapping[str, str]]) -> None:
+    """Restore the context from before the ``log_context_bind`` that returned ``token``."""
+    _CONTEXT.reset(token)
+
+
+@contextmanager
+def log_context(**values: object) -> Iterator[None]:
+    """Bind ``values`` (e.g. ``job_id``) to every log line written inside the block."""
+    token = log_context_bind(**values)
+    try:
+        yield
+    finally:
+        log_context_reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Copy the bound ids onto each record (``record.request_id`` ...), empty when unbound."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = _CONTEXT.get()
+        for key in CONTEXT_KEYS:
+            if not hasattr(record, key):
+                setattr(record, key, context.get(key, ""))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the bound ids and any traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": record.process,
+        }
+        entry |= {key: value for key in CONTEXT_KEYS if (value := getattr(record, key, ""))}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 
-from cds.analysis.services import analysis_job_fail
+from cds.analysis.services import analysis_job_fail, analysis_job_release
+from cds.core.metrics import ANALYSIS_RETRIES
 from inference.errors import InferenceError
 
 logger = logging.getLogger(__name__)
@@ -23,15 +26,17 @@ class AnalysisTask(Task):
         analysis_job_fail(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
 
 
-@shared_task(
-    bind=True,
-    base=AnalysisTask,
-    acks_late=True,
-    name="analysis.job_run",
-    max_retries=settings.ANALYSIS_MAX_RETRIES,
-)  # type: ignore[misc]
-def analysis_job_run(self: Task, job_id: int) -> str | None:
-    """Run analysis job ``job_id``; safe to run twice (the claim lets only one through)."""
+# No retry count: transient failures are retried for a time budget (ANALYSIS_RETRY_BUDGET_S, from
+# the first failure of this run), so a job waits out a Triton outage of an hour however the backoff
+# falls, instead of failing after a fixed number of jittered tries.
+# log_id: every log line of the run names the job (cds.core.task_context), Celery's own included.
+@shared_task(bind=True, base=AnalysisTask, acks_late=True, name="analysis.job_run", max_retries=None, log_id="job_id")  # type: ignore[misc]
+def analysis_job_run(self: Task, job_id: int, first_failure_at: float | None = None) -> str | None:
+    """Run analysis job ``job_id``; safe to run twice (the claim lets only one through).
+
+    ``first_failure_at`` (epoch seconds) is set by the task's own retries: when the current run of
+    transient failures began.
+    """
     # The analysis stack (inference, scipy, neurokit2) loads in the worker only; the web process
     # imports this module (to enqueue by name) and never runs the body.
     from cds.pipeline.analysis import analysis_job_execute  # noqa: PLC0415 worker-only analysis stack
@@ -42,16 +47,44 @@ def analysis_job_run(self: Task, job_id: int) -> str | None:
         if not exc.retry_later:  # the service fails the job on a permanent error and returns
             logger.error("analysis job %s crashed", job_id, exc_info=True)
             raise
-        # Triton down, slow, or still loading its models: the service has already put the job back
-        # to pending, so the retried task can claim it again. The error's flag decides (E4); the
-        # backoff is the one Celery's autoretry would use (5 s doubling, capped, full jitter).
-        logger.warning("analysis job %s: %s; will retry", job_id, type(exc).__name__)
-        countdown = get_exponential_backoff_interval(
-            factor=5, retries=self.request.retries, maximum=settings.ANALYSIS_RETRY_BACKOFF_MAX_S, full_jitter=True
+        # Triton down, slow, or still loading its models: the service has already put the job
+        # back to pending, so the retried task can claim it again (the error's flag decides, E4).
+        raise _retry(self, job_id, first_failure_at, exc) from exc
+    except SoftTimeLimitExceeded as exc:
+        # A stalled call (Triton hung past its deadline, a slow database): transient. Put the
+        # job back before retrying; the hard limit (CELERY_TASK_TIME_LIMIT) is the sweep's case.
+        analysis_job_release(
+            job_id=job_id, error=f"SoftTimeLimitExceeded after {settings.CELERY_TASK_SOFT_TIME_LIMIT} s"
         )
-        raise self.retry(exc=exc, countdown=countdown) from exc
+        raise _retry(self, job_id, first_failure_at, exc) from exc
     except Exception:
         # Worker boundary: log with the traceback and re-raise so on_failure records the reason.
         logger.error("analysis job %s crashed", job_id, exc_info=True)
         raise
     return job.status if job else None
+
+
+def _retry(task: Task, job_id: int, first_failure_at: float | None, exc: BaseException) -> BaseException:
+    """Return the retry to raise (or ``exc`` itself once the time budget is spent: the job then fails).
+
+    The backoff is the one Celery's autoretry would use: 5 s doubling, capped at
+    ``ANALYSIS_RETRY_BACKOFF_MAX_S``, full jitter; the cap stays far below RabbitMQ's consumer
+    timeout, which a worker holding a delayed message must not exceed.
+    """
+    now = time.time()
+    since = first_failure_at if first_failure_at is not None else now
+    waited = now - since
+    if waited >= settings.ANALYSIS_RETRY_BUDGET_S:
+        logger.error("analysis job %s: %s for %.0f s; retry budget spent", job_id, type(exc).__name__, waited)
+        return exc
+    countdown = get_exponential_backoff_interval(
+        factor=5, retries=task.request.retries, maximum=settings.ANALYSIS_RETRY_BACKOFF_MAX_S, full_jitter=True
+    )
+    ANALYSIS_RETRIES.labels(type(exc).__name__).inc()
+    logger.warning(
+        "analysis job %s: %s; retry in %d s (failing for %.0f s)", job_id, type(exc).__name__, countdown, waited
+    )
+    retry: BaseException = task.retry(
+        args=[job_id], kwargs={"first_failure_at": since}, exc=exc, countdown=countdown, throw=False
+    )
+    return retry

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from cds.core.dispatch import enqueue
@@ -151,7 +151,11 @@ def _record_error(message: OutboxMessage, exc: WritebackError) -> None:
         updated_at=now,
     ):
         logger.warning("write-back message %s: %s; retry %d in %.1f s", message.key, error, message.attempts, delay)
-        _schedule(message.pk, countdown=delay)
+        # A short wait rides on a delayed message; a long one is the sweep's (it enqueues what is due):
+        # a worker holds a delayed message unacknowledged, and RabbitMQ drops a consumer that holds
+        # one past its consumer timeout (30 min by default).
+        if delay <= settings.WRITEBACK_COUNTDOWN_MAX_S:
+            _schedule(message.pk, countdown=delay)
 
 
 def outbox_message_fail(*, message_id: int, error: str) -> None:
@@ -175,7 +179,8 @@ def outbox_sweep(*, now: datetime | None = None) -> dict[str, int]:
     """Re-enqueue messages whose task was lost and recover messages whose worker died mid-send.
 
     1. Pending messages due for longer than one sweep interval are enqueued again (their delivery
-       task was lost; the claim makes a duplicate harmless).
+       task was lost; the claim makes a duplicate harmless), and so are due retries whose backoff
+       was too long for a delayed message (``WRITEBACK_COUNTDOWN_MAX_S``).
     2. Sending messages claimed more than ``WRITEBACK_SENDING_TIMEOUT_S`` ago go back to pending
        and are enqueued, or fail once they used ``WRITEBACK_MAX_ATTEMPTS``.
     Returns counts per action (all zero while write-back is disabled).
@@ -185,7 +190,12 @@ def outbox_sweep(*, now: datetime | None = None) -> dict[str, int]:
     if not settings.WRITEBACK_ENABLED:
         return counts
     grace = timedelta(seconds=settings.WRITEBACK_SWEEP_INTERVAL_S)
-    due = OutboxMessage.objects.filter(status=OutboxMessage.Status.PENDING, next_attempt_at__lt=now - grace)
+    # Due messages whose task was lost (due for over a sweep interval), and due retries whose wait was
+    # too long for a delayed message (scheduled more than WRITEBACK_COUNTDOWN_MAX_S after the failure).
+    left_to_sweep = Q(next_attempt_at__gt=F("updated_at") + timedelta(seconds=settings.WRITEBACK_COUNTDOWN_MAX_S))
+    due = OutboxMessage.objects.filter(status=OutboxMessage.Status.PENDING, next_attempt_at__lte=now).filter(
+        Q(next_attempt_at__lt=now - grace) | left_to_sweep
+    )
     for message_id in list(due.order_by("next_attempt_at").values_list("pk", flat=True)[:500]):
         _schedule(message_id)
         counts["requeued_pending"] += 1

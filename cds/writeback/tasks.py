@@ -28,6 +28,7 @@ class OutboxTask(Task):
     base=OutboxTask,
     acks_late=True,
     name="writeback.deliver",
+    log_id="message_id",  # every log line of the delivery names the outbox message (cds.core.task_context)
     autoretry_for=(OperationalError, InterfaceError),
     retry_backoff=True,
     retry_jitter=True,

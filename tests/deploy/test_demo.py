@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from deploy.livestack import free_port
 from tests.conftest import REPO_ROOT
@@ -20,12 +22,40 @@ N_SAMPLES = 8 + len(list((REPO_ROOT / "samples" / "challenge").glob("*.hea")))
 pytestmark = pytest.mark.live
 
 
+def demo_views(output: str, base: str) -> dict[str, int]:
+    """Log in as each printed demo user through the admin's login form; return each view's HTTP status."""
+    logins = re.findall(
+        r"^\s+(clinician|senior clinician|quality auditor)\s+(demo-\S+)\s+(\S+)\s+\S+ (\S+)", output, re.M
+    )
+    assert len(logins) == 3, output
+    review = re.search(r"First review\s+(\S+)", output)
+    assert review, output
+    statuses = {}
+    for role, username, password, view in logins:
+        session = requests.Session()
+        session.get(f"{base}/admin/login/", timeout=10)
+        form = {"username": username, "password": password, "csrfmiddlewaretoken": session.cookies["csrftoken"]}
+        response = session.post(f"{base}/admin/login/?next=/admin/", data=form, timeout=10)
+        assert response.url.rstrip("/").endswith("/admin"), (role, response.url)
+        statuses[role] = session.get(review.group(1) if role == "senior clinician" else view, timeout=30).status_code
+    statuses["css"] = requests.get(f"{base}/static/admin/css/base.css", timeout=10).status_code
+    return statuses
+
+
 def test_it_runs_the_demo_end_to_end_on_sqlite(tmp_path: Path) -> None:
     env = {
         key: value
         for key, value in os.environ.items()
         # The demo's own defaults, not the test run's (the suite runs the detector in-process).
-        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "PUBLIC_BASE_URL", "INFERENCE_BACKEND"}
+        if key
+        not in {
+            "DATABASE_URL",
+            "CELERY_BROKER_URL",
+            "PUBLIC_BASE_URL",
+            "INFERENCE_BACKEND",
+            "SECRET_KEY",
+            "STATIC_MANIFEST",
+        }
     }
     env.update(PORT=str(free_port()), CDS_VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
     env.update(
@@ -47,6 +77,8 @@ def test_it_runs_the_demo_end_to_end_on_sqlite(tmp_path: Path) -> None:
             lines.append(line)
             if "Serving until Ctrl-C" in line or time.monotonic() > deadline:
                 break
+        # While it serves: each printed demo login opens its view (issue 16).
+        views = demo_views("".join(lines), f"http://127.0.0.1:{env['PORT']}")
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
@@ -61,4 +93,7 @@ def test_it_runs_the_demo_end_to_end_on_sqlite(tmp_path: Path) -> None:
     # The Challenge samples from other hospitals are in atrial fibrillation: the draft names it.
     assert "Atrial fibrillation" in output, output
     assert (tmp_path / "demo.sqlite3").exists()
+    assert views["clinician"] == 200 and views["senior clinician"] == 200 and views["quality auditor"] == 200
+    assert views["css"] == 200  # the admin is styled
+    assert "generated a local one" in output  # no SECRET_KEY in the environment: one in var/, said so
     assert process.returncode is not None

@@ -97,7 +97,16 @@ def test_it_parses_every_manifest_and_the_compose_file() -> None:
         assert {"apiVersion", "kind"} <= doc.keys(), name
         if doc["kind"] != "Kustomization":
             assert doc["metadata"].get("name"), name
-    assert set(compose()["services"]) == {"migrate", "web", "worker", "beat", "triton", "db", "rabbitmq"}
+    assert set(compose()["services"]) == {
+        "migrate", "web", "worker", "worker-writeback", "worker-maintenance", "beat", "triton", "db", "rabbitmq"
+    }  # fmt: skip
+
+
+def test_it_runs_a_worker_per_queue_in_compose() -> None:
+    services = compose()["services"]
+    assert services["worker-writeback"]["environment"]["WORKER_QUEUES"] == "writeback"
+    assert services["worker-maintenance"]["environment"]["WORKER_QUEUES"] == "maintenance"
+    assert "WORKER_QUEUES" not in services["worker"].get("environment", {})  # the default: analysis
 
 
 def test_it_lists_every_manifest_in_the_kustomization() -> None:
@@ -179,13 +188,66 @@ def test_it_runs_exactly_one_beat_with_recreate() -> None:
     assert not [hpa for hpa in k8s_kind("HorizontalPodAutoscaler") if hpa["spec"]["scaleTargetRef"]["name"] == "beat"]
 
 
-def test_it_scales_workers_on_cpu_and_lets_running_jobs_finish() -> None:
-    hpa = by_name("HorizontalPodAutoscaler", "worker")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "worker"}
-    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
-    worker = by_name("Deployment", "worker")
+def test_it_scales_workers_on_queue_depth_and_lets_running_jobs_finish() -> None:
+    # KEDA owns the workers' HPAs (issue 16): no CPU HPA may target them as well.
+    assert not k8s_kind("HorizontalPodAutoscaler")
+    scaled = {doc["metadata"]["name"]: doc for doc in k8s_kind("ScaledObject")}
+    assert set(scaled) == {"worker", "worker-writeback"}
     config = by_name("ConfigMap", "ecg-cds-config")["data"]
+    queues = {"worker": config["CELERY_TASK_DEFAULT_QUEUE"], "worker-writeback": config["CELERY_WRITEBACK_QUEUE"]}
+    for name, doc in scaled.items():
+        assert doc["spec"]["scaleTargetRef"]["name"] == name
+        (trigger,) = doc["spec"]["triggers"]
+        assert trigger["type"] == "rabbitmq" and trigger["metadata"]["queueName"] == queues[name]
+        assert trigger["metadata"]["mode"] == "QueueLength"
+        assert trigger["authenticationRef"]["name"] == by_name("TriggerAuthentication", "rabbitmq")["metadata"]["name"]
+    assert scaled["worker"]["spec"]["minReplicaCount"] >= 2
+    worker = by_name("Deployment", "worker")
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > int(config["CELERY_TASK_TIME_LIMIT"])
+
+
+def test_it_runs_one_worker_deployment_per_queue_with_the_key_on_the_writeback_one_only() -> None:
+    config = by_name("ConfigMap", "ecg-cds-config")["data"]
+    for name, queue in (
+        ("worker-writeback", config["CELERY_WRITEBACK_QUEUE"]),
+        ("worker-maintenance", config["CELERY_MAINTENANCE_QUEUE"]),
+    ):
+        env = {
+            e["name"]: e.get("value")
+            for e in by_name("Deployment", name)["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["WORKER_QUEUES"] == queue
+    mounts = {
+        doc["metadata"]["name"]
+        for doc in k8s_kind("Deployment")
+        for volume in doc["spec"]["template"]["spec"].get("volumes", [])
+        if volume.get("secret", {}).get("secretName") == "ecg-cds-writeback"
+    }
+    assert mounts == {"worker-writeback"}
+
+
+def test_it_closes_triton_to_everything_but_the_analysis_workers() -> None:
+    policies = {doc["metadata"]["name"]: doc for doc in k8s_kind("NetworkPolicy")}
+    assert policies["default-deny-ingress"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    triton = policies["triton-from-workers"]["spec"]
+    assert triton["podSelector"]["matchLabels"] == by_name("Deployment", "triton")["spec"]["selector"]["matchLabels"]
+    inference = [rule for rule in triton["ingress"] if {p["port"] for p in rule["ports"]} & {8000, 8001}]
+    assert len(inference) == 1
+    (source,) = inference[0]["from"]
+    assert source["podSelector"]["matchLabels"] == by_name("Deployment", "worker")["spec"]["selector"]["matchLabels"]
+
+
+def test_it_has_disruption_budgets_for_workers_and_triton() -> None:
+    budgets = {
+        doc["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] for doc in k8s_kind("PodDisruptionBudget")
+    }
+    assert {"web", "worker", "worker-writeback", "worker-maintenance", "triton"} <= budgets
+
+
+def test_it_runs_migrations_as_a_hook() -> None:
+    annotations = by_name("Job", "migrate")["metadata"]["annotations"]
+    assert annotations["argocd.argoproj.io/hook"] == "PreSync"
+    assert "pre-upgrade" in annotations["helm.sh/hook"]
 
 
 def test_it_serves_the_models_from_triton_on_one_gpu() -> None:
@@ -200,16 +262,24 @@ def test_it_serves_the_models_from_triton_on_one_gpu() -> None:
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert mounts["models"]["mountPath"] == "/models" and mounts["models"]["readOnly"] is True
     volumes = {v["name"]: v for v in triton["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["models"]["persistentVolumeClaim"]["claimName"] == "triton-model-repository"
+    # Models come from an image through an init container (issue 16), not a PVC filled by kubectl cp.
+    assert "emptyDir" in volumes["models"]
+    (init,) = triton["spec"]["template"]["spec"]["initContainers"]
+    assert (
+        re.fullmatch(r"[\w./-]+/ecg-cds-models:[\w.-]+", init["image"]) and init["volumeMounts"][0]["name"] == "models"
+    )
+    # The model-control API needs the admin key.
+    assert any(a.startswith("--http-restricted-api=model-repository:admin-key=") for a in args)
     ports = {p["name"]: p["port"] for p in by_name("Service", "triton")["spec"]["ports"]}
     assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
     assert by_name("ConfigMap", "ecg-cds-config")["data"]["TRITON_URL"] == "triton:8001"
 
 
 def test_it_ships_a_secret_template_without_secrets() -> None:
-    (secret,) = [doc for name, doc in k8s_documents() if name == "secret.example.yaml"]
-    assert secret["kind"] == "Secret"
-    assert all("CHANGE-ME" in value for value in secret["stringData"].values())
+    secrets = {doc["metadata"]["name"]: doc for name, doc in k8s_documents() if name == "secret.example.yaml"}
+    assert set(secrets) == {"ecg-cds-secrets", "ecg-cds-writeback"}
+    assert all(doc["kind"] == "Secret" for doc in secrets.values())
+    assert all("CHANGE-ME" in value for doc in secrets.values() for value in doc["stringData"].values())
     referenced = set()
     for _, doc in k8s_documents():
         if "template" in doc.get("spec", {}):
@@ -217,10 +287,13 @@ def test_it_ships_a_secret_template_without_secrets() -> None:
                 for env in container.get("env", []):
                     ref = env.get("valueFrom", {}).get("secretKeyRef")
                     if ref:
-                        referenced.add(ref["key"])
+                        referenced.add((ref["name"], ref["key"]))
             for volume in doc["spec"]["template"]["spec"].get("volumes", []):
-                referenced |= {item["key"] for item in volume.get("secret", {}).get("items", [])}
-    assert referenced == set(secret["stringData"])
+                if "secret" in volume:
+                    referenced |= {(volume["secret"]["secretName"], item["key"]) for item in volume["secret"]["items"]}
+        if doc["kind"] == "TriggerAuthentication":  # KEDA reads the broker URL itself
+            referenced |= {(ref["name"], ref["key"]) for ref in doc["spec"]["secretTargetRef"]}
+    assert referenced == {(name, key) for name, doc in secrets.items() for key in doc["stringData"]}
 
 
 # --- compose -------------------------------------------------------------------------------------

@@ -114,6 +114,67 @@ class PrivateRedis:
             self.process.wait(timeout=20)
 
 
+class PrivateRabbitMQ:
+    """A second RabbitMQ node on its own ports, data on disk: restartable without touching the machine's node.
+
+    Runs as the ``rabbitmq`` user (the server script switches to it), so its directory belongs to
+    that user; the management plugin is off. Celery's queues are durable and its messages
+    persistent, so queued jobs must survive a restart of this node.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "rabbitmq"
+        self.dir.mkdir()
+        (self.dir / "enabled_plugins").write_text("[].\n")
+        subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.dir)], check=True)
+        self.port, self.dist_port = free_port(), free_port()
+        self.node = f"faults{self.port}@localhost"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(self.dir / "none"),  # no config file: the defaults
+        }
+        log = (self.dir.parent / "rabbitmq.log").open("ab")
+        self.process = subprocess.Popen(["rabbitmq-server"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        # await_startup gives up at once (exit 69) while the node has not registered with epmd yet.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited with {self.process.returncode}; see {log.name}")
+            ready = subprocess.run(
+                ["rabbitmqctl", "-n", self.node, "await_startup", "--timeout", "30"], capture_output=True, check=False
+            )
+            if ready.returncode == 0:
+                return
+            time.sleep(1)
+        raise RuntimeError(f"rabbitmq node {self.node} did not start; see {log.name}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            subprocess.run(["rabbitmqctl", "-n", self.node, "stop"], check=False, capture_output=True, timeout=60)
+            self.process.wait(timeout=60)
+
+
+def rabbitmq_available() -> bool:
+    return (
+        shutil.which("rabbitmq-server") is not None
+        and subprocess.run(["id", "rabbitmq"], capture_output=True).returncode == 0
+    )
+
+
 class EhrGateway:
     """The EHR's front door: forwards to sekmet, or fails the way a struggling EHR does (``mode``)."""
 
@@ -155,8 +216,6 @@ class FaultStack:
             TRITON_PROTOCOL="grpc",
             TRITON_HTTP_URL="",
             TRITON_TIMEOUT_S="5",
-            ANALYSIS_RETRY_BACKOFF_MAX_S="20",
-            ANALYSIS_MAX_RETRIES="20",
             INFERENCE_FOUNDATION_ENABLED=str("ecg_foundation" in triton.load_models).lower()
             if triton.load_models
             else "false",
@@ -182,6 +241,7 @@ class FaultStack:
         credentials = create_api_client(self.env, "faults")
         self.start_process("web")
         self.start_process("worker")
+        self.start_process("beat")  # the production schedule (sweeps every 60 s)
         wait_for_health(self.base, timeout_s=60, log=self.root / "web.log")
         self.token = client_token(credentials)
 
@@ -189,6 +249,7 @@ class FaultStack:
         commands = {
             "web": web_command(self.port, workers=2),
             "worker": worker_command(self.env["CELERY_TASK_DEFAULT_QUEUE"], concurrency=1),
+            "beat": [str(BIN / "celery"), "-A", "cds", "beat", "--schedule", str(self.root / "beat-schedule")],
         }
         self.processes[name] = spawn(commands[name], self.env, self.root / f"{name}.log", new_session=True)
 
@@ -206,7 +267,7 @@ class FaultStack:
 
     # --- the EHR's side ---
 
-    def post_ecg(self, ecg_id: int, identifier: str) -> str:
+    def post_ecg(self, ecg_id: int, identifier: str, base: str | None = None) -> str:
         from cds.ecg.encoding import ecg_observation
 
         samples_uv, header = read_sample_record(ecg_id)
@@ -214,7 +275,7 @@ class FaultStack:
             samples_uv, sample_rate_hz=header["fs"], leads=LEADS_12, identifier=("urn:oid:1.2.3.4.ecg", identifier)
         )
         response = requests.post(
-            f"{self.base}/fhir/Observation",
+            f"{base or self.base}/fhir/Observation",
             data=json.dumps(observation),
             headers={"Content-Type": "application/fhir+json", "Authorization": f"Bearer {self.token}"},
             timeout=30,

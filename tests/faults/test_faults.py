@@ -12,7 +12,8 @@ import uuid
 
 import pytest
 
-from tests.faults.conftest import FaultStack
+from deploy.livestack import free_port, spawn, stop_processes, wait_for_health, web_command, worker_command
+from tests.faults.conftest import FaultStack, PrivateRabbitMQ, rabbitmq_available
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 SAMPLES = (9, 38, 57, 63, 65, 116, 128, 131)
@@ -48,6 +49,31 @@ def test_it_loses_no_queued_job_when_the_broker_restarts(fault_stack: FaultStack
     fault_stack.assert_analysed_and_written_back_once(ids)
 
 
+def test_it_loses_no_queued_job_when_a_rabbitmq_node_restarts(fault_stack: FaultStack) -> None:
+    """The same fault on RabbitMQ: a private node (own ports and data), web and worker of its own."""
+    if not rabbitmq_available():
+        pytest.skip("needs rabbitmq-server and its rabbitmq user")
+    rabbit = PrivateRabbitMQ(fault_stack.root)
+    rabbit.start()
+    env = {**fault_stack.env, "CELERY_BROKER_URL": rabbit.url}
+    port = free_port()
+    processes = [spawn(web_command(port, workers=1), env, fault_stack.root / "web-rabbitmq.log", new_session=True)]
+    try:
+        wait_for_health(f"http://127.0.0.1:{port}", log=fault_stack.root / "web-rabbitmq.log")
+        tag = uuid.uuid4().hex[:8]
+        ids = [fault_stack.post_ecg(SAMPLES[i], f"rabbit-{tag}-{i}", base=f"http://127.0.0.1:{port}") for i in range(4)]
+        rabbit.stop()  # the messages wait in the stopped node's durable queue
+        rabbit.start()
+        worker = worker_command(env["CELERY_TASK_DEFAULT_QUEUE"], concurrency=1)
+        processes.append(spawn(worker, env, fault_stack.root / "worker-rabbitmq.log", new_session=True))
+        # No sweep: every job must come from its own message, which survived the restart.
+        assert fault_stack.wait_until_done(ids, timeout_s=120) == {oid: "succeeded" for oid in ids}
+        fault_stack.assert_analysed_and_written_back_once(ids)
+    finally:
+        stop_processes(processes, timeout_s=20, group=True)
+        rabbit.stop()
+
+
 def test_it_waits_out_a_triton_outage_of_a_minute(fault_stack: FaultStack) -> None:
     fault_stack.triton.stop()
     try:
@@ -65,7 +91,8 @@ def test_it_waits_out_a_triton_outage_of_a_minute(fault_stack: FaultStack) -> No
         time.sleep(45)
     finally:
         fault_stack.triton.start(timeout_s=120)
-    fault_stack.assert_analysed_and_written_back_once(ids, timeout_s=120)
+    # Production backoff (capped at 120 s, full jitter): a job retries within ~2 min of Triton's return.
+    fault_stack.assert_analysed_and_written_back_once(ids, timeout_s=240)
 
 
 def test_it_carries_on_after_postgresql_restarts(fault_stack: FaultStack) -> None:

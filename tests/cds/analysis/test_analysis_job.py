@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any
 from unittest import mock
 
@@ -81,8 +82,9 @@ def test_it_puts_the_job_back_and_retries_when_triton_is_unreachable(job: Analys
             analysis_job_execute(job_id=job.pk)
         job.refresh_from_db()
         assert job.status == AnalysisJob.Status.PENDING and "TritonUnavailable" in job.error
-        # Through Celery, on its last allowed retry: visibly failed, never dropped.
-        result = analysis_job_run.apply(args=[job.pk], retries=settings.ANALYSIS_MAX_RETRIES)
+        # Through Celery, once the retry budget is spent: visibly failed, never dropped.
+        spent = time.time() - settings.ANALYSIS_RETRY_BUDGET_S - 1
+        result = analysis_job_run.apply(args=[job.pk], kwargs={"first_failure_at": spent})
     finally:
         analyzer.cache_clear()
     assert result.failed()

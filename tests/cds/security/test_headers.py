@@ -162,7 +162,7 @@ def test_it_defaults_to_https_only_and_secrets_from_files_when_debug_is_off(tmp_
         production["SECURE_SSL_REDIRECT"] and production["SESSION_COOKIE_SECURE"] and production["CSRF_COOKIE_SECURE"]
     )
     assert production["SECURE_HSTS_SECONDS"] == 31536000
-    assert production["SECURE_REDIRECT_EXEMPT"] == [r"^healthz$", r"^readyz$"]
+    assert production["SECURE_REDIRECT_EXEMPT"] == [r"^healthz$", r"^readyz$", r"^metrics$"]  # probes and scrapers
     assert production["CSRF_TRUSTED_ORIGINS"] == ["https://ecg.example.org"]
     assert production["X_FRAME_OPTIONS"] == "DENY"
     demo = _settings_in_a_fresh_process({"DEBUG": "true"})

@@ -117,7 +117,12 @@ def test_it_honours_retry_after_and_delivers_once_the_server_recovers(
     message = deliver_when_due(message)
     assert (message.status, message.last_error) == ("pending", "HTTP 429: error throttled: slow down")
     assert (message.next_attempt_at - second_try).total_seconds() >= 120  # longer than the 10-20 s backoff
-    assert retries.call_args.kwargs["countdown"] == 120.0
+    # 120 s is longer than a delayed message may wait (WRITEBACK_COUNTDOWN_MAX_S): the sweep sends it.
+    assert retries.call_count == 1
+    with mock.patch("cds.writeback.services.enqueue", autospec=True) as sweep_enqueue:
+        assert outbox_sweep(now=message.next_attempt_at - timedelta(seconds=1))["requeued_pending"] == 0
+        assert outbox_sweep(now=message.next_attempt_at + timedelta(seconds=1))["requeued_pending"] == 1
+    sweep_enqueue.assert_called_once_with("writeback.deliver", message.pk, countdown=None)
 
     message = deliver_when_due(message)
     assert message.status == OutboxMessage.Status.DELIVERED and message.attempts == 3 and message.last_error == ""

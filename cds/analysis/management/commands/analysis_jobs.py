@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from cds.analysis.models import AnalysisJob, Prediction
+from cds.analysis.services import analysis_jobs_requeue_failed
 from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME
 
 
@@ -49,13 +50,24 @@ def _by_job(jobs: list[AnalysisJob], model_name: str, *fields: str) -> dict[int,
 
 
 class Command(BaseCommand):
-    help = "List analysis jobs with their ECG Observation id, status, detector score and error."
+    help = "List analysis jobs with their ECG Observation id, status, detector score and error; --requeue-failed retries failed ones."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print one JSON array")
         parser.add_argument("--limit", type=int, default=100)
+        parser.add_argument(
+            "--requeue-failed",
+            action="store_true",
+            help="put failed jobs back to pending and enqueue them (all, or those given with --job), then list",
+        )
+        parser.add_argument("--job", type=int, action="append", help="with --requeue-failed: only this job; repeatable")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["requeue_failed"]:
+            requeued = analysis_jobs_requeue_failed(job_ids=options["job"], limit=options["limit"])
+            message = f"requeued {len(requeued)} failed job(s): {', '.join(map(str, requeued)) or '-'}"
+            # Keep --json output parseable: the summary goes to stderr.
+            (self.stderr if options["json"] else self.stdout).write(message)
         jobs = list(AnalysisJob.objects.select_related("recording").order_by("-created_at")[: options["limit"]])
         # One query per model for every job's prediction (no query per job).
         scored = _by_job(jobs, DETECTOR_NAME, "score", "threshold", "flagged", "intervals")
