@@ -13,7 +13,6 @@ one JSON object.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 from pathlib import Path
@@ -94,7 +93,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     arrays = clinical_arrays(args.data)
     result = {}
     for pattern in args.runs:
-        runs = sorted(Path(p) for p in glob.glob(pattern) if (Path(p) / "best.pt").is_file())
+        pattern_path = Path(pattern)
+        runs = sorted(p for p in pattern_path.parent.glob(pattern_path.name) if (p / "best.pt").is_file())
         if not runs:
             raise SystemExit(f"no run with best.pt matches {pattern}")
         result[pattern] = recipe_figures(runs, arrays)
