@@ -42,9 +42,14 @@ def resource_creator(resource_type: str) -> ResourceCreator:
 
 
 def resource_create(
-    *, resource_type: str, content: dict[str, Any], source: str, if_none_exist: str | None = None
+    *,
+    resource_type: str,
+    content: dict[str, Any],
+    source: str,
+    organization_id: int,
+    if_none_exist: str | None = None,
 ) -> CreateOutcome:
-    """Create a resource, or return the existing one when ``if_none_exist`` matches it.
+    """Create a resource of ``organization_id``, or return its existing one when ``if_none_exist`` matches it.
 
     Raises FhirError for a conditional query matching several resources (412) or for content the
     domain service refuses; nothing is stored then.
@@ -53,16 +58,34 @@ def resource_create(
     prepared = resource_prepare(resource_type=resource_type, content=content)
     with transaction.atomic():
         return _resource_create_in_transaction(
-            resource_type=resource_type, content=content, source=source, if_none_exist=if_none_exist, prepared=prepared
+            resource_type=resource_type,
+            content=content,
+            source=source,
+            organization_id=organization_id,
+            if_none_exist=if_none_exist,
+            prepared=prepared,
         )
 
 
 def _resource_create_in_transaction(
-    *, resource_type: str, content: dict[str, Any], source: str, if_none_exist: str | None, prepared: dict[str, Any]
+    *,
+    resource_type: str,
+    content: dict[str, Any],
+    source: str,
+    organization_id: int,
+    if_none_exist: str | None,
+    prepared: dict[str, Any],
 ) -> CreateOutcome:
     if if_none_exist:
-        existing = conditional_match(resource_type=resource_type, query=if_none_exist, expression="If-None-Exist")
+        existing = conditional_match(
+            resource_type=resource_type,
+            query=if_none_exist,
+            expression="If-None-Exist",
+            organization_id=organization_id,
+        )
         if existing is not None:
             return CreateOutcome(resource=existing, created=False)
-    resource = resource_creator(resource_type)(content=content, source=source, **prepared)
+    resource = resource_creator(resource_type)(
+        content=content, source=source, organization_id=organization_id, **prepared
+    )
     return CreateOutcome(resource=resource, created=True)

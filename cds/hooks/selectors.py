@@ -10,8 +10,12 @@ from cds.fhir.models import SearchIndexEntry
 from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME
 
 
-def patients_for_hook(*, patient_id: str, prefetch_patient: dict[str, Any] | None) -> list[Patient]:
-    """Return our Patients matching the EHR's patient: by business identifier, else by our id.
+def patients_for_hook(
+    *, patient_id: str, prefetch_patient: dict[str, Any] | None, organization_id: int
+) -> list[Patient]:
+    """Return our Patients of ``organization_id`` matching the EHR's patient: by business identifier, else by id.
+
+    Another organisation's patient with the same MRN never matches: MRNs are unique only per hospital.
 
     The EHR's ``patientId`` is its own FHIR id, which we never see on ingest; its identifiers (MRN)
     are what both sides share, so the prefetched Patient is matched on them first.
@@ -26,10 +30,11 @@ def patients_for_hook(*, patient_id: str, prefetch_patient: dict[str, Any] | Non
                 system=identifier.get("system", ""),
                 value=identifier["value"],
             )
-        patients = list(Patient.objects.filter(resource__in=matches.values("resource_id"), resource__is_current=True))
+        ours = Patient.objects.filter(organization_id=organization_id)
+        patients = list(ours.filter(resource__in=matches.values("resource_id"), resource__is_current=True))
         if patients:
             return patients
-    return list(Patient.objects.filter(logical_id=patient_id))
+    return list(Patient.objects.filter(logical_id=patient_id, organization_id=organization_id))
 
 
 def latest_detector_predictions(*, patients: list[Patient], limit: int = 5) -> list[Prediction]:

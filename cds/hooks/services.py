@@ -125,11 +125,15 @@ def _card(detector: Prediction, interpretation: Prediction | None) -> dict[str, 
 INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
-def patient_view_cards(*, request: dict[str, Any]) -> dict[str, Any]:
-    """Return the cards for a ``patient-view`` request (critical first, then warning, then info)."""
+def patient_view_cards(*, request: dict[str, Any], organization_id: int) -> dict[str, Any]:
+    """Return the cards for a ``patient-view`` request from ``organization_id`` (critical, warning, info)."""
     context = request.get("context") or {}
     prefetch = request.get("prefetch") or {}
-    patients = patients_for_hook(patient_id=str(context.get("patientId", "")), prefetch_patient=prefetch.get("patient"))
+    patients = patients_for_hook(
+        patient_id=str(context.get("patientId", "")),
+        prefetch_patient=prefetch.get("patient"),
+        organization_id=organization_id,
+    )
     detectors = latest_detector_predictions(patients=patients)
     interpretations = interpretations_by_job(detectors)
     cards = [_card(p, interpretations.get(p.job_id)) for p in detectors]

@@ -101,6 +101,22 @@ def scope_within(requested: str, granted: frozenset[str]) -> bool:
     return all(scope_allows(granted, parsed.resource_type, action) for action in parsed.actions)
 
 
+def require_conditional_scope(request: Any, resource_type: str) -> None:
+    """Refuse a conditional create (403) unless the token may also read and search ``resource_type``.
+
+    A conditional create answers with the matching resource (or, in a Bundle, its id): it is a
+    search and a read. A create-only client gets 403 before anything is matched, as HAPI FHIR does
+    since CVE-2026-113876; the CapabilityStatement says so.
+    """
+    granted: frozenset[str] = getattr(getattr(request, "user", None), "scopes", frozenset())
+    if not (scope_allows(granted, resource_type, "r") and scope_allows(granted, resource_type, "s")):
+        raise FhirError.single(
+            403,
+            "forbidden",
+            f"conditional create (If-None-Exist) on {resource_type} needs read and search scope: it returns the match",
+        )
+
+
 def require_scope(request: Any, resource_type: str, action: str) -> None:
     """Refuse the request (403 OperationOutcome) unless its token allows ``action`` on ``resource_type``.
 

@@ -348,7 +348,8 @@ class CareTeamSourceInline(admin.TabularInline):
 
 @admin.register(CareTeam)
 class CareTeamAdmin(admin.ModelAdmin):
-    list_display = ("name", "created_at")
+    list_display = ("name", "organization", "created_at")
+    list_filter = ("organization",)
     filter_horizontal = ("members",)
     inlines = [CareTeamSourceInline]
 

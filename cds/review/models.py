@@ -12,14 +12,18 @@ from django.conf import settings
 from django.db import models
 
 from cds.analysis.models import AnalysisJob, Prediction
-from cds.core.models import BaseModel
+from cds.core.models import BaseModel, Organization
 from cds.ecg.models import EcgRecording
 
 
 class CareTeam(BaseModel):
-    """Clinicians who may see the ECGs of some sources (ward or organization = ``received_from``)."""
+    """Clinicians who may see the ECGs of one organisation, narrowed to some sources when it lists any.
+
+    A source is the API client (``EcgRecording.received_from``) that sent the ECG: a ward's feed.
+    """
 
     name = models.CharField(max_length=128, unique=True)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="care_teams")
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="care_teams", blank=True)
 
     def __str__(self) -> str:
