@@ -86,7 +86,7 @@ def _parse_entry(index: int, raw: Any, request: Any) -> _Entry:
         resource_type = resource_validate(content, expected_type=url.split("?")[0] or None, prefix=f"{path}.resource")
         require_scope(request, resource_type, "c")
         if entry_request.get("ifNoneExist"):
-            require_conditional_scope(request, resource_type)
+            require_conditional_scope(request, resource_type, f"{path}.request.ifNoneExist")
     except FhirError as error:
         raise _in_entry(error, path, None) if not error.issues[0].expression else error from None
     return _Entry(

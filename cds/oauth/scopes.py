@@ -101,7 +101,7 @@ def scope_within(requested: str, granted: frozenset[str]) -> bool:
     return all(scope_allows(granted, parsed.resource_type, action) for action in parsed.actions)
 
 
-def require_conditional_scope(request: Any, resource_type: str) -> None:
+def require_conditional_scope(request: Any, resource_type: str, expression: str = "If-None-Exist") -> None:
     """Refuse a conditional create (403) unless the token may also read and search ``resource_type``.
 
     A conditional create answers with the matching resource (or, in a Bundle, its id): it is a
@@ -114,6 +114,7 @@ def require_conditional_scope(request: Any, resource_type: str) -> None:
             403,
             "forbidden",
             f"conditional create (If-None-Exist) on {resource_type} needs read and search scope: it returns the match",
+            expression,
         )
 
 
