@@ -204,6 +204,10 @@ WRITEBACK_BACKOFF_MAX_S = env_float("WRITEBACK_BACKOFF_MAX_S", 3600.0)
 WRITEBACK_SENDING_TIMEOUT_S = env_int("WRITEBACK_SENDING_TIMEOUT_S", 600)
 WRITEBACK_SWEEP_INTERVAL_S = env_float("WRITEBACK_SWEEP_INTERVAL_S", 60.0)
 CELERY_BEAT_SCHEDULE["writeback-sweep"] = {"task": "writeback.sweep", "schedule": WRITEBACK_SWEEP_INTERVAL_S}
+# Write-back identity (issue 13): the system of every identifier we write to the EHR. One per
+# installation (two installations writing to one EHR must differ); values are per-job UUIDs, so
+# they survive a pg_restore (sequences reset) and never collide with another ECG's results.
+WRITEBACK_IDENTIFIER_SYSTEM = env_str("WRITEBACK_IDENTIFIER_SYSTEM", f"{PUBLIC_BASE_URL}/identifiers/ecg-analysis")
 # --- end EHR write-back ----------------------------------------------------------------------------
 
 # --- Review and audit (issue 6; cds/review) ----------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,13 +158,24 @@ class SearchPage:
     count: int
 
 
-def _int_param(params: dict[str, str], name: str, default: int) -> int:
+# Bounds on paging values: an OFFSET beyond PostgreSQL's bigint is a DataError (a 500), and one in
+# the millions is a full scan per page; the cursor-free paging here is not meant for that.
+MAX_SEARCH_OFFSET = 1_000_000
+_ASCII_DIGITS = re.compile(r"^[0-9]+$")
+
+
+def _int_param(params: dict[str, str], name: str, default: int, maximum: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise FhirError.single(400, "value", f"{name}={raw!r} must be a non-negative integer", name)
-    return int(raw)
+    # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
+    if not _ASCII_DIGITS.match(raw):
+        raise FhirError.single(400, "value", f"{name}={raw[:40]!r} must be a non-negative integer", name)
+    # Compare lengths first: int() of a 5,000-digit string raises (Python's int-conversion limit).
+    value = int(raw) if len(raw) <= len(str(maximum)) else maximum + 1
+    if value > maximum:
+        raise FhirError.single(400, "too-costly", f"{name}={raw[:40]} exceeds the maximum of {maximum}", name)
+    return value
 
 
 def resource_search(
@@ -171,8 +183,9 @@ def resource_search(
 ) -> SearchPage:
     """Return one page of a search, sorted by ``_sort`` (default: most recently updated first)."""
     single = dict(params)
-    count = min(_int_param(single, "_count", settings.FHIR_DEFAULT_PAGE_SIZE), settings.FHIR_MAX_PAGE_SIZE)
-    offset = _int_param(single, "_offset", 0)
+    # _count above the page size is clamped (the FHIR default behaviour); _offset above its bound is refused.
+    count = min(_int_param(single, "_count", settings.FHIR_DEFAULT_PAGE_SIZE, 10**9), settings.FHIR_MAX_PAGE_SIZE)
+    offset = _int_param(single, "_offset", 0, MAX_SEARCH_OFFSET)
     queryset = resource_search_queryset(
         resource_type=resource_type, params=params, organization_id=organization_id, strict=strict
     )

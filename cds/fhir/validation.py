@@ -60,7 +60,37 @@ def resource_validate(content: dict[str, Any], *, expected_type: str | None, pre
         _model_class(resource_type).model_validate(content)
     except ValidationError as exc:
         raise FhirError(status=400, issues=[_issue(resource_type, err, prefix) for err in exc.errors()[:20]]) from None
+    _check_searchable(content, f"{prefix or resource_type}")
     return resource_type
+
+
+# The search index stores each token in a varchar(255); longer values would fail at INSERT as a
+# PostgreSQL DataError (a 500) after the resource row was written. Few identifiers per resource
+# keep the index (and a conditional match's OR) small.
+MAX_TOKEN_CHARS = 255
+MAX_IDENTIFIERS = 20
+
+
+def _check_searchable(content: dict[str, Any], where: str) -> None:
+    """Refuse (400) identifiers and codes the search index cannot hold, naming the element."""
+    identifiers = content.get("identifier") or []
+    if len(identifiers) > MAX_IDENTIFIERS:
+        raise FhirError.single(
+            400, "too-costly", f"{len(identifiers)} identifiers; at most {MAX_IDENTIFIERS}", f"{where}.identifier"
+        )
+    tokens = [(f"{where}.identifier[{i}]", item, ("system", "value")) for i, item in enumerate(identifiers)]
+    codings = (content.get("code") or {}).get("coding") or []
+    tokens += [(f"{where}.code.coding[{i}]", item, ("system", "code")) for i, item in enumerate(codings)]
+    for path, item, elements in tokens:
+        for element in elements:
+            value = item.get(element) if isinstance(item, dict) else None
+            if isinstance(value, str) and len(value) > MAX_TOKEN_CHARS:
+                raise FhirError.single(
+                    400,
+                    "value",
+                    f"{element} has {len(value)} characters; at most {MAX_TOKEN_CHARS}",
+                    f"{path}.{element}",
+                )
 
 
 def _issue(resource_type: str, error: Any, prefix: str) -> FhirIssue:

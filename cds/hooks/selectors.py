@@ -20,7 +20,7 @@ def patients_for_hook(
     The EHR's ``patientId`` is its own FHIR id, which we never see on ingest; its identifiers (MRN)
     are what both sides share, so the prefetched Patient is matched on them first.
     """
-    identifiers = [i for i in (prefetch_patient or {}).get("identifier") or [] if i.get("value")]
+    identifiers = _prefetch_identifiers(prefetch_patient)
     if identifiers:
         matches = SearchIndexEntry.objects.none()
         for identifier in identifiers:
@@ -35,6 +35,23 @@ def patients_for_hook(
         if patients:
             return patients
     return list(Patient.objects.filter(logical_id=patient_id, organization_id=organization_id))
+
+
+def _prefetch_identifiers(prefetch_patient: Any) -> list[dict[str, str]]:
+    """Return the prefetched Patient's usable identifiers: objects with a string value (and system).
+
+    The prefetch is the EHR's JSON, not validated: a Patient that is not an object, or identifiers
+    that are not, are ignored (the hook then matches on ``patientId``) rather than failing the hook.
+    """
+    raw = prefetch_patient.get("identifier") if isinstance(prefetch_patient, dict) else None
+    usable = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            continue
+        value, system = item.get("value"), item.get("system", "")
+        if isinstance(value, str) and value and isinstance(system, str):
+            usable.append({"system": system, "value": value})
+    return usable[:20]
 
 
 def latest_detector_predictions(*, patients: list[Patient], limit: int = 5) -> list[Prediction]:

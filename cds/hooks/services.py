@@ -128,7 +128,7 @@ INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
 def patient_view_cards(*, request: dict[str, Any], organization_id: int) -> dict[str, Any]:
     """Return the cards for a ``patient-view`` request from ``organization_id`` (critical, warning, info)."""
     context = request.get("context") or {}
-    prefetch = request.get("prefetch") or {}
+    prefetch = request.get("prefetch") or {}  # a DictField: an object, or absent
     patients = patients_for_hook(
         patient_id=str(context.get("patientId", "")),
         prefetch_patient=prefetch.get("patient"),

@@ -210,7 +210,12 @@ class ReviewAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        review = review_for_page(pk=int(object_id), user=request.user)
+        # A non-numeric id names no review: the same answer as a review the user may not see.
+        review = (
+            review_for_page(pk=int(object_id), user=request.user)
+            if object_id.isascii() and object_id.isdigit()
+            else None
+        )
         if review is None or review.queue != self.queue:
             raise PermissionDenied  # not 404: do not reveal that an ECG outside the care team exists
         accessed.send(Review, instance=review)  # audit trail: who viewed which ECG's review
@@ -462,6 +467,9 @@ class QualityPredictionAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         model_version = request.GET.get("model_version") or None
         since, until = _day(request.GET.get("since")), _day(request.GET.get("until"))
+        invalid = [name for name in ("since", "until") if request.GET.get(name) and _day(request.GET.get(name)) is None]
+        for name in invalid:
+            messages.warning(request, f"{name}={request.GET[name]!r} is not a date (YYYY-MM-DD); it was ignored")
         period = request.GET.get("period", "week")
         period = period if period in {"day", "week", "month"} else "week"
         metrics = quality_metrics(model_version=model_version, since=since, until=until, period=period)
@@ -489,7 +497,11 @@ class QualityPredictionAdmin(ReadOnlyAdmin):
 
 
 def _day(text: str | None) -> datetime | None:
-    parsed = parse_date(text) if text else None
+    """Return the start of day ``text`` (YYYY-MM-DD) in UTC; None when absent or not a real date (2024-02-30)."""
+    try:
+        parsed = parse_date(text) if text else None
+    except ValueError:  # well-formed but impossible: parse_date raises rather than returning None
+        return None
     return datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC) if parsed else None
 
 

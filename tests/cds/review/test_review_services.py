@@ -11,6 +11,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.task import Task
 
+from cds.analysis.fhir_results import identifier_system
 from cds.analysis.models import AnalysisJob, ResultResource
 from cds.core.exceptions import ApplicationError
 from cds.fhir.models import StoredResource
@@ -155,9 +156,10 @@ def test_it_signs_final_then_amended_and_writes_back_each_signature(
     assert remote_report["status"] == "amended" and "id" not in remote_report
     # EHR ids are unknown to us: conditional references, resolved by the EHR in the transaction.
     assert all(
-        ref["reference"].startswith("Observation?identifier=urn:ecg-cds:analysis|") for ref in remote_report["result"]
+        ref["reference"].startswith(f"Observation?identifier={identifier_system()}|") for ref in remote_report["result"]
     )
-    assert bundle["entry"][0]["request"]["url"].startswith("DiagnosticReport?identifier=urn:ecg-cds:analysis|job-")
+    job_key = f"job-{flagged_review.job.writeback_uuid}"
+    assert bundle["entry"][0]["request"]["url"] == f"DiagnosticReport?identifier={identifier_system()}|{job_key}-report"
     review = Review.objects.get(pk=flagged_review.pk)
     assert (review.status, review.signature_count, review.signed_by) == ("signed", 2, senior_clinician.user)
 

@@ -40,7 +40,7 @@ def test_it_signs_in_the_admin_and_the_ehr_holds_the_final_then_amended_report(
     with mock.patch("cds.writeback.tasks.outbox_message_deliver.delay", autospec=True):
         job = analysed_ecg(score=2.5)
     deliver(f"analysis-job:{job.pk}")
-    key = f"job-{job.pk}"
+    key = f"job-{job.writeback_uuid}"
     [report] = sekmet.search("DiagnosticReport", identifier=identifier(f"{key}-report"))
     [task] = sekmet.search("Task", identifier=identifier(f"{key}-review"))
     assert report["status"] == "preliminary" and task["status"] == "requested"
