@@ -24,7 +24,7 @@ from cds.fhir.selectors import resource_read, resource_search, unsupported_param
 from cds.fhir.validation import READABLE_TYPES, SUPPORTED_TYPES, resource_validate
 from cds.fhirapi.bundles import bundle_process
 from cds.fhirapi.creators import resource_create
-from cds.oauth.scopes import require_conditional_scope, require_scope
+from cds.oauth.scopes import require_conditional_scope, require_scope, scope_allows_read
 from cds.oauth.tenancy import request_organization_id
 
 
@@ -96,6 +96,8 @@ class ResourceCreateApi(FhirApi):
             if_none_exist=if_none_exist,
         )
         body = None if "return=minimal" in request.headers.get("Prefer", "") else outcome.resource.content
+        if not outcome.created and not scope_allows_read(request, resource_type):
+            body = None  # a resent ECG: a create-only client learns where it is, not what is stored
         return fhir_response(body, status=201 if outcome.created else 200, headers=resource_headers(outcome.resource))
 
 

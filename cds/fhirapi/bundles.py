@@ -15,7 +15,7 @@ from cds.core.responses import operation_outcome
 from cds.fhir.references import rewrite_references
 from cds.fhir.services import conditional_match
 from cds.fhir.validation import resource_validate
-from cds.fhirapi.creators import resource_creator, resource_prepare
+from cds.fhirapi.creators import identity_query, resource_creator, resource_prepare
 from cds.oauth.scopes import require_conditional_scope, require_scope
 from cds.oauth.tenancy import request_organization_id
 
@@ -128,11 +128,14 @@ def _apply(entries: list[_Entry], source: str, organization_id: int) -> None:
     mapping: dict[str, str] = {}
     for entry in entries:
         existing = None
-        if entry.if_none_exist:
+        query = entry.if_none_exist or identity_query(resource_type=entry.resource_type, content=entry.content)
+        if query:
             existing = conditional_match(
                 resource_type=entry.resource_type,
-                query=entry.if_none_exist,
-                expression=f"{entry.path}.request.ifNoneExist",
+                query=query,
+                expression=f"{entry.path}.request.ifNoneExist"
+                if entry.if_none_exist
+                else f"{entry.path}.resource.identifier",
                 organization_id=organization_id,
             )
         if existing is not None:

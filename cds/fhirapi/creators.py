@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from django.db import transaction
 
@@ -27,6 +28,23 @@ ResourceCreator = Callable[..., StoredResource]
 
 # The domain service that creates each writable type (docs/style.md E2): this layer may import them all.
 CREATORS: dict[str, ResourceCreator] = {"Patient": patient_create, "Observation": ecg_observation_ingest}
+
+
+def identity_query(*, resource_type: str, content: dict[str, Any]) -> str | None:
+    """Return the implicit ``If-None-Exist`` of an ECG: ``identifier=`` any of its identifiers; None without.
+
+    An ECG Observation's business identifier names one recording: a second one with the same
+    identifier in the same organisation is the first one resent (a retry after a lost answer), so
+    it returns the stored ECG instead of a duplicate ECG, job, review and write-back.
+    """
+    if resource_type != "Observation":
+        return None
+    tokens = [
+        quote(f"{item.get('system', '')}|{item['value']}", safe=":|/")
+        for item in content.get("identifier") or []
+        if isinstance(item, dict) and isinstance(item.get("value"), str) and item["value"]
+    ]
+    return "identifier=" + ",".join(tokens) if tokens else None
 
 
 def resource_prepare(*, resource_type: str, content: dict[str, Any]) -> dict[str, Any]:
@@ -76,11 +94,12 @@ def _resource_create_in_transaction(
     if_none_exist: str | None,
     prepared: dict[str, Any],
 ) -> CreateOutcome:
-    if if_none_exist:
+    query = if_none_exist or identity_query(resource_type=resource_type, content=content)
+    if query:
         existing = conditional_match(
             resource_type=resource_type,
-            query=if_none_exist,
-            expression="If-None-Exist",
+            query=query,
+            expression="If-None-Exist" if if_none_exist else f"{resource_type}.identifier",
             organization_id=organization_id,
         )
         if existing is not None:

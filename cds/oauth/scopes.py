@@ -118,6 +118,12 @@ def require_conditional_scope(request: Any, resource_type: str, expression: str 
         )
 
 
+def scope_allows_read(request: Any, resource_type: str) -> bool:
+    """Return whether the request's token may read ``resource_type``."""
+    granted: frozenset[str] = getattr(getattr(request, "user", None), "scopes", frozenset())
+    return scope_allows(granted, resource_type, "r")
+
+
 def require_scope(request: Any, resource_type: str, action: str) -> None:
     """Refuse the request (403 OperationOutcome) unless its token allows ``action`` on ``resource_type``.
 

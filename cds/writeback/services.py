@@ -59,7 +59,9 @@ def outbox_enqueue(*, key: str, bundle: dict[str, Any]) -> OutboxMessage:
     except IntegrityError:
         return OutboxMessage.objects.get(key=key)
     # After commit: the worker must see the row, and a rolled-back analysis must queue nothing.
-    transaction.on_commit(lambda: _schedule(message.pk))
+    # Robust: a broker outage must not turn the committed analysis into an error; the sweep
+    # re-enqueues pending messages from the table.
+    transaction.on_commit(lambda: _schedule(message.pk), robust=True)
     return message
 
 
