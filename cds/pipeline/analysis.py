@@ -87,5 +87,5 @@ def analysis_results_store(*, job: AnalysisJob, result: AnalysisResult) -> list[
     if getattr(settings, "WRITEBACK_ENABLED", False):
         ecg, patient = remote_references(job.recording)
         bundle = transaction_bundle(result_entries(result, job_key=job_key, ecg=ecg, patient=patient, issued=issued))
-        outbox_enqueue(key=f"analysis-job:{job.pk}", bundle=bundle)
+        outbox_enqueue(key=f"analysis-job:{job.pk}", bundle=bundle, ordering_key=f"ecg:{job.recording_id}")
     return predictions

@@ -152,7 +152,9 @@ def signed_resources_store(
         updated.append(_update(current["review-task"], content))
     if settings.WRITEBACK_ENABLED and updated:
         outbox_enqueue(
-            key=f"review-sign:{review.pk}:{revision.pk}", bundle=signed_bundle(review=review, resources=updated)
+            key=f"review-sign:{review.pk}:{revision.pk}",
+            bundle=signed_bundle(review=review, resources=updated),
+            ordering_key=f"ecg:{review.recording_id}",  # after the results Bundle and earlier signatures
         )
     return updated
 
