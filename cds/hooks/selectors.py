@@ -7,6 +7,7 @@ from typing import Any
 from cds.analysis.models import Prediction
 from cds.ecg.models import Patient
 from cds.fhir.models import SearchIndexEntry
+from cds.review.models import Review
 from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME
 
 
@@ -76,6 +77,15 @@ def interpretations_by_job(predictions: list[Prediction]) -> dict[int, Predictio
     """Return the interpretation of each prediction's job (one query), keyed by job id."""
     rows = Prediction.objects.filter(job_id__in=[p.job_id for p in predictions], model_name=INTERPRETATION_NAME)
     return {row.job_id: row for row in rows.defer("anomaly_map").order_by("created_at")}
+
+
+def signed_review_for(prediction: Prediction) -> Review | None:
+    """Return the review of the prediction's job when a clinician has signed it (with the signed revision)."""
+    return (
+        Review.objects.filter(job_id=prediction.job_id, signed_revision__isnull=False)
+        .select_related("signed_revision", "signed_by")
+        .first()
+    )
 
 
 def report_text_for(prediction: Prediction) -> str:

@@ -49,9 +49,10 @@ class Review(BaseModel):
     Legal transitions (made only in ``cds.review.services``):
     pending → claimed (claim) → pending (unclaim); claimed → accepted | rejected;
     accepted ↔ rejected (verdict changed before signing); accepted | rejected → signed;
-    signed → signed (amended: a later change signed again). The clinical content (verdict, reason,
-    intervals, labels, report text) lives in append-only ``ReviewRevision`` rows; ``current`` points
-    at the latest one.
+    signed → amended (any change after signing: awaiting a new signature) → signed. The clinical
+    content (verdict, reason, intervals, labels, report text) lives in append-only
+    ``ReviewRevision`` rows; ``current`` points at the latest one, ``signed_revision`` at the
+    latest signed one: what the EHR, the CDS cards and the training export use.
     """
 
     class Status(models.TextChoices):
@@ -60,6 +61,7 @@ class Review(BaseModel):
         ACCEPTED = "accepted"
         REJECTED = "rejected"
         SIGNED = "signed"
+        AMENDED = "amended", "amended, awaiting signature"
 
     class Queue(models.TextChoices):
         FLAGGED = "flagged"
@@ -85,6 +87,9 @@ class Review(BaseModel):
     )
     signature_count = models.PositiveIntegerField(default=0)
     current = models.ForeignKey("ReviewRevision", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    signed_revision = models.ForeignKey(
+        "ReviewRevision", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         indexes = [

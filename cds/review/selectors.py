@@ -92,7 +92,7 @@ def review_edit_denial(*, review: Review, user: Any) -> ApplicationError | None:
         return ReviewConflict("claim the review first", {"review": review.pk})
     if review.is_open and review.claimed_by_id != user.pk:
         return ReviewConflict("the review is claimed by another clinician", {"review": review.pk})
-    if review.status == Review.Status.SIGNED and not user.has_perm("review.sign_review"):
+    if review.status in {Review.Status.SIGNED, Review.Status.AMENDED} and not user.has_perm("review.sign_review"):
         return ReviewPermissionDenied("a signed review is amended by a senior clinician", {"review": review.pk})
     return None
 

@@ -19,7 +19,7 @@ AFTER = [
     ("fhir", "0003_organization"),
     ("ecg", "0002_organization"),
     ("oauth", "0003_organization"),
-    ("review", "0004_organization"),
+    ("review", "0004_organization_signed_state"),
 ]
 
 

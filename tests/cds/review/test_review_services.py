@@ -178,7 +178,7 @@ def test_it_lets_only_a_senior_clinician_change_a_signed_review(
         with pytest.raises(services.ReviewPermissionDenied):
             change()
     services.review_label(review=flagged_review, user=senior_clinician.user, scp_labels=["NORM"])
-    assert Review.objects.get(pk=flagged_review.pk).status == "signed"
+    assert Review.objects.get(pk=flagged_review.pk).status == "amended"  # signed means this text was signed
 
 
 def test_it_queues_nothing_to_the_ehr_when_write_back_is_off(flagged_review: Review, senior_clinician: Any) -> None:
