@@ -225,7 +225,20 @@ AUDITLOG_INCLUDE_ALL_MODELS = False
 # ECGs with a normal verdict whose re-annotation value (active learning) reaches this go to the
 # re-annotation queue.
 REVIEW_REANNOTATION_MIN_PRIORITY = env_float("REVIEW_REANNOTATION_MIN_PRIORITY", 0.5)
-# --- end review and audit ----------------------------------------------------------------------
+# --- end review and audit ----
+
+# --- Clinician login (issue 13; docs/security.md "Clinician login") ----------------------------------
+# Passwords: at least 12 characters, not a common password, not like the username or name.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Sessions end after 30 minutes without a request (each request renews the cookie), not two weeks.
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_TIMEOUT_S", 30 * 60)
+SESSION_SAVE_EVERY_REQUEST = True
+# --- end clinician login ---------------------------------------------------------------------------------------------------------------------------------------------
 
 LOGGING = {
     "version": 1,

@@ -264,6 +264,7 @@ class ReviewAdmin(admin.ModelAdmin):
             "is_claimer": access.is_claimer,
             "can_edit": access.can_edit,
             "can_sign": access.can_sign,
+            "signature_meaning": services.SIGNATURE_MEANING,
             "act_url": f"admin:review_{self.model._meta.model_name}_act",
             "worklist_url": reverse(f"admin:review_{self.model._meta.model_name}_changelist"),
         }
@@ -286,7 +287,9 @@ class ReviewAdmin(admin.ModelAdmin):
             "report": lambda: services.review_edit_report(
                 review=review, user=user, report_text=data.get("report_text", "")
             ),
-            "sign": lambda: services.review_sign(review=review, user=user, report_text=data.get("report_text")),
+            "sign": lambda: services.review_sign(
+                review=review, user=user, password=data.get("password", ""), report_text=data.get("report_text")
+            ),
         }
         if action not in handlers:
             return HttpResponse(status=404)

@@ -138,6 +138,8 @@ class ReviewRevision(models.Model):
     intervals = models.JSONField(default=list, blank=True)
     scp_labels = models.JSONField(default=list, blank=True)  # PTB-XL SCP statement codes
     report_text = models.TextField(blank=True)
+    # On a signature: what signing meant, as the signer was shown it (21 CFR 11.50(a)(3)).
+    signature_meaning = models.TextField(blank=True)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="review_revisions"
     )

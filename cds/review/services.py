@@ -248,19 +248,31 @@ def review_edit_report(*, review: Review, user: Any, report_text: str) -> Review
     return review
 
 
+# What a signature means, shown beside the sign button and stored with each signature.
+SIGNATURE_MEANING = (
+    "I have reviewed this ECG, the AI findings and this report, and I approve the report as the final "
+    "clinical interpretation released to the patient record."
+)
+
+
 @transaction.atomic
-def review_sign(*, review: Review, user: Any, report_text: str | None = None) -> Review:
+def review_sign(*, review: Review, user: Any, password: str, report_text: str | None = None) -> Review:
     """Sign the report: DiagnosticReport final (amended on a later signature), Task completed, EHR.
 
-    Needs the ``review.sign_review`` permission and a verdict. Stores new versions of the
-    DiagnosticReport and Task in our FHIR store and, with ``WRITEBACK_ENABLED``, queues them to the
-    EHR under a key unique to this signature.
+    Needs the ``review.sign_review`` permission, a verdict and the signer's password entered again
+    (a signature is an act of the person, not of whoever holds their open session); records
+    ``SIGNATURE_MEANING`` with the signature. Stores new versions of the DiagnosticReport and Task
+    in our FHIR store and, with ``WRITEBACK_ENABLED``, queues them to the EHR under a key unique to
+    this signature. Raises ApplicationError (nothing signed) for a wrong password.
     """
     review = _locked(review, user)
     denial = review_sign_denial(review=review, user=user)
     if denial is not None:
         raise denial
-    changes: dict[str, Any] = {}
+    if not password or not user.check_password(password):
+        logger.warning("signature refused for review %s: password re-entry failed", review.pk)
+        raise ApplicationError("enter your password to sign; the report was not signed", {"review": review.pk})
+    changes: dict[str, Any] = {"signature_meaning": SIGNATURE_MEANING}
     if report_text is not None and report_text.strip():
         changes["report_text"] = report_text.strip()
     revision = _revise(review, kind=ReviewRevision.Kind.SIGN, author=user, **changes)

@@ -1,7 +1,8 @@
 """Care teams belong to an organisation (tenant); reviews keep their signed revision and can be amended.
 
 A signed review's ``signed_revision`` is backfilled with its latest ``sign`` revision. The new
-status ``amended`` (changed after signing, awaiting a new signature) needs no data change.
+status ``amended`` (changed after signing, awaiting a new signature) needs no data change;
+earlier signatures have no recorded ``signature_meaning`` (blank).
 
 Rows from before organisations join the ``default`` organisation (created by core 0001); new rows
 must name theirs (the column is NOT NULL once backfilled).
@@ -53,6 +54,9 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunPython(signed_revisions, migrations.RunPython.noop),
+        migrations.AddField(
+            model_name="reviewrevision", name="signature_meaning", field=models.TextField(blank=True)
+        ),
         migrations.AlterField(
             model_name="review",
             name="status",

@@ -47,7 +47,7 @@ def reviewed(analysed_ecg: Callable[..., AnalysisJob], clinician: Any, senior_cl
     moved = [{"lead": "V2", "start_ms": 1200.0, "end_ms": 1700.0}]
     services.review_correct_intervals(review=reviews[3], user=clinician.user, intervals=moved)
     for review in reviews:  # only signed reviews become training data
-        services.review_sign(review=review, user=senior_clinician.user)
+        services.review_sign(review=review, user=senior_clinician.user, password="pw-senior")
     return reviews
 
 

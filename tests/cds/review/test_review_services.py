@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -106,7 +107,7 @@ def test_it_refuses_a_signature_from_a_clinician_who_is_not_senior(flagged_revie
     services.review_claim(review=flagged_review, user=clinician.user)
     services.review_accept(review=flagged_review, user=clinician.user)
     with pytest.raises(services.ReviewPermissionDenied):
-        services.review_sign(review=flagged_review, user=clinician.user)
+        services.review_sign(review=flagged_review, user=clinician.user, password="pw-clin")
 
 
 def test_it_signs_final_then_amended_and_writes_back_each_signature(
@@ -118,7 +119,9 @@ def test_it_signs_final_then_amended_and_writes_back_each_signature(
     services.review_accept(review=flagged_review, user=clinician.user)
     services.review_label(review=flagged_review, user=clinician.user, scp_labels=["ASMI"])
     with django_capture_on_commit_callbacks() as callbacks:
-        services.review_sign(review=flagged_review, user=senior_clinician.user, report_text="Anteroseptal MI, old.")
+        services.review_sign(
+            review=flagged_review, user=senior_clinician.user, password="pw-senior", report_text="Anteroseptal MI, old."
+        )
     assert len(callbacks) == 1  # the outbox delivery is scheduled after commit
 
     report = current_resource(flagged_review, "report")
@@ -128,7 +131,11 @@ def test_it_signs_final_then_amended_and_writes_back_each_signature(
         "final",
         "Anteroseptal MI, old.",
     )
-    assert report.content["performer"][0]["identifier"]["value"] == "senior"
+    performer = report.content["performer"][0]
+    assert (
+        performer["type"] == "Practitioner" and performer["identifier"]["value"] == f"user-{senior_clinician.user.pk}"
+    )
+    assert "senior" not in json.dumps(report.content["performer"])  # the login name is never published
     assert report.content["conclusionCode"][0]["coding"][0]["code"] == "ASMI"
     assert base64.b64decode(report.content["presentedForm"][0]["data"]).decode() == "Anteroseptal MI, old."
     assert task.content["status"] == "completed"
@@ -142,7 +149,7 @@ def test_it_signs_final_then_amended_and_writes_back_each_signature(
         review=flagged_review, user=senior_clinician.user, report_text="Anteroseptal MI, age undetermined."
     )
     with django_capture_on_commit_callbacks(execute=False):
-        services.review_sign(review=flagged_review, user=senior_clinician.user)
+        services.review_sign(review=flagged_review, user=senior_clinician.user, password="pw-senior")
     report = current_resource(flagged_review, "report")
     assert (report.version_id, report.content["status"]) == (3, "amended")
 
@@ -169,7 +176,7 @@ def test_it_lets_only_a_senior_clinician_change_a_signed_review(
 ) -> None:
     services.review_claim(review=flagged_review, user=clinician.user)
     services.review_accept(review=flagged_review, user=clinician.user)
-    services.review_sign(review=flagged_review, user=senior_clinician.user)
+    services.review_sign(review=flagged_review, user=senior_clinician.user, password="pw-senior")
     for change in (
         lambda: services.review_reject(review=flagged_review, user=clinician.user, reason="second thoughts"),
         lambda: services.review_label(review=flagged_review, user=clinician.user, scp_labels=["NORM"]),
@@ -184,7 +191,7 @@ def test_it_lets_only_a_senior_clinician_change_a_signed_review(
 def test_it_queues_nothing_to_the_ehr_when_write_back_is_off(flagged_review: Review, senior_clinician: Any) -> None:
     services.review_claim(review=flagged_review, user=senior_clinician.user)
     services.review_accept(review=flagged_review, user=senior_clinician.user)
-    services.review_sign(review=flagged_review, user=senior_clinician.user)
+    services.review_sign(review=flagged_review, user=senior_clinician.user, password="pw-senior")
     assert not OutboxMessage.objects.filter(key__startswith="review-sign:").exists()
     assert current_resource(flagged_review, "report").content["status"] == "final"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.messages import get_messages
 
 from cds.review import services
 from cds.review.export import annotations_export
@@ -20,7 +21,7 @@ def _signed(review: Review, clinician: Any, senior: Any, *, labels: list[str], t
     services.review_claim(review=review, user=clinician.user)
     services.review_accept(review=review, user=clinician.user)
     services.review_label(review=review, user=clinician.user, scp_labels=labels)
-    return services.review_sign(review=review, user=senior.user, report_text=text)
+    return services.review_sign(review=review, user=senior.user, password="pw-senior", report_text=text)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +45,7 @@ def test_it_returns_a_review_edited_after_signing_to_amended_awaiting_signature(
     assert review.signed_revision == signed_revision and review.current != signed_revision
     # Nothing new reaches the EHR until the amendment is signed.
     assert OutboxMessage.objects.filter(key__startswith=f"review-sign:{review.pk}:").count() == 1
-    services.review_sign(review=review, user=senior_clinician.user)
+    services.review_sign(review=review, user=senior_clinician.user, password="pw-senior")
     review = Review.objects.get(pk=flagged_review.pk)
     assert review.status == "signed" and review.signed_revision == review.current
     assert OutboxMessage.objects.filter(key__startswith=f"review-sign:{review.pk}:").count() == 2
@@ -96,3 +97,36 @@ def test_it_shows_the_clinicians_signed_text_on_the_cds_card(
     ][0]
     assert "Inferior MI, old." in card["summary"] and "Unsigned draft." not in card["detail"]
     assert "An amendment awaits signature." in card["detail"]
+
+
+def test_it_signs_only_after_the_password_is_entered_again_and_records_what_signing_means(
+    flagged_review: Review, clinician: Any, senior_clinician: Any
+) -> None:
+    services.review_claim(review=flagged_review, user=clinician.user)
+    services.review_accept(review=flagged_review, user=clinician.user)
+    for password in ("", "pw-clin", "wrong"):
+        with pytest.raises(services.ApplicationError, match="password"):
+            services.review_sign(review=flagged_review, user=senior_clinician.user, password=password)
+    review = Review.objects.get(pk=flagged_review.pk)
+    assert review.status == "accepted" and review.signed_revision is None and review.signature_count == 0
+    services.review_sign(review=flagged_review, user=senior_clinician.user, password="pw-senior")
+    review = Review.objects.select_related("signed_revision").get(pk=flagged_review.pk)
+    assert review.signed_revision is not None
+    assert review.signed_revision.signature_meaning == services.SIGNATURE_MEANING
+    assert "approve the report as the final clinical interpretation" in review.signed_revision.signature_meaning
+
+
+def test_it_refuses_a_signature_without_the_password_in_the_review_page(
+    flagged_review: Review, clinician: Any, senior_clinician: Any
+) -> None:
+    services.review_claim(review=flagged_review, user=clinician.user)
+    services.review_accept(review=flagged_review, user=clinician.user)
+    act = f"/admin/review/review/{flagged_review.pk}/act/sign/"
+    page = senior_clinician.client.get(f"/admin/review/review/{flagged_review.pk}/change/").content.decode()
+    assert 'id="sign-password"' in page and services.SIGNATURE_MEANING in page
+    refused = senior_clinician.client.post(act, {"report_text": "Signed text."})
+    assert refused.status_code == 302
+    assert any("enter your password to sign" in str(m) for m in get_messages(refused.wsgi_request))
+    assert Review.objects.get(pk=flagged_review.pk).status == "accepted"
+    senior_clinician.client.post(act, {"report_text": "Signed text.", "password": "pw-senior"})
+    assert Review.objects.get(pk=flagged_review.pk).status == "signed"
