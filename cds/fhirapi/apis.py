@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from cds.core.exceptions import FhirError
 from cds.core.responses import fhir_response, operation_outcome
+from cds.fhir.audit import audit_api_access
 from cds.fhir.capability import capability_statement
 from cds.fhir.http import check_response_format, parse_body
 from cds.fhir.models import StoredResource
@@ -113,6 +114,13 @@ class ResourceSearchApi(FhirApi):
         page = resource_search(
             resource_type=resource_type, params=params, organization_id=organization_id, strict=strict
         )
+        audit_api_access(
+            client_id=getattr(request.user, "client_id", ""),
+            interaction="search-type",
+            what=resource_type,
+            query=urlencode(params),
+            resource_pks=[r.pk for r in page.resources],
+        )
         ignored = unsupported_params(resource_type, params)
         base = f"{settings.PUBLIC_BASE_URL}/fhir/{resource_type}"
         # The self link shows the search as executed: ignored parameters are left out of it.
@@ -169,6 +177,12 @@ class ResourceReadApi(FhirApi):
             logical_id=logical_id,
             organization_id=request_organization_id(request),
             version_id=version_id,
+        )
+        audit_api_access(
+            client_id=getattr(request.user, "client_id", ""),
+            interaction="vread" if version_id is not None else "read",
+            what=resource.reference,
+            resource_pks=[resource.pk],
         )
         headers = resource_headers(resource)
         del headers["Location"]

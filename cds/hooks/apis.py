@@ -46,4 +46,9 @@ class PatientViewApi(APIView):
         organization_id = request_organization_id(request)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response(patient_view_cards(request=serializer.validated_data, organization_id=organization_id))
+        cards = patient_view_cards(
+            request=serializer.validated_data,
+            organization_id=organization_id,
+            client_id=getattr(request.user, "client_id", ""),
+        )
+        return Response(cards)

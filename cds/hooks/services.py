@@ -17,6 +17,7 @@ from cds.analysis.interpretation import (
     verdict_words,
 )
 from cds.analysis.models import Prediction
+from cds.fhir.audit import audit_api_access
 from cds.hooks.selectors import (
     interpretations_by_job,
     latest_detector_predictions,
@@ -143,7 +144,7 @@ def _card(detector: Prediction, interpretation: Prediction | None) -> dict[str, 
 INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
-def patient_view_cards(*, request: dict[str, Any], organization_id: int) -> dict[str, Any]:
+def patient_view_cards(*, request: dict[str, Any], organization_id: int, client_id: str = "") -> dict[str, Any]:
     """Return the cards for a ``patient-view`` request from ``organization_id`` (critical, warning, info)."""
     context = request.get("context") or {}
     prefetch = request.get("prefetch") or {}  # a DictField: an object, or absent
@@ -151,6 +152,12 @@ def patient_view_cards(*, request: dict[str, Any], organization_id: int) -> dict
         patient_id=str(context.get("patientId", "")),
         prefetch_patient=prefetch.get("patient"),
         organization_id=organization_id,
+    )
+    audit_api_access(
+        client_id=client_id,
+        interaction="cds-hooks patient-view",
+        what=f"patient-view {str(context.get('patientId', ''))[:64]}",
+        resource_pks=[patient.resource_id for patient in patients],
     )
     detectors = latest_detector_predictions(patients=patients)
     interpretations = interpretations_by_job(detectors)

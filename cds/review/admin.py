@@ -28,6 +28,7 @@ from cds.analysis.models import Prediction
 from cds.core.admin import ReadOnlyAdmin
 from cds.core.exceptions import ApplicationError
 from cds.review import services
+from cds.review.audit import audit_csv_export
 from cds.review.errors import ReviewPermissionDenied
 from cds.review.metrics import quality_metrics
 from cds.review.models import CareTeam, CareTeamSource, QualityPrediction, ReannotationReview, Review
@@ -448,6 +449,7 @@ class QualityPredictionAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         changelist = self.get_changelist_instance(request)
         rows = changelist.get_queryset(request).order_by("pk")
+        audit_csv_export(user=request.user, name="prediction-audit.csv", query=request.GET.urlencode())
 
         class Echo:
             def write(self, value: str) -> str:
