@@ -19,6 +19,8 @@ from cds.fhirapi.creators import identity_query, resource_creator, resource_prep
 from cds.oauth.scopes import require_conditional_scope, require_scope
 from cds.oauth.tenancy import request_organization_id
 
+# A transaction runs in one database transaction: this many entries keeps it (and its locks) short.
+MAX_BUNDLE_ENTRIES = 200
 # Referenced resources first, so an Observation's subject exists when it is created.
 _CREATE_ORDER = {"Patient": 0}
 
@@ -180,6 +182,11 @@ def bundle_process(*, bundle: dict[str, Any], request: Any) -> tuple[dict[str, A
     raw_entries = bundle.get("entry") or []
     if not isinstance(raw_entries, list) or not raw_entries:
         raise FhirError.single(400, "required", "Bundle has no entries", "Bundle.entry")
+    if len(raw_entries) > MAX_BUNDLE_ENTRIES:
+        # Before any entry is validated or decoded: each may carry a 12-lead waveform.
+        raise FhirError.single(
+            413, "too-costly", f"{len(raw_entries)} entries; at most {MAX_BUNDLE_ENTRIES} per Bundle", "Bundle.entry"
+        )
     if bundle["type"] == "batch":
         return _batch(raw_entries, request, source, organization_id), 200
     entries = [_parse_entry(i, raw, request) for i, raw in enumerate(raw_entries)]

@@ -141,3 +141,17 @@ def service_token(client: Client) -> str:
     from tests.conftest import api_client_token
 
     return api_client_token(client, "system/*.rs")
+
+
+def test_it_refuses_a_bundle_with_too_many_entries_before_reading_them(service_account: Any) -> None:
+    entry = {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry] * 201}
+    assert_outcome(service_account.post("/fhir", bundle), 413, "too-costly", "Bundle.entry")
+    assert Patient.objects.count() == 0
+
+
+def test_it_refuses_an_observation_with_too_many_components(service_account: Any, ecg_factory: Any) -> None:
+    observation = ecg_factory(9)
+    observation["component"] = observation["component"] * 21  # 252 components
+    assert_outcome(service_account.post("/fhir/Observation", observation), 400, "too-costly", "Observation.component")
+    assert StoredResource.objects.count() == 0
