@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import copy
-import uuid
 from typing import Any
 from unittest import mock
 
 import pytest
 import requests
 
-from cds.analysis.fhir_results import result_entries
 from cds.analysis.models import AnalysisJob
 from cds.fhir.models import StoredResource
 from cds.pipeline.analysis import analysis_results_store
@@ -19,7 +17,7 @@ from cds.writeback.models import OutboxMessage
 from cds.writeback.services import outbox_deliver, outbox_enqueue
 from tests.cds.factories import make_result
 from tests.cds.writeback.conftest import Sekmet
-from tests.cds.writeback.helpers import ECG_REFERENCE, identifier, result_bundle
+from tests.cds.writeback.helpers import identifier, result_bundle
 
 pytestmark = pytest.mark.django_db
 
@@ -58,18 +56,6 @@ def test_it_identifies_results_by_the_jobs_stored_uuid_under_the_installations_s
             resource_type="Provenance", logical_id=f"ecgcds-job-{job.writeback_uuid}"
         )
         assert provenance.is_current
-
-
-def test_it_keeps_result_identifiers_apart_when_row_ids_repeat() -> None:
-    """After a pg_restore the sequences hand out old row ids again; the identifiers do not follow them."""
-    entries = []
-    for job in (AnalysisJob(pk=7, writeback_uuid=uuid.uuid4()), AnalysisJob(pk=7, writeback_uuid=uuid.uuid4())):
-        key = f"job-{job.writeback_uuid}"
-        entries.append(
-            result_entries(make_result(2.5), job_key=key, ecg=ECG_REFERENCE, patient=None, issued="2024-03-01")
-        )
-    first, second = ({i["value"] for e in es for i in e.resource.get("identifier", [])} for es in entries)
-    assert first and second and not (first & second - {"ecg-anomaly-detector-1.0.0+ecg-foundation-1.0.0"})
 
 
 def test_it_finds_the_owner_element_that_differs() -> None:
