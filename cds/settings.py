@@ -223,6 +223,10 @@ WRITEBACK_COUNTDOWN_MAX_S = env_float("WRITEBACK_COUNTDOWN_MAX_S", 60.0)
 WRITEBACK_SENDING_TIMEOUT_S = env_int("WRITEBACK_SENDING_TIMEOUT_S", 600)
 WRITEBACK_SWEEP_INTERVAL_S = env_float("WRITEBACK_SWEEP_INTERVAL_S", 60.0)
 CELERY_BEAT_SCHEDULE["writeback-sweep"] = {"task": "writeback.sweep", "schedule": WRITEBACK_SWEEP_INTERVAL_S}
+# Write-back identity (issue 13): the system of every identifier we write to the EHR. One per
+# installation (two installations writing to one EHR must differ); values are per-job UUIDs, so
+# they survive a pg_restore (sequences reset) and never collide with another ECG's results.
+WRITEBACK_IDENTIFIER_SYSTEM = env_str("WRITEBACK_IDENTIFIER_SYSTEM", f"{PUBLIC_BASE_URL}/identifiers/ecg-analysis")
 # --- end EHR write-back ----------------------------------------------------------------------------
 
 # --- Review and audit (issue 6; cds/review) ----------------------------------------------------
@@ -240,7 +244,20 @@ AUDITLOG_INCLUDE_ALL_MODELS = False
 # ECGs with a normal verdict whose re-annotation value (active learning) reaches this go to the
 # re-annotation queue.
 REVIEW_REANNOTATION_MIN_PRIORITY = env_float("REVIEW_REANNOTATION_MIN_PRIORITY", 0.5)
-# --- end review and audit ----------------------------------------------------------------------
+# --- end review and audit ----
+
+# --- Clinician login (issue 13; docs/security.md "Clinician login") ----------------------------------
+# Passwords: at least 12 characters, not a common password, not like the username or name.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Sessions end after 30 minutes without a request (each request renews the cookie), not two weeks.
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_TIMEOUT_S", 30 * 60)
+SESSION_SAVE_EVERY_REQUEST = True
+# --- end clinician login ---------------------------------------------------------------------------------------------------------------------------------------------
 
 LOGGING = {
     "version": 1,

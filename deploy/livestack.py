@@ -121,7 +121,7 @@ def manage(env: Mapping[str, str], *args: str) -> str:
 def create_api_client(env: Mapping[str, str], name: str, scopes: str | None = None) -> dict[str, Any]:
     """Create an API client with ``manage.py create_api_client``; return its credentials (token_url, id, secret)."""
     credentials: dict[str, Any] = json.loads(
-        manage(env, "create_api_client", name, *(["--scopes", scopes] if scopes else []))
+        manage(env, "create_api_client", name, "--organization", "live", *(["--scopes", scopes] if scopes else []))
     )
     return credentials
 

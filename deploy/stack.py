@@ -350,7 +350,7 @@ def send_samples(env: dict[str, str]) -> str:
     from cds.ecg.encoding import ecg_observation, ecg_transaction_bundle
 
     base = env["PUBLIC_BASE_URL"]
-    credentials = json.loads(manage(env, "create_api_client", "demo-ehr", capture=True))
+    credentials = json.loads(manage(env, "create_api_client", "demo-ehr", "--organization", "demo", capture=True))
     token_status, token_body = http_json(
         "POST",
         credentials["token_url"],

@@ -24,10 +24,15 @@ SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 LEADS_12 = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
-def api_client_token(client: Client, scopes: str) -> str:
-    """Create an API client with ``scopes`` through the management command and return a token."""
+# The organisation (tenant) of the personas and of the care teams; tenancy tests add OTHER_ORGANIZATION.
+ORGANIZATION = "org-a"
+OTHER_ORGANIZATION = "org-b"
+
+
+def api_client_token(client: Client, scopes: str, organization: str = ORGANIZATION) -> str:
+    """Create an API client of ``organization`` with ``scopes`` through the management command; return a token."""
     out = io.StringIO()
-    call_command("create_api_client", f"test-{scopes[:20]}", scopes=scopes, stdout=out)
+    call_command("create_api_client", f"test-{scopes[:20]}", scopes=scopes, organization=organization, stdout=out)
     credentials = json.loads(out.getvalue())
     form = {
         "grant_type": "client_credentials",
@@ -155,8 +160,11 @@ def _persona(username: str, role: str, sources: tuple[str, ...] = ()) -> Persona
         roles_setup()
     user = get_user_model().objects.create_user(username, password="pw-" + username, is_staff=True)
     user.groups.add(Group.objects.get(name=role))
+    from cds.core.services import organization_get_or_create
+
+    organization, _ = organization_get_or_create(slug=ORGANIZATION)
     for source in sources:
-        team, _ = CareTeam.objects.get_or_create(name=f"team {source}")
+        team, _ = CareTeam.objects.get_or_create(name=f"team {source}", defaults={"organization": organization})
         CareTeamSource.objects.get_or_create(team=team, source=source)
         team.members.add(user)
     return Persona(user)

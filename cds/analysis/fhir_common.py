@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 from cds.ecg.leads import MDC_CODE_BY_LEAD, MDC_SYSTEM
 from cds.fhir.references import identifier_search
 
@@ -14,7 +16,8 @@ AI_ASSERTED = {
     "display": "Artificial Intelligence asserted",
 }
 CODE_SYSTEM = "urn:ecg-cds:CodeSystem:ecg-ai"
-IDENTIFIER_SYSTEM = "urn:ecg-cds:analysis"
+# The Device is the same software everywhere: its identifier (model names and versions) is shared.
+DEVICE_IDENTIFIER_SYSTEM = "urn:ecg-cds:analysis:device"
 INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 OBSERVATION_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
 UCUM = "http://unitsofmeasure.org"
@@ -44,10 +47,15 @@ def meta() -> dict[str, Any]:
     return {"security": [AI_ASSERTED]}
 
 
+def identifier_system() -> str:
+    """Return this installation's identifier system for what it writes (``WRITEBACK_IDENTIFIER_SYSTEM``)."""
+    return str(settings.WRITEBACK_IDENTIFIER_SYSTEM)
+
+
 def identifier(value: str) -> list[dict[str, str]]:
-    """Return a business identifier in our analysis system."""
+    """Return a business identifier in this installation's analysis system."""
     # '#' is avoided in identifier values: several EHRs treat it as a fragment separator.
-    return [{"system": IDENTIFIER_SYSTEM, "value": value.replace("#", "-")}]
+    return [{"system": identifier_system(), "value": value.replace("#", "-")}]
 
 
 def quantity(value: float, unit: str = "1", code: str = "1") -> dict[str, Any]:

@@ -24,12 +24,13 @@ from typing import Any
 from cds.analysis.fhir_common import (
     AI_ASSERTED,
     CODE_SYSTEM,
-    IDENTIFIER_SYSTEM,
+    DEVICE_IDENTIFIER_SYSTEM,
     INTERPRETATION_SYSTEM,
     UCUM,
     ResultEntry,
     code,
     identifier,
+    identifier_system,
     interpretation,
     lead_code,
     meta,
@@ -46,10 +47,11 @@ from inference.results import INTERPRETATION_NAME
 __all__ = [
     "AI_ASSERTED",
     "CODE_SYSTEM",
-    "IDENTIFIER_SYSTEM",
+    "DEVICE_IDENTIFIER_SYSTEM",
     "INTERPRETATION_SYSTEM",
     "UCUM",
     "ResultEntry",
+    "identifier_system",
     "result_entries",
     "transaction_bundle",
 ]
@@ -77,7 +79,7 @@ def _device(result: AnalysisResult) -> ResultEntry:
         "meta": meta(),
         "identifier": [
             {
-                "system": f"{IDENTIFIER_SYSTEM}:device",
+                "system": DEVICE_IDENTIFIER_SYSTEM,
                 "value": "+".join(f"{name}-{version}" for name, version in models),
             }
         ],

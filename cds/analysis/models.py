@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 from cds.core.models import BaseModel
@@ -33,6 +35,10 @@ class AnalysisJob(BaseModel):
     finished_at = models.DateTimeField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # The identity of everything written for this job (EHR identifiers, Provenance id): generated
+    # once and stored, never derived from the row id, which a pg_restore or a second installation
+    # would hand out again.
+    writeback_uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
 
     class Meta:
         indexes = [models.Index(fields=["status", "created_at"], name="analysis_job_status")]

@@ -123,5 +123,10 @@ def result_resources_store(*, job: AnalysisJob, entries: list[ResultEntry]) -> N
         mapping[entry.full_url] = f"{entry.resource_type}/{entry.resource['id']}"
     for entry in entries:
         rewrite_references(entry.resource, mapping)
-        stored = fhir_resource_store(resource_type=entry.resource_type, content=entry.resource, source=RESULT_SOURCE)
+        stored = fhir_resource_store(
+            resource_type=entry.resource_type,
+            content=entry.resource,
+            source=RESULT_SOURCE,
+            organization_id=job.recording.organization_id,  # results belong with their ECG
+        )
         ResultResource.objects.create(job=job, resource=stored, role=entry.role)

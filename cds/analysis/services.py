@@ -26,8 +26,11 @@ def analysis_job_create(*, recording: EcgRecording) -> AnalysisJob:
     job.full_clean(exclude=["recording"])
     job.save()
     # After commit: a worker must never pick up a job whose ECG rows are not yet visible, and a
-    # rolled-back ingest must not leave a queued message behind.
-    transaction.on_commit(lambda: enqueue(ANALYSIS_JOB_RUN_TASK, job.pk))
+    # rolled-back ingest must not leave a queued message behind. Robust: once the ECG is committed
+    # the client must hear 201, not a 500 "not applied" it would retry into a duplicate; a publish
+    # lost here (broker down) is logged and recovered from the database by the sweep
+    # (analysis_jobs_requeue_stuck re-enqueues pending jobs older than ANALYSIS_SWEEP_PENDING_AFTER_S).
+    transaction.on_commit(lambda: enqueue(ANALYSIS_JOB_RUN_TASK, job.pk), robust=True)
     return job
 
 

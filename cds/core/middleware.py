@@ -100,8 +100,8 @@ def _nul_problem(request: HttpRequest) -> tuple[str | None, str] | None:
         return None
     try:
         parsed = json.loads(body)
-    except ValueError:
-        return None  # not JSON at all: the view's parser says so
+    except (ValueError, RecursionError):
+        return None  # not JSON at all, or nested too deep: the view's parser refuses it (400)
     path = _nul_path(parsed, parsed.get("resourceType") if isinstance(parsed, dict) else None)
     if path is None:
         return None  # the escape was itself escaped (a backslash then "u0000"): no NUL
@@ -109,20 +109,22 @@ def _nul_problem(request: HttpRequest) -> tuple[str | None, str] | None:
 
 
 def _nul_path(value: Any, path: str | None) -> str | None:
-    """Return the FHIRPath-like location of the first string (value or key) in ``value`` holding NUL."""
-    here = path if isinstance(path, str) and path else "$this"
-    if isinstance(value, str):
-        return here if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                return f"{here}.{key.replace(chr(0), '')}"
-            found = _nul_path(item, f"{here}.{key}")
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _nul_path(item, f"{here}[{index}]")
-            if found is not None:
-                return found
+    """Return the FHIRPath-like location of the first string (value or key) in ``value`` holding NUL.
+
+    Walks with an explicit stack (depth-first, document order): a deeply nested body must not
+    exhaust Python's recursion limit here (a 500) before the view refuses it.
+    """
+    stack: list[tuple[Any, str]] = [(value, path if isinstance(path, str) and path else "$this")]
+    while stack:
+        node, here = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return here
+        elif isinstance(node, dict):
+            for key in node:
+                if "\x00" in key:
+                    return f"{here}.{key.replace(chr(0), '')}"
+            stack.extend((item, f"{here}.{key}") for key, item in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((item, f"{here}[{index}]") for index, item in reversed(list(enumerate(node))))
     return None

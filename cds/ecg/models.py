@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from django.db import models
 
-from cds.core.models import BaseModel
+from cds.core.models import BaseModel, Organization
 from cds.fhir.models import StoredResource
 
 
@@ -14,6 +14,8 @@ class Patient(BaseModel):
 
     resource = models.OneToOneField(StoredResource, on_delete=models.PROTECT, related_name="patient")
     logical_id = models.CharField(max_length=64, unique=True)
+    # Copied from the resource: the worklists and hooks filter patients and ECGs on it.
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     gender = models.CharField(max_length=16, blank=True)
     # FHIR dates may be partial (YYYY or YYYY-MM); kept as sent, ranges derived when needed.
     birth_date = models.CharField(max_length=10, blank=True)
@@ -31,6 +33,7 @@ class EcgRecording(BaseModel):
 
     resource = models.OneToOneField(StoredResource, on_delete=models.PROTECT, related_name="ecg")
     logical_id = models.CharField(max_length=64, unique=True)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
     patient = models.ForeignKey(Patient, null=True, blank=True, on_delete=models.PROTECT, related_name="ecgs")
     effective_at = models.DateTimeField(null=True, blank=True)
     sample_rate_hz = models.FloatField()

@@ -19,22 +19,32 @@ from cds.fhir.services import fhir_resource_store
 
 
 @transaction.atomic
-def patient_create(*, content: dict[str, Any], source: str) -> StoredResource:
-    """Store a Patient and the demographics the models use."""
+def patient_create(*, content: dict[str, Any], source: str, organization_id: int) -> StoredResource:
+    """Store a Patient of ``organization_id`` and the demographics the models use."""
     birth_date = content.get("birthDate") or ""
     if birth_date:
         date_range(birth_date, expression="Patient.birthDate")
-    resource = fhir_resource_store(resource_type="Patient", content=content, source=source)
-    patient = Patient(
-        resource=resource, logical_id=resource.logical_id, gender=content.get("gender") or "", birth_date=birth_date
+    resource = fhir_resource_store(
+        resource_type="Patient", content=content, source=source, organization_id=organization_id
     )
-    patient.full_clean(exclude=["resource"])
+    patient = Patient(
+        resource=resource,
+        logical_id=resource.logical_id,
+        organization_id=organization_id,
+        gender=content.get("gender") or "",
+        birth_date=birth_date,
+    )
+    patient.full_clean(exclude=["resource", "organization"])
     patient.save()
     return resource
 
 
-def _subject_patient(content: dict[str, Any]) -> Patient | None:
-    """Return the Patient the Observation's subject points to; 422 when it does not resolve."""
+def _subject_patient(content: dict[str, Any], organization_id: int) -> Patient | None:
+    """Return the Patient the Observation's subject points to; 422 when it does not resolve.
+
+    Only the sender's organisation's Patients resolve: another tenant's reads as unknown, so an ECG
+    can never be attached to (and shown with) another organisation's patient.
+    """
     subject = content.get("subject")
     if not subject:
         return None
@@ -47,7 +57,9 @@ def _subject_patient(content: dict[str, Any]) -> Patient | None:
             f"subject {reference or '(no reference)'!r} must reference a Patient",
             "Observation.subject",
         )
-    patient = Patient.objects.filter(logical_id=reference.removeprefix("Patient/")).first()
+    patient = Patient.objects.filter(
+        logical_id=reference.removeprefix("Patient/"), organization_id=organization_id
+    ).first()
     if patient is None:
         raise FhirError.single(
             422,
@@ -91,20 +103,25 @@ def ecg_prepare(*, content: dict[str, Any]) -> DecodedEcg:
 
 
 @transaction.atomic
-def ecg_recording_create(*, content: dict[str, Any], source: str, decoded: DecodedEcg | None = None) -> EcgRecording:
-    """Store an ECG Observation: the resource and its decoded waveform.
+def ecg_recording_create(
+    *, content: dict[str, Any], source: str, organization_id: int, decoded: DecodedEcg | None = None
+) -> EcgRecording:
+    """Store an ECG Observation of ``organization_id``: the resource and its decoded waveform.
 
     Raises FhirError (nothing stored) when the Observation is not an ECG, its subject does not
     resolve, or its waveform fails decoding or the acceptance limits.
     """
     decoded = decoded or ecg_prepare(content=content)
-    patient = _subject_patient(content)
+    patient = _subject_patient(content, organization_id)
     effective = _effective(content)
-    resource = fhir_resource_store(resource_type="Observation", content=content, source=source)
+    resource = fhir_resource_store(
+        resource_type="Observation", content=content, source=source, organization_id=organization_id
+    )
     samples = np.ascontiguousarray(decoded.samples_uv, dtype="<f4").tobytes()
     recording = EcgRecording.objects.create(
         resource=resource,
         logical_id=resource.logical_id,
+        organization_id=organization_id,
         patient=patient,
         effective_at=date_range(effective)[0] if effective else None,
         sample_rate_hz=decoded.sample_rate_hz,

@@ -63,7 +63,13 @@ def capability_statement() -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
-                "documentation": f"Search results page with _count and _offset; _sort supports {sorts}.",
+                "documentation": (
+                    f"Search results page with _count and _offset; _sort supports {sorts}. Each API client "
+                    "belongs to one organisation and reads, searches, matches and references only that "
+                    "organisation's resources (another's are not found). Conditional create (If-None-Exist, "
+                    "Bundle ifNoneExist) returns the match, so it needs read and search scope on the type "
+                    "besides create: a create-only client gets 403."
+                ),
                 "security": {
                     "service": [
                         {

@@ -36,12 +36,17 @@ def date_range(value: str, *, expression: str = "") -> tuple[datetime, datetime]
                 return start, _add_months(start, 1)
             return start, start.replace(year=start.year + 1)
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)
+        return moment, moment + timedelta(seconds=1)
     except ValueError:
         raise FhirError.single(400, "value", f"{value!r} is not a FHIR date or dateTime", expression or None) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment, moment + timedelta(seconds=1)
+    except OverflowError:
+        # 9999-12-31T23:59:59Z ends in year 10000, 0001-01-01T00:00+01:00 starts in year 0: Python has neither.
+        raise FhirError.single(
+            400, "value", f"{value!r} lies outside the years 0001-9999 this server handles", expression or None
+        ) from None
 
 
 def age_range_years(birth_date: str, at: datetime) -> tuple[float, float] | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from cds.core.models import Organization
+
 
 class StoredResource(models.Model):
     """One version of a FHIR resource as served by ``/fhir`` (``content`` holds the full JSON).
@@ -20,6 +22,8 @@ class StoredResource(models.Model):
     content = models.JSONField()
     # Who sent it (OAuth client id, or "system" for resources the service writes itself).
     source = models.CharField(max_length=128, blank=True)
+    # The tenant: every read, search and conditional match filters on it (docs/security.md).
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
 
     class Meta:
         constraints = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +39,16 @@ _REFERENCE_TARGET = {"patient": "Patient", "subject": "Patient", "focus": "Diagn
 _DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
 
-def resource_read(*, resource_type: str, logical_id: str, version_id: int | None = None) -> StoredResource:
-    """Return the current (or the given) version of a resource; FhirError 404 when absent."""
-    queryset = StoredResource.objects.filter(resource_type=resource_type, logical_id=logical_id)
+def resource_read(
+    *, resource_type: str, logical_id: str, organization_id: int, version_id: int | None = None
+) -> StoredResource:
+    """Return the current (or the given) version of a resource; FhirError 404 when absent.
+
+    Another organisation's resource is absent too: the answer is the same 404, so ids do not leak.
+    """
+    queryset = StoredResource.objects.filter(
+        resource_type=resource_type, logical_id=logical_id, organization_id=organization_id
+    )
     queryset = queryset.filter(version_id=version_id) if version_id is not None else queryset.filter(is_current=True)
     resource = queryset.first()
     if resource is None:
@@ -108,15 +116,17 @@ def unsupported_params(resource_type: str, params: list[tuple[str, str]]) -> lis
 
 
 def resource_search_queryset(
-    *, resource_type: str, params: list[tuple[str, str]], strict: bool = True
+    *, resource_type: str, params: list[tuple[str, str]], organization_id: int, strict: bool = True
 ) -> QuerySet[StoredResource]:
-    """Return current resources matching every parameter (AND across parameters, OR within commas).
+    """Return current resources of ``organization_id`` matching every parameter (AND across, OR within commas).
 
     Unknown parameters raise FhirError (400) when ``strict`` (conditional creates, and searches sent
     with ``Prefer: handling=strict``); otherwise they are skipped, as FHIR's lenient default says,
     and the caller reports them.
     """
-    queryset = StoredResource.objects.filter(resource_type=resource_type, is_current=True)
+    queryset = StoredResource.objects.filter(
+        resource_type=resource_type, is_current=True, organization_id=organization_id
+    )
     unknown = set(unsupported_params(resource_type, params))
     for name, raw in params:
         if name in unknown and not strict:
@@ -148,21 +158,37 @@ class SearchPage:
     count: int
 
 
-def _int_param(params: dict[str, str], name: str, default: int) -> int:
+# Bounds on paging values: an OFFSET beyond PostgreSQL's bigint is a DataError (a 500), and one in
+# the millions is a full scan per page; the cursor-free paging here is not meant for that.
+MAX_SEARCH_OFFSET = 1_000_000
+_ASCII_DIGITS = re.compile(r"^[0-9]+$")
+
+
+def _int_param(params: dict[str, str], name: str, default: int, maximum: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise FhirError.single(400, "value", f"{name}={raw!r} must be a non-negative integer", name)
-    return int(raw)
+    # ASCII digits only: str.isdigit() accepts "²", which int() then refuses.
+    if not _ASCII_DIGITS.match(raw):
+        raise FhirError.single(400, "value", f"{name}={raw[:40]!r} must be a non-negative integer", name)
+    # Compare lengths first: int() of a 5,000-digit string raises (Python's int-conversion limit).
+    value = int(raw) if len(raw) <= len(str(maximum)) else maximum + 1
+    if value > maximum:
+        raise FhirError.single(400, "too-costly", f"{name}={raw[:40]} exceeds the maximum of {maximum}", name)
+    return value
 
 
-def resource_search(*, resource_type: str, params: list[tuple[str, str]], strict: bool = False) -> SearchPage:
+def resource_search(
+    *, resource_type: str, params: list[tuple[str, str]], organization_id: int, strict: bool = False
+) -> SearchPage:
     """Return one page of a search, sorted by ``_sort`` (default: most recently updated first)."""
     single = dict(params)
-    count = min(_int_param(single, "_count", settings.FHIR_DEFAULT_PAGE_SIZE), settings.FHIR_MAX_PAGE_SIZE)
-    offset = _int_param(single, "_offset", 0)
-    queryset = resource_search_queryset(resource_type=resource_type, params=params, strict=strict)
+    # _count above the page size is clamped (the FHIR default behaviour); _offset above its bound is refused.
+    count = min(_int_param(single, "_count", settings.FHIR_DEFAULT_PAGE_SIZE, 10**9), settings.FHIR_MAX_PAGE_SIZE)
+    offset = _int_param(single, "_offset", 0, MAX_SEARCH_OFFSET)
+    queryset = resource_search_queryset(
+        resource_type=resource_type, params=params, organization_id=organization_id, strict=strict
+    )
     sort = single.get("_sort", "-_lastUpdated")
     descending = sort.startswith("-")
     key = sort.lstrip("-")

@@ -18,9 +18,9 @@ from cds.fhir.selectors import resource_search_queryset
 
 
 def fhir_resource_store(
-    *, resource_type: str, content: dict[str, Any], source: str, logical_id: str | None = None
+    *, resource_type: str, content: dict[str, Any], source: str, organization_id: int, logical_id: str | None = None
 ) -> StoredResource:
-    """Store version 1 of a new resource with a server-assigned id and index it for search.
+    """Store version 1 of a new resource of ``organization_id`` with a server-assigned id; index it for search.
 
     The caller's dict is not modified; the stored copy gets ``id`` and ``meta``.
     """
@@ -38,6 +38,7 @@ def fhir_resource_store(
         last_updated=now,
         content=stored_content,
         source=source,
+        organization_id=organization_id,
     )
     SearchIndexEntry.objects.bulk_create(
         SearchIndexEntry(resource=resource, resource_type=resource_type, **entry)
@@ -82,6 +83,7 @@ def fhir_resource_update(
         last_updated=now,
         content=stored_content,
         source=source,
+        organization_id=current.organization_id,  # a resource never changes organisation
     )
     SearchIndexEntry.objects.bulk_create(
         SearchIndexEntry(resource=resource, resource_type=resource_type, **entry)
@@ -90,7 +92,7 @@ def fhir_resource_update(
     return resource
 
 
-def _lock_conditional_key(resource_type: str, query: str) -> None:
+def _lock_conditional_key(organization_id: int, resource_type: str, query: str) -> None:
     """Serialize conditional creates on one key so two identical requests cannot both create.
 
     A transaction-scoped advisory lock (Postgres) is released at commit; SQLite (demo only) already
@@ -98,16 +100,23 @@ def _lock_conditional_key(resource_type: str, query: str) -> None:
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{resource_type}?{query}"])
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{organization_id}:{resource_type}?{query}"])
 
 
-def conditional_match(*, resource_type: str, query: str, expression: str) -> StoredResource | None:
-    """Return the one resource matching an ``If-None-Exist`` query, None if none; 412 if several."""
+def conditional_match(
+    *, resource_type: str, query: str, expression: str, organization_id: int
+) -> StoredResource | None:
+    """Return the one resource of ``organization_id`` matching an ``If-None-Exist`` query; None if none, 412 if several.
+
+    Another organisation's resources never match: their existence must not leak, and a client must
+    not be handed (or attach data to) another tenant's resource.
+    """
     params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
     if not params:
         raise FhirError.single(400, "invalid", f"conditional create query {query!r} is empty", expression)
-    _lock_conditional_key(resource_type, query)
-    matches = list(resource_search_queryset(resource_type=resource_type, params=params)[:2])
+    _lock_conditional_key(organization_id, resource_type, query)
+    queryset = resource_search_queryset(resource_type=resource_type, params=params, organization_id=organization_id)
+    matches = list(queryset[:2])
     if len(matches) > 1:
         raise FhirError.single(
             412, "duplicate", f"conditional create {query!r} matches more than one {resource_type}", expression

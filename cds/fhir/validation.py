@@ -56,11 +56,53 @@ def resource_validate(content: dict[str, Any], *, expected_type: str | None, pre
         raise FhirError.single(
             422, "not-supported", f"resource type {resource_type!r} cannot be created here", f"{where}resourceType"
         )
+    _check_bounds(content, f"{prefix or resource_type}")  # before the model parses thousands of elements
     try:
         _model_class(resource_type).model_validate(content)
     except ValidationError as exc:
         raise FhirError(status=400, issues=[_issue(resource_type, err, prefix) for err in exc.errors()[:20]]) from None
     return resource_type
+
+
+# The search index stores each token in a varchar(255); longer values would fail at INSERT as a
+# PostgreSQL DataError (a 500) after the resource row was written. Few identifiers per resource
+# keep the index (and a conditional match's OR) small.
+MAX_TOKEN_CHARS = 255
+MAX_IDENTIFIERS = 20
+# 12 leads in a few chunks each; far more components is no ECG and only costs decoding time.
+MAX_COMPONENTS = 240
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []  # anything else: the model refuses it next
+
+
+def _check_bounds(content: dict[str, Any], where: str) -> None:
+    """Refuse (400) too many components or identifiers, and tokens the search index cannot hold."""
+    components = _list(content.get("component"))
+    if len(components) > MAX_COMPONENTS:
+        raise FhirError.single(
+            400, "too-costly", f"{len(components)} components; at most {MAX_COMPONENTS}", f"{where}.component"
+        )
+    identifiers = _list(content.get("identifier"))
+    if len(identifiers) > MAX_IDENTIFIERS:
+        raise FhirError.single(
+            400, "too-costly", f"{len(identifiers)} identifiers; at most {MAX_IDENTIFIERS}", f"{where}.identifier"
+        )
+    tokens = [(f"{where}.identifier[{i}]", item, ("system", "value")) for i, item in enumerate(identifiers)]
+    code = content.get("code")
+    codings = _list(code.get("coding")) if isinstance(code, dict) else []
+    tokens += [(f"{where}.code.coding[{i}]", item, ("system", "code")) for i, item in enumerate(codings)]
+    for path, item, elements in tokens:
+        for element in elements:
+            value = item.get(element) if isinstance(item, dict) else None
+            if isinstance(value, str) and len(value) > MAX_TOKEN_CHARS:
+                raise FhirError.single(
+                    400,
+                    "value",
+                    f"{element} has {len(value)} characters; at most {MAX_TOKEN_CHARS}",
+                    f"{path}.{element}",
+                )
 
 
 def _issue(resource_type: str, error: Any, prefix: str) -> FhirIssue:

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from cds.core.exceptions import FhirError
 from cds.core.responses import fhir_response, operation_outcome
+from cds.fhir.audit import audit_api_access
 from cds.fhir.capability import capability_statement
 from cds.fhir.http import check_response_format, parse_body
 from cds.fhir.models import StoredResource
@@ -24,7 +25,8 @@ from cds.fhir.selectors import resource_read, resource_search, unsupported_param
 from cds.fhir.validation import READABLE_TYPES, SUPPORTED_TYPES, resource_validate
 from cds.fhirapi.bundles import bundle_process
 from cds.fhirapi.creators import resource_create
-from cds.oauth.scopes import require_scope
+from cds.oauth.scopes import require_conditional_scope, require_scope, scope_allows_read
+from cds.oauth.tenancy import request_organization_id
 
 
 def resource_headers(resource: StoredResource) -> dict[str, str]:
@@ -81,15 +83,22 @@ class ResourceCreateApi(FhirApi):
     def post(self, request: Request, resource_type: str) -> HttpResponse:
         _known_type(resource_type, create=True)
         require_scope(request, resource_type, "c")
+        if_none_exist = request.headers.get("If-None-Exist")
+        if if_none_exist:
+            require_conditional_scope(request, resource_type)
+        organization_id = request_organization_id(request)
         content = parse_body(request)
         resource_validate(content, expected_type=resource_type)
         outcome = resource_create(
             resource_type=resource_type,
             content=content,
             source=getattr(request.user, "client_id", ""),
-            if_none_exist=request.headers.get("If-None-Exist"),
+            organization_id=organization_id,
+            if_none_exist=if_none_exist,
         )
         body = None if "return=minimal" in request.headers.get("Prefer", "") else outcome.resource.content
+        if not outcome.created and not scope_allows_read(request, resource_type):
+            body = None  # a resent ECG: a create-only client learns where it is, not what is stored
         return fhir_response(body, status=201 if outcome.created else 200, headers=resource_headers(outcome.resource))
 
 
@@ -99,9 +108,19 @@ class ResourceSearchApi(FhirApi):
     def get(self, request: Request, resource_type: str) -> HttpResponse:
         _known_type(resource_type)
         require_scope(request, resource_type, "s")
+        organization_id = request_organization_id(request)
         params = [(k, v) for k, values in request.GET.lists() for v in values]
         strict = "handling=strict" in request.headers.get("Prefer", "")
-        page = resource_search(resource_type=resource_type, params=params, strict=strict)
+        page = resource_search(
+            resource_type=resource_type, params=params, organization_id=organization_id, strict=strict
+        )
+        audit_api_access(
+            client_id=getattr(request.user, "client_id", ""),
+            interaction="search-type",
+            what=resource_type,
+            query=urlencode(params),
+            resource_pks=[r.pk for r in page.resources],
+        )
         ignored = unsupported_params(resource_type, params)
         base = f"{settings.PUBLIC_BASE_URL}/fhir/{resource_type}"
         # The self link shows the search as executed: ignored parameters are left out of it.
@@ -153,7 +172,18 @@ class ResourceReadApi(FhirApi):
     def get(self, request: Request, resource_type: str, logical_id: str, version_id: int | None = None) -> HttpResponse:
         _known_type(resource_type)
         require_scope(request, resource_type, "r")
-        resource = resource_read(resource_type=resource_type, logical_id=logical_id, version_id=version_id)
+        resource = resource_read(
+            resource_type=resource_type,
+            logical_id=logical_id,
+            organization_id=request_organization_id(request),
+            version_id=version_id,
+        )
+        audit_api_access(
+            client_id=getattr(request.user, "client_id", ""),
+            interaction="vread" if version_id is not None else "read",
+            what=resource.reference,
+            resource_pks=[resource.pk],
+        )
         headers = resource_headers(resource)
         del headers["Location"]
         if request.headers.get("If-None-Match") == headers["ETag"]:

@@ -15,9 +15,12 @@ from cds.core.responses import operation_outcome
 from cds.fhir.references import rewrite_references
 from cds.fhir.services import conditional_match
 from cds.fhir.validation import resource_validate
-from cds.fhirapi.creators import resource_creator, resource_prepare
-from cds.oauth.scopes import require_scope
+from cds.fhirapi.creators import identity_query, resource_creator, resource_prepare
+from cds.oauth.scopes import require_conditional_scope, require_scope
+from cds.oauth.tenancy import request_organization_id
 
+# A transaction runs in one database transaction: this many entries keeps it (and its locks) short.
+MAX_BUNDLE_ENTRIES = 200
 # Referenced resources first, so an Observation's subject exists when it is created.
 _CREATE_ORDER = {"Patient": 0}
 
@@ -84,6 +87,8 @@ def _parse_entry(index: int, raw: Any, request: Any) -> _Entry:
     try:
         resource_type = resource_validate(content, expected_type=url.split("?")[0] or None, prefix=f"{path}.resource")
         require_scope(request, resource_type, "c")
+        if entry_request.get("ifNoneExist"):
+            require_conditional_scope(request, resource_type, f"{path}.request.ifNoneExist")
     except FhirError as error:
         raise _in_entry(error, path, None) if not error.issues[0].expression else error from None
     return _Entry(
@@ -120,16 +125,20 @@ def _created_response(resource: Any, created: bool) -> dict[str, Any]:
     }
 
 
-def _apply(entries: list[_Entry], source: str) -> None:
-    """Create the entries' resources in one transaction (the caller decides its scope)."""
+def _apply(entries: list[_Entry], source: str, organization_id: int) -> None:
+    """Create the entries' resources in ``organization_id``, in one transaction (the caller decides its scope)."""
     mapping: dict[str, str] = {}
     for entry in entries:
         existing = None
-        if entry.if_none_exist:
+        query = entry.if_none_exist or identity_query(resource_type=entry.resource_type, content=entry.content)
+        if query:
             existing = conditional_match(
                 resource_type=entry.resource_type,
-                query=entry.if_none_exist,
-                expression=f"{entry.path}.request.ifNoneExist",
+                query=query,
+                expression=f"{entry.path}.request.ifNoneExist"
+                if entry.if_none_exist
+                else f"{entry.path}.resource.identifier",
+                organization_id=organization_id,
             )
         if existing is not None:
             entry.response = _created_response(existing, created=False)
@@ -146,7 +155,9 @@ def _apply(entries: list[_Entry], source: str) -> None:
             continue
         _check_unresolved(entry)
         try:
-            resource = resource_creator(entry.resource_type)(content=entry.content, source=source, **entry.prepared)
+            resource = resource_creator(entry.resource_type)(
+                content=entry.content, source=source, organization_id=organization_id, **entry.prepared
+            )
         except FhirError as error:
             raise _in_entry(error, entry.path, entry.resource_type) from None
         entry.response = _created_response(resource, created=True)
@@ -167,27 +178,33 @@ def bundle_process(*, bundle: dict[str, Any], request: Any) -> tuple[dict[str, A
     batch applies each entry on its own and reports each entry's status.
     """
     source = getattr(request.user, "client_id", "")
+    organization_id = request_organization_id(request)
     raw_entries = bundle.get("entry") or []
     if not isinstance(raw_entries, list) or not raw_entries:
         raise FhirError.single(400, "required", "Bundle has no entries", "Bundle.entry")
+    if len(raw_entries) > MAX_BUNDLE_ENTRIES:
+        # Before any entry is validated or decoded: each may carry a 12-lead waveform.
+        raise FhirError.single(
+            413, "too-costly", f"{len(raw_entries)} entries; at most {MAX_BUNDLE_ENTRIES} per Bundle", "Bundle.entry"
+        )
     if bundle["type"] == "batch":
-        return _batch(raw_entries, request, source), 200
+        return _batch(raw_entries, request, source, organization_id), 200
     entries = [_parse_entry(i, raw, request) for i, raw in enumerate(raw_entries)]
     for entry in entries:
         _prepare(entry)  # decode waveforms before the transaction opens
     with transaction.atomic():
-        _apply(entries, source)
+        _apply(entries, source, organization_id)
     return _response_bundle("transaction-response", [e.response or {} for e in entries]), 200
 
 
-def _batch(raw_entries: list[Any], request: Any, source: str) -> dict[str, Any]:
+def _batch(raw_entries: list[Any], request: Any, source: str, organization_id: int) -> dict[str, Any]:
     responses: list[dict[str, Any]] = []
     for index, raw in enumerate(raw_entries):
         try:
             entry = _parse_entry(index, raw, request)
             _prepare(entry)
             with transaction.atomic():
-                _apply([entry], source)
+                _apply([entry], source, organization_id)
             responses.append(entry.response or {})
         except FhirError as error:
             responses.append({"status": str(error.status), "outcome": operation_outcome(error)})

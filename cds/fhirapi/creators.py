@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from django.db import transaction
 
@@ -29,6 +30,23 @@ ResourceCreator = Callable[..., StoredResource]
 CREATORS: dict[str, ResourceCreator] = {"Patient": patient_create, "Observation": ecg_observation_ingest}
 
 
+def identity_query(*, resource_type: str, content: dict[str, Any]) -> str | None:
+    """Return the implicit ``If-None-Exist`` of an ECG: ``identifier=`` any of its identifiers; None without.
+
+    An ECG Observation's business identifier names one recording: a second one with the same
+    identifier in the same organisation is the first one resent (a retry after a lost answer), so
+    it returns the stored ECG instead of a duplicate ECG, job, review and write-back.
+    """
+    if resource_type != "Observation":
+        return None
+    tokens = [
+        quote(f"{item.get('system', '')}|{item['value']}", safe=":|/")
+        for item in content.get("identifier") or []
+        if isinstance(item, dict) and isinstance(item.get("value"), str) and item["value"]
+    ]
+    return "identifier=" + ",".join(tokens) if tokens else None
+
+
 def resource_prepare(*, resource_type: str, content: dict[str, Any]) -> dict[str, Any]:
     """Do a resource's CPU-bound checks before any transaction; return extra creator arguments."""
     if resource_type == "Observation":
@@ -42,9 +60,14 @@ def resource_creator(resource_type: str) -> ResourceCreator:
 
 
 def resource_create(
-    *, resource_type: str, content: dict[str, Any], source: str, if_none_exist: str | None = None
+    *,
+    resource_type: str,
+    content: dict[str, Any],
+    source: str,
+    organization_id: int,
+    if_none_exist: str | None = None,
 ) -> CreateOutcome:
-    """Create a resource, or return the existing one when ``if_none_exist`` matches it.
+    """Create a resource of ``organization_id``, or return its existing one when ``if_none_exist`` matches it.
 
     Raises FhirError for a conditional query matching several resources (412) or for content the
     domain service refuses; nothing is stored then.
@@ -53,16 +76,35 @@ def resource_create(
     prepared = resource_prepare(resource_type=resource_type, content=content)
     with transaction.atomic():
         return _resource_create_in_transaction(
-            resource_type=resource_type, content=content, source=source, if_none_exist=if_none_exist, prepared=prepared
+            resource_type=resource_type,
+            content=content,
+            source=source,
+            organization_id=organization_id,
+            if_none_exist=if_none_exist,
+            prepared=prepared,
         )
 
 
 def _resource_create_in_transaction(
-    *, resource_type: str, content: dict[str, Any], source: str, if_none_exist: str | None, prepared: dict[str, Any]
+    *,
+    resource_type: str,
+    content: dict[str, Any],
+    source: str,
+    organization_id: int,
+    if_none_exist: str | None,
+    prepared: dict[str, Any],
 ) -> CreateOutcome:
-    if if_none_exist:
-        existing = conditional_match(resource_type=resource_type, query=if_none_exist, expression="If-None-Exist")
+    query = if_none_exist or identity_query(resource_type=resource_type, content=content)
+    if query:
+        existing = conditional_match(
+            resource_type=resource_type,
+            query=query,
+            expression="If-None-Exist" if if_none_exist else f"{resource_type}.identifier",
+            organization_id=organization_id,
+        )
         if existing is not None:
             return CreateOutcome(resource=existing, created=False)
-    resource = resource_creator(resource_type)(content=content, source=source, **prepared)
+    resource = resource_creator(resource_type)(
+        content=content, source=source, organization_id=organization_id, **prepared
+    )
     return CreateOutcome(resource=resource, created=True)

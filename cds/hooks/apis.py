@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from cds.hooks.services import SERVICE_ID, discovery, patient_view_cards
 from cds.oauth.scopes import require_scope
+from cds.oauth.tenancy import request_organization_id
 
 
 class DiscoveryApi(APIView):
@@ -42,6 +43,12 @@ class PatientViewApi(APIView):
         if service_id != SERVICE_ID:
             return Response({"message": f"no CDS service {service_id!r}", "extra": {}}, status=404)
         require_scope(request, "Observation", "r")
+        organization_id = request_organization_id(request)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response(patient_view_cards(request=serializer.validated_data))
+        cards = patient_view_cards(
+            request=serializer.validated_data,
+            organization_id=organization_id,
+            client_id=getattr(request.user, "client_id", ""),
+        )
+        return Response(cards)

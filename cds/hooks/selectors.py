@@ -7,16 +7,21 @@ from typing import Any
 from cds.analysis.models import Prediction
 from cds.ecg.models import Patient
 from cds.fhir.models import SearchIndexEntry
+from cds.review.models import Review
 from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME
 
 
-def patients_for_hook(*, patient_id: str, prefetch_patient: dict[str, Any] | None) -> list[Patient]:
-    """Return our Patients matching the EHR's patient: by business identifier, else by our id.
+def patients_for_hook(
+    *, patient_id: str, prefetch_patient: dict[str, Any] | None, organization_id: int
+) -> list[Patient]:
+    """Return our Patients of ``organization_id`` matching the EHR's patient: by business identifier, else by id.
+
+    Another organisation's patient with the same MRN never matches: MRNs are unique only per hospital.
 
     The EHR's ``patientId`` is its own FHIR id, which we never see on ingest; its identifiers (MRN)
     are what both sides share, so the prefetched Patient is matched on them first.
     """
-    identifiers = [i for i in (prefetch_patient or {}).get("identifier") or [] if i.get("value")]
+    identifiers = _prefetch_identifiers(prefetch_patient)
     if identifiers:
         matches = SearchIndexEntry.objects.none()
         for identifier in identifiers:
@@ -26,10 +31,28 @@ def patients_for_hook(*, patient_id: str, prefetch_patient: dict[str, Any] | Non
                 system=identifier.get("system", ""),
                 value=identifier["value"],
             )
-        patients = list(Patient.objects.filter(resource__in=matches.values("resource_id"), resource__is_current=True))
+        ours = Patient.objects.filter(organization_id=organization_id)
+        patients = list(ours.filter(resource__in=matches.values("resource_id"), resource__is_current=True))
         if patients:
             return patients
-    return list(Patient.objects.filter(logical_id=patient_id))
+    return list(Patient.objects.filter(logical_id=patient_id, organization_id=organization_id))
+
+
+def _prefetch_identifiers(prefetch_patient: Any) -> list[dict[str, str]]:
+    """Return the prefetched Patient's usable identifiers: objects with a string value (and system).
+
+    The prefetch is the EHR's JSON, not validated: a Patient that is not an object, or identifiers
+    that are not, are ignored (the hook then matches on ``patientId``) rather than failing the hook.
+    """
+    raw = prefetch_patient.get("identifier") if isinstance(prefetch_patient, dict) else None
+    usable = []
+    for item in raw if isinstance(raw, list) else []:
+        if not isinstance(item, dict):
+            continue
+        value, system = item.get("value"), item.get("system", "")
+        if isinstance(value, str) and value and isinstance(system, str):
+            usable.append({"system": system, "value": value})
+    return usable[:20]
 
 
 def latest_detector_predictions(*, patients: list[Patient], limit: int = 5) -> list[Prediction]:
@@ -54,6 +77,15 @@ def interpretations_by_job(predictions: list[Prediction]) -> dict[int, Predictio
     """Return the interpretation of each prediction's job (one query), keyed by job id."""
     rows = Prediction.objects.filter(job_id__in=[p.job_id for p in predictions], model_name=INTERPRETATION_NAME)
     return {row.job_id: row for row in rows.defer("anomaly_map").order_by("created_at")}
+
+
+def signed_review_for(prediction: Prediction) -> Review | None:
+    """Return the review of the prediction's job when a clinician has signed it (with the signed revision)."""
+    return (
+        Review.objects.filter(job_id=prediction.job_id, signed_revision__isnull=False)
+        .select_related("signed_revision", "signed_by")
+        .first()
+    )
 
 
 def report_text_for(prediction: Prediction) -> str:

@@ -17,7 +17,14 @@ from cds.analysis.interpretation import (
     verdict_words,
 )
 from cds.analysis.models import Prediction
-from cds.hooks.selectors import interpretations_by_job, latest_detector_predictions, patients_for_hook, report_text_for
+from cds.fhir.audit import audit_api_access
+from cds.hooks.selectors import (
+    interpretations_by_job,
+    latest_detector_predictions,
+    patients_for_hook,
+    report_text_for,
+    signed_review_for,
+)
 from cds.review.models import Review
 from inference.clinical.types import ClinicalReport, EcgMeasurements
 
@@ -137,11 +144,23 @@ def _card(detector: Prediction, interpretation: Prediction | None) -> dict[str, 
         report = report_text_for(detector)
         if report:
             detail.append(f"**Draft report**: {report}")
-    detail.append("_Preliminary AI decision support: not a diagnosis until a clinician signs._")
+    signed = signed_review_for(detector)
+    summary = _summary(when, detector, clinical)
+    if signed is not None and signed.signed_revision is not None:
+        # Once a clinician signed, the card leads with their text: the AI draft is background.
+        text = signed.signed_revision.report_text
+        verdict = {"accept": "AI call confirmed", "reject": "AI call rejected"}.get(signed.signed_revision.verdict, "")
+        summary = f"ECG {when} (signed): {text}"
+        summary = summary if len(summary) <= 140 else summary[:139] + "…"
+        signed_on = signed.signed_at.date().isoformat() if signed.signed_at else ""
+        amended = " An amendment awaits signature." if signed.status == signed.Status.AMENDED else ""
+        detail.insert(0, f"**Clinician's signed report** ({signed_on}; {verdict}): {text}{amended}")
+    else:
+        detail.append("_Preliminary AI decision support: not a diagnosis until a clinician signs._")
     review_url = settings.PUBLIC_BASE_URL + _review_path(detector)
     return {
         "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{SERVICE_ID}/{detector.pk}")),
-        "summary": _summary(when, detector, clinical),
+        "summary": summary,
         "indicator": _indicator(detector, clinical),
         "detail": "\n\n".join(detail),
         "source": SOURCE,
@@ -152,11 +171,21 @@ def _card(detector: Prediction, interpretation: Prediction | None) -> dict[str, 
 INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
-def patient_view_cards(*, request: dict[str, Any]) -> dict[str, Any]:
-    """Return the cards for a ``patient-view`` request (critical first, then warning, then info)."""
+def patient_view_cards(*, request: dict[str, Any], organization_id: int, client_id: str = "") -> dict[str, Any]:
+    """Return the cards for a ``patient-view`` request from ``organization_id`` (critical, warning, info)."""
     context = request.get("context") or {}
-    prefetch = request.get("prefetch") or {}
-    patients = patients_for_hook(patient_id=str(context.get("patientId", "")), prefetch_patient=prefetch.get("patient"))
+    prefetch = request.get("prefetch") or {}  # a DictField: an object, or absent
+    patients = patients_for_hook(
+        patient_id=str(context.get("patientId", "")),
+        prefetch_patient=prefetch.get("patient"),
+        organization_id=organization_id,
+    )
+    audit_api_access(
+        client_id=client_id,
+        interaction="cds-hooks patient-view",
+        what=f"patient-view {str(context.get('patientId', ''))[:64]}",
+        resource_pks=[patient.resource_id for patient in patients],
+    )
     detectors = latest_detector_predictions(patients=patients)
     interpretations = interpretations_by_job(detectors)
     cards = [_card(p, interpretations.get(p.job_id)) for p in detectors]

@@ -25,6 +25,7 @@ class ApiClientPrincipal:
     client_id: str
     name: str
     scopes: frozenset[str]
+    organization_id: int  # the tenant: every FHIR and CDS Hooks read is filtered by it
 
     @property
     def is_authenticated(self) -> bool:
@@ -62,7 +63,13 @@ class BearerTokenAuthentication(BaseAuthentication):
         # Scopes withdrawn from the client since issue stop working now, not when the token expires.
         granted = client.granted_scopes()
         scopes = frozenset(s for s in scopes_split(claims["scope"]) if scope_within(s, granted))
-        principal = ApiClientPrincipal(pk=client.pk, client_id=client.client_id, name=client.name, scopes=scopes)
+        principal = ApiClientPrincipal(
+            pk=client.pk,
+            client_id=client.client_id,
+            name=client.name,
+            scopes=scopes,
+            organization_id=client.organization_id,
+        )
         return principal, claims
 
     def authenticate_header(self, request: Request) -> str:

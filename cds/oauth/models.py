@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db import models
 
+from cds.core.models import Organization
 from cds.oauth.jwks import jwks_validate
 from cds.oauth.scopes import scopes_split, scopes_validate
 
@@ -29,6 +30,8 @@ class ApiClient(models.Model):
         CLIENT_SECRET = "client_secret", "Shared key (legacy)"
 
     name = models.CharField(max_length=200)
+    # The tenant whose data this client sends and reads; it sees nothing of other organisations.
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="api_clients")
     # unique=True gives the index that token issue and every authenticated request look up by.
     client_id = models.CharField(max_length=64, unique=True, editable=False)
     secret_hash = models.CharField(max_length=256, editable=False)

@@ -101,6 +101,29 @@ def scope_within(requested: str, granted: frozenset[str]) -> bool:
     return all(scope_allows(granted, parsed.resource_type, action) for action in parsed.actions)
 
 
+def require_conditional_scope(request: Any, resource_type: str, expression: str = "If-None-Exist") -> None:
+    """Refuse a conditional create (403) unless the token may also read and search ``resource_type``.
+
+    A conditional create answers with the matching resource (or, in a Bundle, its id): it is a
+    search and a read. A create-only client gets 403 before anything is matched, as HAPI FHIR does
+    since CVE-2026-113876; the CapabilityStatement says so.
+    """
+    granted: frozenset[str] = getattr(getattr(request, "user", None), "scopes", frozenset())
+    if not (scope_allows(granted, resource_type, "r") and scope_allows(granted, resource_type, "s")):
+        raise FhirError.single(
+            403,
+            "forbidden",
+            f"conditional create (If-None-Exist) on {resource_type} needs read and search scope: it returns the match",
+            expression,
+        )
+
+
+def scope_allows_read(request: Any, resource_type: str) -> bool:
+    """Return whether the request's token may read ``resource_type``."""
+    granted: frozenset[str] = getattr(getattr(request, "user", None), "scopes", frozenset())
+    return scope_allows(granted, resource_type, "r")
+
+
 def require_scope(request: Any, resource_type: str, action: str) -> None:
     """Refuse the request (403 OperationOutcome) unless its token allows ``action`` on ``resource_type``.
 

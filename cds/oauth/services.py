@@ -18,6 +18,7 @@ from django.contrib.auth.hashers import make_password
 from django.db import IntegrityError, transaction
 
 from cds.core.exceptions import ApplicationError
+from cds.core.models import Organization
 from cds.oauth.jwks import ASSERTION_ALGORITHMS, jwk_verifying_key
 from cds.oauth.models import ApiClient, UsedAssertion
 from cds.oauth.scopes import scope_within, scopes_split
@@ -66,8 +67,10 @@ class CreatedApiClient:
 
 
 @transaction.atomic
-def api_client_create(*, name: str, scopes: str, jwks: dict[str, Any] | None = None) -> CreatedApiClient:
-    """Create an active client with a random id.
+def api_client_create(
+    *, name: str, scopes: str, organization: Organization, jwks: dict[str, Any] | None = None
+) -> CreatedApiClient:
+    """Create an active client of ``organization`` with a random id.
 
     With ``jwks`` the client authenticates with private_key_jwt and gets no usable secret; without,
     it gets a random secret of which only the hash is stored.
@@ -78,6 +81,7 @@ def api_client_create(*, name: str, scopes: str, jwks: dict[str, Any] | None = N
     client_secret = None if jwks else secrets.token_urlsafe(32)
     client = ApiClient(
         name=name,
+        organization=organization,
         client_id=secrets.token_urlsafe(16),
         # make_password(None) is an unusable hash: check_password never accepts anything against it.
         secret_hash=make_password(client_secret),

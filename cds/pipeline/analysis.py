@@ -79,7 +79,7 @@ def analysis_results_store(*, job: AnalysisJob, result: AnalysisResult) -> list[
     predictions = predictions_create(job=job, result=result)
     review_create_for_results(job=job, predictions=predictions, result=result)  # issue 6: review worklist
     issued = fhir_instant(timezone.now())
-    job_key = f"job-{job.pk}"
+    job_key = f"job-{job.writeback_uuid}"  # stored UUID: survives a restore, unique across installations
     ecg, patient = local_references(job.recording)
     result_resources_store(
         job=job, entries=result_entries(result, job_key=job_key, ecg=ecg, patient=patient, issued=issued)
@@ -87,5 +87,5 @@ def analysis_results_store(*, job: AnalysisJob, result: AnalysisResult) -> list[
     if getattr(settings, "WRITEBACK_ENABLED", False):
         ecg, patient = remote_references(job.recording)
         bundle = transaction_bundle(result_entries(result, job_key=job_key, ecg=ecg, patient=patient, issued=issued))
-        outbox_enqueue(key=f"analysis-job:{job.pk}", bundle=bundle)
+        outbox_enqueue(key=f"analysis-job:{job.pk}", bundle=bundle, ordering_key=f"ecg:{job.recording_id}")
     return predictions

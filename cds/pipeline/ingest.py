@@ -14,7 +14,7 @@ from cds.fhir.models import StoredResource
 
 @transaction.atomic
 def ecg_observation_ingest(
-    *, content: dict[str, Any], source: str, decoded: DecodedEcg | None = None
+    *, content: dict[str, Any], source: str, organization_id: int, decoded: DecodedEcg | None = None
 ) -> StoredResource:
     """Store an ECG Observation and its waveform, and create its pending analysis job.
 
@@ -22,6 +22,6 @@ def ecg_observation_ingest(
     Raises FhirError (nothing stored) when the Observation is not an ECG, its subject does not
     resolve, or its waveform fails decoding or the acceptance limits.
     """
-    recording = ecg_recording_create(content=content, source=source, decoded=decoded)
+    recording = ecg_recording_create(content=content, source=source, organization_id=organization_id, decoded=decoded)
     analysis_job_create(recording=recording)
     return recording.resource

@@ -28,6 +28,7 @@ from cds.analysis.models import Prediction
 from cds.core.admin import ReadOnlyAdmin
 from cds.core.exceptions import ApplicationError
 from cds.review import services
+from cds.review.audit import audit_csv_export
 from cds.review.errors import ReviewPermissionDenied
 from cds.review.metrics import quality_metrics
 from cds.review.models import CareTeam, CareTeamSource, QualityPrediction, ReannotationReview, Review
@@ -210,7 +211,12 @@ class ReviewAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        review = review_for_page(pk=int(object_id), user=request.user)
+        # A non-numeric id names no review: the same answer as a review the user may not see.
+        review = (
+            review_for_page(pk=int(object_id), user=request.user)
+            if object_id.isascii() and object_id.isdigit()
+            else None
+        )
         if review is None or review.queue != self.queue:
             raise PermissionDenied  # not 404: do not reveal that an ECG outside the care team exists
         accessed.send(Review, instance=review)  # audit trail: who viewed which ECG's review
@@ -259,6 +265,7 @@ class ReviewAdmin(admin.ModelAdmin):
             "is_claimer": access.is_claimer,
             "can_edit": access.can_edit,
             "can_sign": access.can_sign,
+            "signature_meaning": services.SIGNATURE_MEANING,
             "act_url": f"admin:review_{self.model._meta.model_name}_act",
             "worklist_url": reverse(f"admin:review_{self.model._meta.model_name}_changelist"),
         }
@@ -281,7 +288,9 @@ class ReviewAdmin(admin.ModelAdmin):
             "report": lambda: services.review_edit_report(
                 review=review, user=user, report_text=data.get("report_text", "")
             ),
-            "sign": lambda: services.review_sign(review=review, user=user, report_text=data.get("report_text")),
+            "sign": lambda: services.review_sign(
+                review=review, user=user, password=data.get("password", ""), report_text=data.get("report_text")
+            ),
         }
         if action not in handlers:
             return HttpResponse(status=404)
@@ -348,7 +357,8 @@ class CareTeamSourceInline(admin.TabularInline):
 
 @admin.register(CareTeam)
 class CareTeamAdmin(admin.ModelAdmin):
-    list_display = ("name", "created_at")
+    list_display = ("name", "organization", "created_at")
+    list_filter = ("organization",)
     filter_horizontal = ("members",)
     inlines = [CareTeamSourceInline]
 
@@ -439,6 +449,7 @@ class QualityPredictionAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         changelist = self.get_changelist_instance(request)
         rows = changelist.get_queryset(request).order_by("pk")
+        audit_csv_export(user=request.user, name="prediction-audit.csv", query=request.GET.urlencode())
 
         class Echo:
             def write(self, value: str) -> str:
@@ -461,6 +472,9 @@ class QualityPredictionAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         model_version = request.GET.get("model_version") or None
         since, until = _day(request.GET.get("since")), _day(request.GET.get("until"))
+        invalid = [name for name in ("since", "until") if request.GET.get(name) and _day(request.GET.get(name)) is None]
+        for name in invalid:
+            messages.warning(request, f"{name}={request.GET[name]!r} is not a date (YYYY-MM-DD); it was ignored")
         period = request.GET.get("period", "week")
         period = period if period in {"day", "week", "month"} else "week"
         metrics = quality_metrics(model_version=model_version, since=since, until=until, period=period)
@@ -488,7 +502,11 @@ class QualityPredictionAdmin(ReadOnlyAdmin):
 
 
 def _day(text: str | None) -> datetime | None:
-    parsed = parse_date(text) if text else None
+    """Return the start of day ``text`` (YYYY-MM-DD) in UTC; None when absent or not a real date (2024-02-30)."""
+    try:
+        parsed = parse_date(text) if text else None
+    except ValueError:  # well-formed but impossible: parse_date raises rather than returning None
+        return None
     return datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC) if parsed else None
 
 

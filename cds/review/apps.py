@@ -20,3 +20,17 @@ class ReviewConfig(AppConfig):
         auditlog.register(ReviewRevision)
         auditlog.register(CareTeam, m2m_fields={"members"})
         auditlog.register(CareTeamSource)
+        # Who may reach patient data: API clients (never the secret's hash), users and their groups
+        # (never the password hash), groups' permissions, organisations (issue 13).
+        from django.contrib.auth import get_user_model  # noqa: PLC0415 ready()
+        from django.contrib.auth.models import Group  # noqa: PLC0415 ready()
+
+        from cds.core.models import Organization  # noqa: PLC0415 ready()
+        from cds.oauth.models import ApiClient  # noqa: PLC0415 ready()
+
+        auditlog.register(ApiClient, exclude_fields=["secret_hash"])
+        auditlog.register(
+            get_user_model(), exclude_fields=["password", "last_login"], m2m_fields={"groups", "user_permissions"}
+        )
+        auditlog.register(Group, m2m_fields={"permissions"})
+        auditlog.register(Organization)

@@ -43,16 +43,20 @@ class ExportSummary:
 
 
 def reviewed_for_export() -> Any:
-    """Return reviews with a verdict, with what the export writes, oldest first."""
+    """Return signed reviews with a verdict, with what the export writes, oldest first.
+
+    Only what a senior clinician signed becomes training data: the signed revision's labels,
+    intervals and text, never a later unsigned edit (an amended review exports its last signature).
+    """
     return (
-        Review.objects.filter(current__verdict__in=["accept", "reject"])
-        .select_related("current", "prediction", "recording", "recording__patient")
+        Review.objects.filter(signed_revision__verdict__in=["accept", "reject"])
+        .select_related("signed_revision", "prediction", "recording", "recording__patient")
         .order_by("pk")
     )
 
 
 def _labels(review: Review) -> dict[str, float]:
-    current = review.current
+    current = review.signed_revision
     assert current is not None
     if current.scp_labels:
         return dict.fromkeys(current.scp_labels, 100.0)
@@ -78,7 +82,7 @@ def annotations_export(*, out: Path) -> ExportSummary:
     shutil.copyfile(SCP_STATEMENTS_CSV, out / "scp_statements.csv")
     rows, unlabelled = [], 0
     for ecg_id, review in enumerate(reviewed_for_export().iterator(chunk_size=200), start=1):
-        recording, current = review.recording, review.current
+        recording, current = review.recording, review.signed_revision
         assert current is not None
         labels = _labels(review)
         unlabelled += int(not labels)

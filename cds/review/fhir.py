@@ -27,17 +27,26 @@ from cds.review.models import Review, ReviewRevision
 from cds.review.scp import SCP_STATEMENTS
 from cds.writeback.services import outbox_enqueue
 
-USER_IDENTIFIER_SYSTEM = "urn:ecg-cds:user"
+USER_IDENTIFIER_SYSTEM = "urn:ecg-cds:user"  # legacy; clinicians are now identified by practitioner_identifier()
 SCP_SYSTEM = "urn:ecg-cds:CodeSystem:ptbxl-scp"
 
 
+def practitioner_identifier(user: Any) -> dict[str, str]:
+    """Return the clinician's identifier in what we publish: an opaque id, never the login name.
+
+    A username published in every signed DiagnosticReport is half of a credential handed to every
+    reader of the record (and a list of accounts to spray passwords at).
+    """
+    return {"system": f"{settings.WRITEBACK_IDENTIFIER_SYSTEM}/practitioner", "value": f"user-{user.pk}"}
+
+
 def _performer(user: Any) -> dict[str, Any]:
-    # We hold no Practitioner resources: a logical reference by the user's identifier, with a display.
-    name = user.get_full_name() or user.get_username()
+    # We hold no Practitioner resources: a logical Practitioner reference by identifier, with the
+    # clinician's name as display (a report names its signer), never the username.
     return {
         "type": "Practitioner",
-        "identifier": {"system": USER_IDENTIFIER_SYSTEM, "value": user.get_username()},
-        "display": name,
+        "identifier": practitioner_identifier(user),
+        "display": user.get_full_name() or f"Clinician {user.pk}",
     }
 
 
@@ -152,7 +161,9 @@ def signed_resources_store(
         updated.append(_update(current["review-task"], content))
     if settings.WRITEBACK_ENABLED and updated:
         outbox_enqueue(
-            key=f"review-sign:{review.pk}:{revision.pk}", bundle=signed_bundle(review=review, resources=updated)
+            key=f"review-sign:{review.pk}:{revision.pk}",
+            bundle=signed_bundle(review=review, resources=updated),
+            ordering_key=f"ecg:{review.recording_id}",  # after the results Bundle and earlier signatures
         )
     return updated
 

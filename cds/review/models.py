@@ -12,14 +12,18 @@ from django.conf import settings
 from django.db import models
 
 from cds.analysis.models import AnalysisJob, Prediction
-from cds.core.models import BaseModel
+from cds.core.models import BaseModel, Organization
 from cds.ecg.models import EcgRecording
 
 
 class CareTeam(BaseModel):
-    """Clinicians who may see the ECGs of some sources (ward or organization = ``received_from``)."""
+    """Clinicians who may see the ECGs of one organisation, narrowed to some sources when it lists any.
+
+    A source is the API client (``EcgRecording.received_from``) that sent the ECG: a ward's feed.
+    """
 
     name = models.CharField(max_length=128, unique=True)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="care_teams")
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="care_teams", blank=True)
 
     def __str__(self) -> str:
@@ -45,9 +49,10 @@ class Review(BaseModel):
     Legal transitions (made only in ``cds.review.services``):
     pending → claimed (claim) → pending (unclaim); claimed → accepted | rejected;
     accepted ↔ rejected (verdict changed before signing); accepted | rejected → signed;
-    signed → signed (amended: a later change signed again). The clinical content (verdict, reason,
-    intervals, labels, report text) lives in append-only ``ReviewRevision`` rows; ``current`` points
-    at the latest one.
+    signed → amended (any change after signing: awaiting a new signature) → signed. The clinical
+    content (verdict, reason, intervals, labels, report text) lives in append-only
+    ``ReviewRevision`` rows; ``current`` points at the latest one, ``signed_revision`` at the
+    latest signed one: what the EHR, the CDS cards and the training export use.
     """
 
     class Status(models.TextChoices):
@@ -56,6 +61,7 @@ class Review(BaseModel):
         ACCEPTED = "accepted"
         REJECTED = "rejected"
         SIGNED = "signed"
+        AMENDED = "amended", "amended, awaiting signature"
 
     class Queue(models.TextChoices):
         FLAGGED = "flagged"
@@ -81,6 +87,9 @@ class Review(BaseModel):
     )
     signature_count = models.PositiveIntegerField(default=0)
     current = models.ForeignKey("ReviewRevision", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    signed_revision = models.ForeignKey(
+        "ReviewRevision", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
 
     class Meta:
         indexes = [
@@ -129,6 +138,8 @@ class ReviewRevision(models.Model):
     intervals = models.JSONField(default=list, blank=True)
     scp_labels = models.JSONField(default=list, blank=True)  # PTB-XL SCP statement codes
     report_text = models.TextField(blank=True)
+    # On a signature: what signing meant, as the signer was shown it (21 CFR 11.50(a)(3)).
+    signature_meaning = models.TextField(blank=True)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="review_revisions"
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 
 from cds.analysis.interpretation import (
     MeasurementRow,
@@ -22,7 +22,7 @@ from cds.analysis.models import Prediction
 from cds.core.exceptions import ApplicationError
 from cds.ecg.models import EcgRecording
 from cds.review.errors import ReviewConflict, ReviewPermissionDenied
-from cds.review.models import CareTeamSource, Review
+from cds.review.models import CareTeam, CareTeamSource, Review
 from inference.clinical.types import ClinicalReport, EcgMeasurements, Finding
 from inference.results import INTERPRETATION_NAME
 
@@ -39,19 +39,33 @@ def user_sources(user: Any) -> QuerySet[CareTeamSource, Any]:
     return CareTeamSource.objects.filter(team__members=user).values("source")
 
 
+def _care_team_covers(user: Any, recording: str) -> Q:
+    """Return the condition "one of ``user``'s care teams covers the recording" (``recording``: its path).
+
+    A team covers the ECGs of its organisation, narrowed to its sources when it lists any: an ECG of
+    another organisation is never covered, whatever its source is called there.
+    """
+    organization = OuterRef(f"{recording}organization_id")
+    by_source = CareTeamSource.objects.filter(
+        team__members=user, team__organization_id=organization, source=OuterRef(f"{recording}received_from")
+    )
+    whole_organization = CareTeam.objects.filter(members=user, organization_id=organization, sources__isnull=True)
+    return Q(Exists(by_source)) | Q(Exists(whole_organization))
+
+
 def recordings_visible_to(*, user: Any) -> QuerySet[EcgRecording]:
-    """Return the ECG recordings ``user`` may see (a clinician: only their care teams' sources)."""
+    """Return the ECG recordings ``user`` may see (a clinician: only what their care teams cover)."""
     if user_sees_all_sources(user):
         return EcgRecording.objects.all()
-    return EcgRecording.objects.filter(received_from__in=user_sources(user))
+    return EcgRecording.objects.filter(_care_team_covers(user, ""))
 
 
 def reviews_visible_to(*, user: Any, queryset: QuerySet[Review] | None = None) -> QuerySet[Review]:
-    """Return the reviews ``user`` may see; a clinician outside a source's care team sees none of it."""
+    """Return the reviews ``user`` may see; a clinician whose care teams do not cover an ECG sees none of it."""
     reviews = Review.objects.all() if queryset is None else queryset
     if user_sees_all_sources(user):
         return reviews
-    return reviews.filter(recording__received_from__in=user_sources(user))
+    return reviews.filter(_care_team_covers(user, "recording__"))
 
 
 def review_visible(*, review: Review, user: Any) -> bool:
@@ -78,7 +92,7 @@ def review_edit_denial(*, review: Review, user: Any) -> ApplicationError | None:
         return ReviewConflict("claim the review first", {"review": review.pk})
     if review.is_open and review.claimed_by_id != user.pk:
         return ReviewConflict("the review is claimed by another clinician", {"review": review.pk})
-    if review.status == Review.Status.SIGNED and not user.has_perm("review.sign_review"):
+    if review.status in {Review.Status.SIGNED, Review.Status.AMENDED} and not user.has_perm("review.sign_review"):
         return ReviewPermissionDenied("a signed review is amended by a senior clinician", {"review": review.pk})
     return None
 

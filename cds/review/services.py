@@ -112,6 +112,13 @@ def _revise(review: Review, *, kind: str, author: Any, **changes: Any) -> Review
     return revision
 
 
+def _amend_if_signed(review: Review) -> None:
+    """A change to a signed review makes it "amended, awaiting signature": signed means this text was signed."""
+    if review.status == Review.Status.SIGNED:
+        review.status = Review.Status.AMENDED
+        review.save(update_fields=["status", "updated_at"])
+
+
 def _locked(review: Review, user: Any) -> Review:
     """Return the review locked for update after checking that ``user`` may see it."""
     if not review_visible(review=review, user=user):
@@ -162,7 +169,9 @@ def _verdict(review: Review, user: Any, *, verdict: str, reason: str) -> Review:
     _require_change(review, user)
     kind = ReviewRevision.Kind.ACCEPT if verdict == "accept" else ReviewRevision.Kind.REJECT
     _revise(review, kind=kind, author=user, verdict=verdict, reason=reason)
-    if review.status != Review.Status.SIGNED:
+    if review.status in {Review.Status.SIGNED, Review.Status.AMENDED}:
+        review.status = Review.Status.AMENDED
+    else:
         review.status = Review.Status.ACCEPTED if verdict == "accept" else Review.Status.REJECTED
     review.decided_at = review.decided_at or timezone.now()
     review.save(update_fields=["status", "decided_at", "updated_at"])
@@ -210,6 +219,7 @@ def review_correct_intervals(*, review: Review, user: Any, intervals: list[dict[
     duration_ms = recording.n_samples / recording.sample_rate_hz * 1000.0
     cleaned = _clean_intervals(intervals, list(recording.leads), duration_ms)
     _revise(review, kind=ReviewRevision.Kind.INTERVALS, author=user, intervals=cleaned)
+    _amend_if_signed(review)
     return review
 
 
@@ -222,6 +232,7 @@ def review_label(*, review: Review, user: Any, scp_labels: list[str]) -> Review:
     if unknown:
         raise ApplicationError(f"unknown SCP statements: {', '.join(unknown)}", {"unknown": unknown})
     _revise(review, kind=ReviewRevision.Kind.LABELS, author=user, scp_labels=sorted(set(scp_labels)))
+    _amend_if_signed(review)
     return review
 
 
@@ -233,29 +244,53 @@ def review_edit_report(*, review: Review, user: Any, report_text: str) -> Review
     if not report_text.strip():
         raise ApplicationError("the report text is empty", {"review": review.pk})
     _revise(review, kind=ReviewRevision.Kind.REPORT, author=user, report_text=report_text.strip())
+    _amend_if_signed(review)
     return review
 
 
+# What a signature means, shown beside the sign button and stored with each signature.
+SIGNATURE_MEANING = (
+    "I have reviewed this ECG, the AI findings and this report, and I approve the report as the final "
+    "clinical interpretation released to the patient record."
+)
+
+
 @transaction.atomic
-def review_sign(*, review: Review, user: Any, report_text: str | None = None) -> Review:
+def review_sign(*, review: Review, user: Any, password: str, report_text: str | None = None) -> Review:
     """Sign the report: DiagnosticReport final (amended on a later signature), Task completed, EHR.
 
-    Needs the ``review.sign_review`` permission and a verdict. Stores new versions of the
-    DiagnosticReport and Task in our FHIR store and, with ``WRITEBACK_ENABLED``, queues them to the
-    EHR under a key unique to this signature.
+    Needs the ``review.sign_review`` permission, a verdict and the signer's password entered again
+    (a signature is an act of the person, not of whoever holds their open session); records
+    ``SIGNATURE_MEANING`` with the signature. Stores new versions of the DiagnosticReport and Task
+    in our FHIR store and, with ``WRITEBACK_ENABLED``, queues them to the EHR under a key unique to
+    this signature. Raises ApplicationError (nothing signed) for a wrong password.
     """
     review = _locked(review, user)
     denial = review_sign_denial(review=review, user=user)
     if denial is not None:
         raise denial
-    changes: dict[str, Any] = {}
+    if not password or not user.check_password(password):
+        logger.warning("signature refused for review %s: password re-entry failed", review.pk)
+        raise ApplicationError("enter your password to sign; the report was not signed", {"review": review.pk})
+    changes: dict[str, Any] = {"signature_meaning": SIGNATURE_MEANING}
     if report_text is not None and report_text.strip():
         changes["report_text"] = report_text.strip()
     revision = _revise(review, kind=ReviewRevision.Kind.SIGN, author=user, **changes)
     amended = review.signature_count > 0
     review.status, review.signed_by, review.signed_at = Review.Status.SIGNED, user, timezone.now()
+    review.signed_revision = revision
     review.signature_count += 1
     review.decided_at = review.decided_at or review.signed_at
-    review.save(update_fields=["status", "signed_by", "signed_at", "signature_count", "decided_at", "updated_at"])
+    review.save(
+        update_fields=[
+            "status",
+            "signed_by",
+            "signed_at",
+            "signed_revision",
+            "signature_count",
+            "decided_at",
+            "updated_at",
+        ]
+    )
     signed_resources_store(review=review, revision=revision, user=user, amended=amended)
     return review

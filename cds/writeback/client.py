@@ -93,6 +93,8 @@ class TransactionResponse:
     status: int
     entry_statuses: list[str]
     locations: list[str]
+    # Per request entry, in order: its location ("" when the server gave none).
+    entry_locations: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Return the response as JSON for ``OutboxMessage.response``."""
@@ -249,12 +251,105 @@ def _outcome(response: requests.Response) -> TransactionResponse:
         if any(i.get("severity") in {"error", "fatal"} for i in body.get("issue") or []):
             raise WritebackError(f"HTTP {status}: {_diagnostics(response)}", transient=False, status=status)
         return TransactionResponse(status=status, entry_statuses=[], locations=[])
-    entries = [e.get("response") or {} for e in body.get("entry") or []]
+    entries = [e.get("response") or {} for e in body.get("entry") or [] if isinstance(e, dict)]
+    entries = [e if isinstance(e, dict) else {} for e in entries]
     return TransactionResponse(
         status=status,
         entry_statuses=[str(e.get("status", "")) for e in entries],
         locations=[str(e["location"]) for e in entries if e.get("location")],
+        entry_locations=[str(e.get("location") or "") for e in entries],
     )
+
+
+# The references that tie a result to its ECG and patient: a conditional create that matched a
+# resource whose references differ matched someone else's result.
+_OWNER_ELEMENTS = ("subject", "for", "derivedFrom")
+
+
+def _reference_keys(value: Any) -> set[str]:
+    """Return comparable keys of a Reference (or list of them): its reference and its identifier."""
+    keys: set[str] = set()
+    for reference in value if isinstance(value, list) else [value]:
+        if not isinstance(reference, dict):
+            continue
+        if reference.get("reference"):
+            keys.add(f"ref:{reference['reference']}")
+        identifier = reference.get("identifier")
+        if isinstance(identifier, dict) and identifier.get("value"):
+            keys.add(f"id:{identifier.get('system', '')}|{identifier['value']}")
+    return keys
+
+
+def match_owner_mismatch(sent: dict[str, Any], found: dict[str, Any]) -> str | None:
+    """Return which owner element of the matched resource ``found`` is not the one we ``sent``; None if all agree.
+
+    Each of ``subject``, ``for`` and ``derivedFrom`` we sent must share its reference or its
+    identifier with the matched resource's: the EHR may resolve our reference to its own id, but
+    keeps one of the two.
+    """
+    for element in _OWNER_ELEMENTS:
+        if element not in sent:
+            continue
+        sent_keys, found_keys = _reference_keys(sent[element]), _reference_keys(found.get(element))
+        if sent_keys and not sent_keys & found_keys:
+            return element
+    return None
+
+
+def _read(config: WritebackConfig, location: str, token: str | None) -> dict[str, Any]:
+    """GET one resource the EHR named in a transaction response (its ``location``)."""
+    url = location if location.startswith(("http://", "https://")) else f"{config.base_url}/{location}"
+    headers = {"Accept": FHIR_JSON, **({"Authorization": f"Bearer {token}"} if token else {})}
+    try:
+        response = requests.get(url, headers=headers, timeout=config.timeout_s)
+    except requests.RequestException as exc:
+        raise WritebackError(f"reading back {location} failed: {exc}", transient=True) from exc
+    if response.status_code != 200:
+        raise WritebackError(
+            f"reading back {location}: HTTP {response.status_code}",
+            transient=response.status_code in TRANSIENT_STATUSES,
+            status=response.status_code,
+        )
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise WritebackError(f"reading back {location}: not JSON", transient=False) from exc
+    return body if isinstance(body, dict) else {}
+
+
+def _verify_matches(
+    config: WritebackConfig, bundle: dict[str, Any], response: TransactionResponse, token: str | None
+) -> None:
+    """Fail loudly when a conditional create matched a resource that is not this ECG's.
+
+    Our identifiers are per-job UUIDs, so a match is normally our own earlier delivery of the same
+    Bundle (a replay). A match carrying another subject or another source ECG means an identifier
+    collision in the EHR (a misconfigured system shared by two installations, restored data): the
+    EHR kept the other resource, our result is not there, and a later signature would amend the
+    wrong patient's report. Raises a permanent WritebackError naming the entry.
+    """
+    for index, (entry, status) in enumerate(zip(bundle.get("entry") or [], response.entry_statuses, strict=False)):
+        request, resource = entry.get("request") or {}, entry.get("resource") or {}
+        if request.get("method") != "POST" or not request.get("ifNoneExist") or not status.startswith("200"):
+            continue
+        if not any(element in resource for element in _OWNER_ELEMENTS):
+            continue
+        location = response.entry_locations[index] if index < len(response.entry_locations) else ""
+        if not location:
+            raise WritebackError(
+                f"Bundle.entry[{index}] matched an existing {resource.get('resourceType')} but the EHR gave no "
+                "location to check it against",
+                transient=False,
+            )
+        found = _read(config, location.split("/_history")[0], token)
+        element = match_owner_mismatch(resource, found)
+        if element is not None:
+            raise WritebackError(
+                f"identifier collision: Bundle.entry[{index}] ifNoneExist {request['ifNoneExist']!r} matched "
+                f"{location.split('/_history')[0]}, whose {element} is not this ECG's; the EHR kept the other "
+                "resource and our result was not written",
+                transient=False,
+            )
 
 
 def fhir_transaction_post(*, config: WritebackConfig, bundle: dict[str, Any]) -> TransactionResponse:
@@ -282,5 +377,7 @@ def fhir_transaction_post(*, config: WritebackConfig, bundle: dict[str, Any]) ->
             logger.info("write-back: EHR refused our access token; fetching a new one")
             access_token_drop(config=config)
             continue
-        return _outcome(response)
+        outcome = _outcome(response)
+        _verify_matches(config, bundle, outcome, token)
+        return outcome
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

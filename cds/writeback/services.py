@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from cds.core.dispatch import enqueue
@@ -36,20 +36,39 @@ def _schedule(message_id: int, *, countdown: float | None = None) -> None:
     enqueue(OUTBOX_DELIVER_TASK, message_id, countdown=countdown)
 
 
+def _next_sequence(ordering_key: str) -> int:
+    """Return the next position in ``ordering_key``'s queue, serialized per key until commit."""
+    if not ordering_key:
+        return 0
+    if connection.vendor == "postgresql":
+        # Two producers of one ECG (analysis, a signature) must not take the same number.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"outbox:{ordering_key}"])
+    last = OutboxMessage.objects.filter(ordering_key=ordering_key).aggregate(last=Max("sequence"))["last"]
+    return (last or 0) + 1
+
+
 @transaction.atomic
-def outbox_enqueue(*, key: str, bundle: dict[str, Any]) -> OutboxMessage:
+def outbox_enqueue(*, key: str, bundle: dict[str, Any], ordering_key: str = "") -> OutboxMessage:
     """Queue ``bundle`` for delivery under ``key`` and enqueue the delivery once the caller commits.
 
     Idempotent on ``key``: a second call with the same key returns the existing message and changes
     nothing (not its Bundle, not its state), so a redelivered producer cannot cause a second write.
-    Raises ApplicationError when ``bundle`` is not a transaction Bundle.
+    Messages sharing an ``ordering_key`` (one ECG's: ``ecg:<recording pk>``) are delivered in the
+    order they were queued. Raises ApplicationError when ``bundle`` is not a transaction Bundle.
     """
     if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
         raise ApplicationError("the write-back outbox only carries transaction Bundles", {"key": key})
     existing = OutboxMessage.objects.filter(key=key).first()
     if existing is not None:
         return existing
-    message = OutboxMessage(key=key, bundle=bundle, next_attempt_at=timezone.now())
+    message = OutboxMessage(
+        key=key,
+        bundle=bundle,
+        next_attempt_at=timezone.now(),
+        ordering_key=ordering_key,
+        sequence=_next_sequence(ordering_key),
+    )
     message.full_clean(validate_unique=False)
     try:
         # Savepoint: a concurrent enqueue of the same key loses on the unique constraint here
@@ -59,22 +78,61 @@ def outbox_enqueue(*, key: str, bundle: dict[str, Any]) -> OutboxMessage:
     except IntegrityError:
         return OutboxMessage.objects.get(key=key)
     # After commit: the worker must see the row, and a rolled-back analysis must queue nothing.
-    transaction.on_commit(lambda: _schedule(message.pk))
+    # Robust: a broker outage must not turn the committed analysis into an error; the sweep
+    # re-enqueues pending messages from the table.
+    transaction.on_commit(lambda: _schedule(message.pk), robust=True)
     return message
 
 
-def outbox_claim(*, message_id: int) -> OutboxMessage | None:
-    """Move a due pending message to sending; return None when it is gone, not due, or taken.
+def _waiting_for(message: OutboxMessage) -> bool:
+    """Return True while an earlier message of the same ECG is not delivered yet."""
+    if not message.ordering_key:
+        return False
+    earlier = OutboxMessage.objects.filter(ordering_key=message.ordering_key, sequence__lt=message.sequence)
+    return earlier.exclude(status=OutboxMessage.Status.DELIVERED).exists()
 
-    A conditional UPDATE makes the claim atomic without holding a lock across the HTTP call.
+
+@transaction.atomic
+def outbox_claim(*, message_id: int) -> OutboxMessage | None:
+    """Move a due pending message to sending; return None when it is gone, not due, taken or must wait.
+
+    ``SELECT ... FOR UPDATE SKIP LOCKED`` on the row: a second worker skips a message being claimed
+    instead of queueing behind it. The message must be the oldest undelivered one of its ECG; a
+    waiting message stays pending and is handed the turn when its predecessor is delivered. The
+    lock lasts only this short transaction, never the HTTP call.
     """
     now = timezone.now()
-    claimed = OutboxMessage.objects.filter(
-        pk=message_id, status=OutboxMessage.Status.PENDING, next_attempt_at__lte=now
-    ).update(status=OutboxMessage.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1, updated_at=now)
-    if claimed != 1:
+    message = (
+        OutboxMessage.objects.select_for_update(skip_locked=True)
+        .filter(pk=message_id, status=OutboxMessage.Status.PENDING, next_attempt_at__lte=now)
+        .first()
+    )
+    if message is None:
         return None
-    return OutboxMessage.objects.get(pk=message_id)
+    if _waiting_for(message):
+        logger.info("write-back message %s waits for an earlier message of %s", message.pk, message.ordering_key)
+        return None
+    OutboxMessage.objects.filter(pk=message.pk).update(
+        status=OutboxMessage.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1, updated_at=now
+    )
+    message.refresh_from_db()
+    return message
+
+
+def _hand_on(message: OutboxMessage) -> None:
+    """Enqueue the next pending message of a delivered message's ECG (it waited for this one)."""
+    if not message.ordering_key:
+        return
+    following = (
+        OutboxMessage.objects.filter(
+            ordering_key=message.ordering_key, sequence__gt=message.sequence, status=OutboxMessage.Status.PENDING
+        )
+        .order_by("sequence")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if following is not None:
+        _schedule(following)
 
 
 def outbox_backoff_s(*, attempts: int) -> float:
@@ -121,6 +179,7 @@ def outbox_deliver(*, message_id: int) -> OutboxMessage | None:
             last_error="",
             updated_at=timezone.now(),
         )
+        _hand_on(message)
     message.refresh_from_db()
     return message
 

@@ -342,12 +342,13 @@ class FaultStack:
             time.sleep(0.5)
         assert not pending, pending
         jobs = self.db.query(
-            "SELECT j.id FROM analysis_analysisjob j JOIN ecg_ecgrecording r ON r.id = j.recording_id"
+            "SELECT j.writeback_uuid FROM analysis_analysisjob j JOIN ecg_ecgrecording r ON r.id = j.recording_id"
             " WHERE r.logical_id = ANY(%s)",
             observation_ids,
         )
+        system = f"{self.env['PUBLIC_BASE_URL']}/identifiers/ecg-analysis"  # WRITEBACK_IDENTIFIER_SYSTEM's default
         for (job_id,) in jobs:
-            scores = self.ehr.search("Observation", identifier=f"urn:ecg-cds:analysis|job-{job_id}-anomaly-score")
+            scores = self.ehr.search("Observation", identifier=f"{system}|job-{job_id}-anomaly-score")
             assert len(scores) == 1, f"job {job_id}: {len(scores)} score Observations at the EHR"
 
 

@@ -66,7 +66,7 @@ def test_it_serves_the_write_back_set_on_our_fhir_api(service_account: Any, anal
     assert report["status"] == "preliminary" and report["conclusion"].startswith("sinus rhythm")
     tasks = service_account.get(f"/fhir/Task?focus=DiagnosticReport/{report['id']}").json()
     assert tasks["total"] == 1 and tasks["entry"][0]["resource"]["code"]["coding"][0]["code"] == "approve"
-    provenance = service_account.get(f"/fhir/Provenance/ecgcds-job-{job.pk}").json()
+    provenance = service_account.get(f"/fhir/Provenance/ecgcds-job-{job.writeback_uuid}").json()
     assert provenance["entity"][0]["what"] == {"reference": f"Observation/{ecg_id}"}
     device_ref = provenance["agent"][0]["who"]["reference"]
     assert service_account.get(f"/fhir/{device_ref}").status_code == 200

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from cds.core.services import organization_get_or_create
 from cds.oauth.services import CreatedApiClient, api_client_create
+from tests.conftest import ORGANIZATION
 
 
 @pytest.fixture
@@ -16,7 +18,8 @@ def make_api_client(db: None) -> Callable[..., CreatedApiClient]:
     """Return a builder of API clients (through the service, as the command does)."""
 
     def build(scopes: str = "system/*.cruds", name: str = "test client") -> CreatedApiClient:
-        return api_client_create(name=name, scopes=scopes)
+        organization, _ = organization_get_or_create(slug=ORGANIZATION)
+        return api_client_create(name=name, scopes=scopes, organization=organization)
 
     return build
 

@@ -11,6 +11,7 @@ from django.contrib.auth.hashers import check_password, identify_hasher
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from cds.core.models import Organization
 from cds.oauth.management.commands.create_api_client import DEFAULT_SCOPES
 from cds.oauth.models import ApiClient
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 def run(*args: str, **options: str) -> str:
     out = io.StringIO()
-    call_command("create_api_client", *args, stdout=out, **options)
+    call_command("create_api_client", *args, stdout=out, **({"organization": "org-a"} | options))
     return out.getvalue()
 
 
@@ -27,7 +28,15 @@ def test_it_prints_exactly_one_json_object_with_the_credentials() -> None:
     output = run("Epic integration engine")
     assert output.count("\n") == 1 and output.endswith("\n")
     credentials = json.loads(output)
-    assert set(credentials) == {"client_id", "client_secret", "token_url", "scopes", "auth_method"}
+    assert set(credentials) == {
+        "client_id",
+        "client_secret",
+        "token_url",
+        "scopes",
+        "auth_method",
+        "organization",
+        "organization_created",
+    }
     assert credentials["auth_method"] == "client_secret"
     assert credentials["token_url"] == f"{settings.PUBLIC_BASE_URL}/auth/token"
     assert credentials["scopes"] == DEFAULT_SCOPES
@@ -64,6 +73,28 @@ def test_it_grants_the_requested_scopes() -> None:
 def test_it_refuses_scopes_it_cannot_enforce(scopes: str) -> None:
     with pytest.raises(CommandError, match="scope"):
         run("bad", scopes=scopes)
+    assert not ApiClient.objects.exists()
+    assert not Organization.objects.filter(slug="org-a").exists()  # no empty tenant left behind
+
+
+def test_it_requires_the_organization_flag() -> None:
+    with pytest.raises(CommandError, match="--organization"):
+        call_command("create_api_client", "orphan", stdout=io.StringIO())
+    assert not ApiClient.objects.exists()
+
+
+def test_it_puts_the_client_in_the_named_organization_creating_it_once() -> None:
+    first = json.loads(run("ward a feed", organization="st-marys"))
+    second = json.loads(run("ward b feed", organization="st-marys"))
+    assert (first["organization"], first["organization_created"]) == ("st-marys", True)
+    assert (second["organization"], second["organization_created"]) == ("st-marys", False)
+    organization = Organization.objects.get(slug="st-marys")
+    assert set(ApiClient.objects.values_list("organization", flat=True)) == {organization.pk}
+
+
+def test_it_refuses_an_organization_slug_with_odd_characters() -> None:
+    with pytest.raises(CommandError, match="slug"):
+        run("bad org", organization="st marys/ward")
     assert not ApiClient.objects.exists()
 
 

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 
+from cds.core.services import organization_get_or_create
 from cds.oauth.models import UsedAssertion
 from cds.oauth.selectors import api_client_authenticate
 from cds.oauth.services import CreatedApiClient, api_client_create
@@ -79,8 +80,12 @@ class KeyClient:
 def key_client(db: None) -> Callable[..., KeyClient]:
     def build(alg: str = "RS384", scopes: str = "system/*.cruds") -> KeyClient:
         kid = f"{alg.lower()}-1"
+        organization, _ = organization_get_or_create(slug="org-a")
         created = api_client_create(
-            name=f"{alg} client", scopes=scopes, jwks={"keys": [public_jwk(KEYS[alg], alg, kid)]}
+            name=f"{alg} client",
+            scopes=scopes,
+            organization=organization,
+            jwks={"keys": [public_jwk(KEYS[alg], alg, kid)]},
         )
         return KeyClient(created=created, alg=alg, kid=kid)
 
@@ -278,9 +283,16 @@ def test_it_registers_a_jwks_from_the_command(tmp_path: Path, client: Client) ->
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(json.dumps({"keys": [public_jwk(KEYS["ES384"], "ES384", kid)]}))
     out = io.StringIO()
-    call_command("create_api_client", "EHR engine", jwks=str(jwks_file), scopes="system/Observation.crs", stdout=out)
+    call_command(
+        "create_api_client",
+        "EHR engine",
+        organization="org-a",
+        jwks=str(jwks_file),
+        scopes="system/Observation.crs",
+        stdout=out,
+    )
     credentials = json.loads(out.getvalue())
-    assert set(credentials) == {"client_id", "client_secret", "token_url", "scopes", "auth_method"}
+    assert set(credentials) >= {"client_id", "client_secret", "token_url", "scopes", "auth_method"}
     assert credentials["auth_method"] == "private_key_jwt"
     assert credentials["client_secret"] is None
     now = int(time.time())
@@ -306,4 +318,4 @@ def test_it_refuses_an_unusable_jwks(tmp_path: Path, jwks: dict[str, Any], probl
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(json.dumps(jwks))
     with pytest.raises(CommandError, match=problem):
-        call_command("create_api_client", "bad keys", jwks=str(jwks_file), stdout=io.StringIO())
+        call_command("create_api_client", "bad keys", organization="org-a", jwks=str(jwks_file), stdout=io.StringIO())

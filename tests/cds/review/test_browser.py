@@ -103,6 +103,7 @@ def test_it_reviews_corrects_and_signs_in_a_browser(
     assert page.input_value("input[name=start_0]") == "900.0"
 
     page.fill("#report-text", "Sinus rhythm. Anteroseptal Q waves, old infarction. Clinician-reviewed.")
+    page.fill("#sign-password", "pw-senior")  # a signature asks for the password again
     page.click("#sign")
     page.wait_for_selector("#review-status:has-text('signed')")
     page.screenshot(path=str(SCREENSHOTS / "signed.png"), full_page=True)

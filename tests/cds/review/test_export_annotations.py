@@ -31,7 +31,7 @@ CASES = [
 
 
 @pytest.fixture
-def reviewed(analysed_ecg: Callable[..., AnalysisJob], clinician: Any) -> list[Review]:
+def reviewed(analysed_ecg: Callable[..., AnalysisJob], clinician: Any, senior_clinician: Any) -> list[Review]:
     reviews = []
     for n, (ecg_id, score, verdict, labels) in enumerate(CASES):
         job = analysed_ecg(ecg_id=ecg_id, score=score, review_priority=0.9, effective=f"2024-03-{n + 1:02d}T10:00:00Z")
@@ -46,6 +46,8 @@ def reviewed(analysed_ecg: Callable[..., AnalysisJob], clinician: Any) -> list[R
         reviews.append(review)
     moved = [{"lead": "V2", "start_ms": 1200.0, "end_ms": 1700.0}]
     services.review_correct_intervals(review=reviews[3], user=clinician.user, intervals=moved)
+    for review in reviews:  # only signed reviews become training data
+        services.review_sign(review=review, user=senior_clinician.user, password="pw-senior")
     return reviews
 
 

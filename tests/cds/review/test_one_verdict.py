@@ -186,7 +186,7 @@ def test_it_keeps_the_ai_snomed_codes_on_signing_only_when_the_call_is_confirmed
         services.review_accept(review=review, user=user)
     else:
         services.review_reject(review=review, user=user, reason="artefact")
-    services.review_sign(review=review, user=user)
+    services.review_sign(review=review, user=user, password="pw-senior")
     link = ResultResource.objects.get(job=review.job, role="report")
     from cds.fhir.models import StoredResource
 

@@ -58,7 +58,12 @@ def test_it_lets_a_senior_clinician_sign(clinician: Any, senior_clinician: Any, 
     clinician.client.post(act(flagged_review, "claim"))
     clinician.client.post(act(flagged_review, "accept"))
     assert 'id="sign"' in senior_clinician.client.get(page(flagged_review)).content.decode()
-    assert senior_clinician.client.post(act(flagged_review, "sign"), {"report_text": "Signed text."}).status_code == 302
+    assert (
+        senior_clinician.client.post(
+            act(flagged_review, "sign"), {"report_text": "Signed text.", "password": "pw-senior"}
+        ).status_code
+        == 302
+    )
     assert Review.objects.get(pk=flagged_review.pk).status == "signed"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.task import Task
 
+from cds.analysis.fhir_results import identifier_system
 from cds.analysis.models import AnalysisJob, ResultResource
 from cds.core.exceptions import ApplicationError
 from cds.fhir.models import StoredResource
@@ -105,7 +107,7 @@ def test_it_refuses_a_signature_from_a_clinician_who_is_not_senior(flagged_revie
     services.review_claim(review=flagged_review, user=clinician.user)
     services.review_accept(review=flagged_review, user=clinician.user)
     with pytest.raises(services.ReviewPermissionDenied):
-        services.review_sign(review=flagged_review, user=clinician.user)
+        services.review_sign(review=flagged_review, user=clinician.user, password="pw-clin")
 
 
 def test_it_signs_final_then_amended_and_writes_back_each_signature(
@@ -117,7 +119,9 @@ def test_it_signs_final_then_amended_and_writes_back_each_signature(
     services.review_accept(review=flagged_review, user=clinician.user)
     services.review_label(review=flagged_review, user=clinician.user, scp_labels=["ASMI"])
     with django_capture_on_commit_callbacks() as callbacks:
-        services.review_sign(review=flagged_review, user=senior_clinician.user, report_text="Anteroseptal MI, old.")
+        services.review_sign(
+            review=flagged_review, user=senior_clinician.user, password="pw-senior", report_text="Anteroseptal MI, old."
+        )
     assert len(callbacks) == 1  # the outbox delivery is scheduled after commit
 
     report = current_resource(flagged_review, "report")
@@ -127,7 +131,11 @@ def test_it_signs_final_then_amended_and_writes_back_each_signature(
         "final",
         "Anteroseptal MI, old.",
     )
-    assert report.content["performer"][0]["identifier"]["value"] == "senior"
+    performer = report.content["performer"][0]
+    assert (
+        performer["type"] == "Practitioner" and performer["identifier"]["value"] == f"user-{senior_clinician.user.pk}"
+    )
+    assert "senior" not in json.dumps(report.content["performer"])  # the login name is never published
     assert report.content["conclusionCode"][0]["coding"][0]["code"] == "ASMI"
     assert base64.b64decode(report.content["presentedForm"][0]["data"]).decode() == "Anteroseptal MI, old."
     assert task.content["status"] == "completed"
@@ -141,7 +149,7 @@ def test_it_signs_final_then_amended_and_writes_back_each_signature(
         review=flagged_review, user=senior_clinician.user, report_text="Anteroseptal MI, age undetermined."
     )
     with django_capture_on_commit_callbacks(execute=False):
-        services.review_sign(review=flagged_review, user=senior_clinician.user)
+        services.review_sign(review=flagged_review, user=senior_clinician.user, password="pw-senior")
     report = current_resource(flagged_review, "report")
     assert (report.version_id, report.content["status"]) == (3, "amended")
 
@@ -155,9 +163,10 @@ def test_it_signs_final_then_amended_and_writes_back_each_signature(
     assert remote_report["status"] == "amended" and "id" not in remote_report
     # EHR ids are unknown to us: conditional references, resolved by the EHR in the transaction.
     assert all(
-        ref["reference"].startswith("Observation?identifier=urn:ecg-cds:analysis|") for ref in remote_report["result"]
+        ref["reference"].startswith(f"Observation?identifier={identifier_system()}|") for ref in remote_report["result"]
     )
-    assert bundle["entry"][0]["request"]["url"].startswith("DiagnosticReport?identifier=urn:ecg-cds:analysis|job-")
+    job_key = f"job-{flagged_review.job.writeback_uuid}"
+    assert bundle["entry"][0]["request"]["url"] == f"DiagnosticReport?identifier={identifier_system()}|{job_key}-report"
     review = Review.objects.get(pk=flagged_review.pk)
     assert (review.status, review.signature_count, review.signed_by) == ("signed", 2, senior_clinician.user)
 
@@ -167,7 +176,7 @@ def test_it_lets_only_a_senior_clinician_change_a_signed_review(
 ) -> None:
     services.review_claim(review=flagged_review, user=clinician.user)
     services.review_accept(review=flagged_review, user=clinician.user)
-    services.review_sign(review=flagged_review, user=senior_clinician.user)
+    services.review_sign(review=flagged_review, user=senior_clinician.user, password="pw-senior")
     for change in (
         lambda: services.review_reject(review=flagged_review, user=clinician.user, reason="second thoughts"),
         lambda: services.review_label(review=flagged_review, user=clinician.user, scp_labels=["NORM"]),
@@ -176,13 +185,13 @@ def test_it_lets_only_a_senior_clinician_change_a_signed_review(
         with pytest.raises(services.ReviewPermissionDenied):
             change()
     services.review_label(review=flagged_review, user=senior_clinician.user, scp_labels=["NORM"])
-    assert Review.objects.get(pk=flagged_review.pk).status == "signed"
+    assert Review.objects.get(pk=flagged_review.pk).status == "amended"  # signed means this text was signed
 
 
 def test_it_queues_nothing_to_the_ehr_when_write_back_is_off(flagged_review: Review, senior_clinician: Any) -> None:
     services.review_claim(review=flagged_review, user=senior_clinician.user)
     services.review_accept(review=flagged_review, user=senior_clinician.user)
-    services.review_sign(review=flagged_review, user=senior_clinician.user)
+    services.review_sign(review=flagged_review, user=senior_clinician.user, password="pw-senior")
     assert not OutboxMessage.objects.filter(key__startswith="review-sign:").exists()
     assert current_resource(flagged_review, "report").content["status"] == "final"
 

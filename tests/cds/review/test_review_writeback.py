@@ -40,7 +40,7 @@ def test_it_signs_in_the_admin_and_the_ehr_holds_the_final_then_amended_report(
     with mock.patch("cds.writeback.tasks.outbox_message_deliver.delay", autospec=True):
         job = analysed_ecg(score=2.5)
     deliver(f"analysis-job:{job.pk}")
-    key = f"job-{job.pk}"
+    key = f"job-{job.writeback_uuid}"
     [report] = sekmet.search("DiagnosticReport", identifier=identifier(f"{key}-report"))
     [task] = sekmet.search("Task", identifier=identifier(f"{key}-review"))
     assert report["status"] == "preliminary" and task["status"] == "requested"
@@ -50,7 +50,9 @@ def test_it_signs_in_the_admin_and_the_ehr_holds_the_final_then_amended_report(
     clinician.client.post(act + "claim/")
     clinician.client.post(act + "accept/")
     clinician.client.post(act + "labels/", {"scp_labels": ["ASMI", "SR"]})
-    signed = senior_clinician.client.post(act + "sign/", {"report_text": "Sinus rhythm. Old anteroseptal MI."})
+    signed = senior_clinician.client.post(
+        act + "sign/", {"report_text": "Sinus rhythm. Old anteroseptal MI.", "password": "pw-senior"}
+    )
     assert signed.status_code == 302
     first = OutboxMessage.objects.get(key__startswith=f"review-sign:{review.pk}:")
     deliver(first.key)
@@ -63,11 +65,11 @@ def test_it_signs_in_the_admin_and_the_ehr_holds_the_final_then_amended_report(
     assert done["focus"]["reference"] == f"DiagnosticReport/{report['id']}"
     assert final["status"] == "final" and final["conclusion"] == "Sinus rhythm. Old anteroseptal MI."
     assert [c["coding"][0]["code"] for c in final["conclusionCode"]] == ["ASMI", "SR"]
-    assert final["performer"][0]["identifier"]["value"] == "senior"
+    assert final["performer"][0]["identifier"]["value"] == f"user-{senior_clinician.user.pk}"
     assert done["status"] == "completed" and done["output"][0]["valueString"] == "AI finding confirmed"
 
     senior_clinician.client.post(act + "report/", {"report_text": "Sinus rhythm. Anteroseptal MI, age undetermined."})
-    senior_clinician.client.post(act + "sign/")
+    senior_clinician.client.post(act + "sign/", {"password": "pw-senior"})
     second = OutboxMessage.objects.exclude(pk=first.pk).get(key__startswith=f"review-sign:{review.pk}:")
     deliver(second.key)
     [amended] = sekmet.search("DiagnosticReport", identifier=identifier(f"{key}-report"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from cds.analysis.fhir_results import IDENTIFIER_SYSTEM, result_entries, transaction_bundle
+from cds.analysis.fhir_results import identifier_system, result_entries, transaction_bundle
 from tests.cds.analysis.test_results_store import make_result
 
 ECG_REFERENCE = {
@@ -26,4 +26,4 @@ def result_bundle(job_key: str | None = None, *, score: float = 2.5) -> tuple[st
 
 def identifier(value: str) -> str:
     """Return the ``identifier`` search value of one of our result resources."""
-    return f"{IDENTIFIER_SYSTEM}|{value}"
+    return f"{identifier_system()}|{value}"

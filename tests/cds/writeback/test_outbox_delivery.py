@@ -78,7 +78,7 @@ def test_it_writes_an_analysed_ecg_back_through_the_outbox(
     device_status, *created = message.response["entry_statuses"]
     assert device_status in {"200 OK", "201 Created"} and created == ["201 Created"] * 6
     assert len(message.response["locations"]) == 7
-    found = assert_written_once(sekmet, f"job-{job.pk}")
+    found = assert_written_once(sekmet, f"job-{job.writeback_uuid}")
     report = found["report"][0]
     assert report["status"] == "preliminary" and report["conclusion"].startswith("sinus rhythm")
     assert report["meta"]["security"][0]["code"] == "AIAST"
