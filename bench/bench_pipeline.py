@@ -73,7 +73,7 @@ def detector_batches() -> dict[str, Any]:
 def foundation_batches(*, measured: bool = False) -> dict[str, Any]:
     """Return the stacked foundation-model inputs of the committed sample ECGs.
 
-    ``measured``: add each ECG's measured-findings vector (the report model's third input).
+    ``measured``: add each ECG's measured-findings vector (the foundation model's third input).
     """
     import numpy as np
     import wfdb
@@ -94,7 +94,7 @@ def foundation_batches(*, measured: bool = False) -> dict[str, Any]:
 
 
 # The one output each model is timed for (the rest are computed anyway).
-TIMED_OUTPUT = {"ecg_detector": "score__0", "ecg_foundation": "abnormal_logit__0", "ecg_report": "token_ids__0"}
+TIMED_OUTPUT = {"ecg_detector": "score__0", "ecg_foundation": "token_ids__5"}
 
 
 def infer_rate(
@@ -140,9 +140,9 @@ def without_dynamic_batching(root: Path) -> Path:
     return copy
 
 
-def report_takes_measured() -> bool:
-    """Return whether the served report model is conditioned on the measured findings."""
-    return 'name: "measured"' in (REPOSITORY / "ecg_report" / "config.pbtxt").read_text()
+def foundation_takes_measured() -> bool:
+    """Return whether the served foundation model's report is conditioned on the measured findings."""
+    return 'name: "measured"' in (REPOSITORY / "ecg_foundation" / "config.pbtxt").read_text()
 
 
 def served_models() -> list[str]:
@@ -155,8 +155,7 @@ def triton_benchmark(tmp: Path, seconds: float) -> dict[str, Any]:
 
     inputs = {"ecg_detector": detector_batches()}
     if "ecg_foundation" in served_models():
-        inputs["ecg_foundation"] = foundation_batches()
-        inputs["ecg_report"] = foundation_batches(measured=report_takes_measured())
+        inputs["ecg_foundation"] = foundation_batches(measured=foundation_takes_measured())
     results: dict[str, Any] = {model: {} for model in inputs}
     for label, repository in (("dynamic", REPOSITORY), ("no_dynamic", without_dynamic_batching(tmp))):
         with LocalTriton(
@@ -294,7 +293,7 @@ def measure_rate(url: str, token: str, bodies: list[bytes], rate: float, drain_s
     stages: dict[str, float] = {"post_ms": statistics.mean(s[2] for s in sent)}
     stages["queue_ms"] = statistics.mean((float(r[3]) - float(r[2])) * 1000 for r in done) if done else 0.0
     keys = ("load_ms", "preprocess_ms", "triton_ms", "postprocess_ms")
-    keys += ("foundation_preprocess_ms", "foundation_triton_ms", "foundation_report_ms")
+    keys += ("foundation_preprocess_ms", "foundation_triton_ms")
     keys += ("clinical_measure_ms", "clinical_statements_ms", "clinical_report_ms", "store_ms")
     for key in keys:
         stages[key] = statistics.mean(float(r[5].get(key, 0.0)) for r in done) if done else 0.0

@@ -27,17 +27,16 @@ sys.path.insert(0, str(REPO / "bench"))
 from gpu_check import model_inputs, onnx_runner, sample_ecgs, tiled, torchscript_runner  # noqa: E402
 
 from inference.analyzer import DETECTOR_OUTPUTS  # noqa: E402 - after the path setup
-from inference.foundation_postprocessing import FOUNDATION_OUTPUTS_ALL, REPORT_OUTPUTS  # noqa: E402
+from inference.foundation_postprocessing import FOUNDATION_OUTPUTS_ALL  # noqa: E402
 from inference.local_triton import LocalTriton  # noqa: E402
 from inference.model_repository import (  # noqa: E402
     DEFAULT_REPOSITORY,
     DETECTOR_MODEL,
     FOUNDATION_MODEL,
-    REPORT_MODEL,
 )
 from inference.triton_client import TritonClient  # noqa: E402
 
-OUTPUTS = {DETECTOR_MODEL: DETECTOR_OUTPUTS, FOUNDATION_MODEL: FOUNDATION_OUTPUTS_ALL, REPORT_MODEL: REPORT_OUTPUTS}
+OUTPUTS = {DETECTOR_MODEL: DETECTOR_OUTPUTS, FOUNDATION_MODEL: FOUNDATION_OUTPUTS_ALL}
 
 
 def side_by_side(models: Sequence[str], batch: int, repeats: int) -> dict[str, Any]:
@@ -46,7 +45,7 @@ def side_by_side(models: Sequence[str], batch: int, repeats: int) -> dict[str, A
 
     torch.set_num_threads(1)
     ecgs = sample_ecgs()
-    conditioned = 'name: "measured"' in (DEFAULT_REPOSITORY / REPORT_MODEL / "config.pbtxt").read_text()
+    conditioned = 'name: "measured"' in (DEFAULT_REPOSITORY / FOUNDATION_MODEL / "config.pbtxt").read_text()
     inputs = model_inputs(ecgs, 21 if conditioned else 0)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as work:
@@ -86,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--models", nargs="+", default=[DETECTOR_MODEL, FOUNDATION_MODEL, REPORT_MODEL])
+    parser.add_argument("--models", nargs="+", default=[DETECTOR_MODEL, FOUNDATION_MODEL])
     args = parser.parse_args(argv)
     print(json.dumps(side_by_side(args.models, args.batch, args.repeats), indent=1))  # noqa: T201
 

@@ -488,18 +488,28 @@ class FoundationMemory(nn.Module):
     def forward(
         self, signal: torch.Tensor, lead_mask: torch.Tensor, measured: torch.Tensor | None = None
     ) -> torch.Tensor:
+        return self.heads_and_memory(signal, lead_mask, measured)[4]
+
+    def heads_and_memory(
+        self, signal: torch.Tensor, lead_mask: torch.Tensor, measured: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One encoder pass: abnormal (B,), superclass (B, 5), statement (B, S) logits, embedding (B, 2D), memory.
+
+        The classifier's outputs and the decoder's memory come from the same latents, so the served
+        model (inference.export_foundation) runs the encoder once per ECG for both.
+        """
         latents = self.encoder(signal, lead_mask)
+        embedding = self.pool_norm(torch.cat([latents.mean(dim=1), latents.amax(dim=1)], dim=-1))
+        abnormal, superclass, statement = self.heads(embedding)
         mem = self.memory_pos(latents)
         if self.condition_on_heads:
-            embedding = self.pool_norm(torch.cat([latents.mean(dim=1), latents.amax(dim=1)], dim=-1))
-            abnormal, superclass, statement = self.heads(embedding)
             probs = torch.cat([abnormal.unsqueeze(-1), superclass, statement], dim=-1).sigmoid().detach()
             mem = torch.cat([mem, self.findings_embed(probs).unsqueeze(1)], dim=1)
         if self.condition_on_measured:
             if measured is None:
                 raise ValueError("this model is conditioned on measured findings: pass measured (B, K) float32")
             mem = torch.cat([mem, self.measured_embed(measured.to(mem.dtype)).unsqueeze(1)], dim=1)
-        return mem
+        return abnormal, superclass, statement, embedding, mem
 
 
 class FoundationCachedDecoder(nn.Module):
@@ -600,10 +610,12 @@ class FoundationGreedyGenerator(nn.Module):
     def forward(
         self, signal: torch.Tensor, lead_mask: torch.Tensor, measured: torch.Tensor | None = None
     ) -> torch.Tensor:
-        memory = self.memory(signal, lead_mask, measured)
-        b = signal.shape[0]
+        return self.ids(self.memory(signal, lead_mask, measured))
+
+    def ids(self, memory: torch.Tensor) -> torch.Tensor:
+        """Return the greedy report ids (B, max_len) int64 for decoder ``memory``: no BOS, PAD after EOS."""
         tokens = self.greedy(memory)
-        out = torch.full((b, self.max_len), self.pad_id, dtype=torch.long, device=signal.device)
+        out = torch.full((memory.shape[0], self.max_len), self.pad_id, dtype=torch.long, device=memory.device)
         out[:, : tokens.shape[1] - 1] = tokens[:, 1:]
         return out
 

@@ -31,7 +31,6 @@ from inference.errors import InferenceFailed, UnscorableEcg
 from inference.foundation_postprocessing import (
     FOUNDATION_OUTPUTS,
     FOUNDATION_OUTPUTS_ALL,
-    REPORT_OUTPUTS,
     FoundationServing,
     foundation_result,
 )
@@ -53,8 +52,7 @@ from inference.triton_client import TritonClient
 
 DETECTOR_MODEL = "ecg_detector"
 DETECTOR_OUTPUTS = ("score__0", "anomaly_map__1", "attributes__2")
-FOUNDATION_MODEL = "ecg_foundation"
-REPORT_MODEL = "ecg_report"
+FOUNDATION_MODEL = "ecg_foundation"  # classifier and report from one encoder pass (issue 14)
 # The stored map: 50 Hz keeps a QRS-wide peak (80-120 ms) visible at a fifth of the size.
 STORED_MAP_RATE_HZ = 50.0
 
@@ -218,7 +216,10 @@ def prepare_foundation_inputs(ecg: EcgInput) -> FoundationInputs:
 class TritonAnalyzer:
     """Analyse ECGs with the models Triton serves.
 
-    ``foundation_model``/``report_model`` None: the detector alone (a deployment that serves only it).
+    Two requests per ECG: the detector and ``ecg_foundation`` (classifier and report from one encoder
+    pass). Not one ensemble request: an ensemble's response names the ensemble's version, not its
+    steps', and each step's outputs must be read with its own version's serving facts.
+    ``foundation_model`` None: the detector alone (a deployment that serves only it).
     Serving facts are cached per (model, version): a version's facts never change (its label holds
     the checkpoint's hash), and another version is always looked up anew.
     """
@@ -226,7 +227,6 @@ class TritonAnalyzer:
     client: TritonClient
     detector_model: str = DETECTOR_MODEL
     foundation_model: str | None = FOUNDATION_MODEL
-    report_model: str | None = REPORT_MODEL
     _facts: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def serving_facts(self, model: str, version: str) -> dict[str, str]:
@@ -247,17 +247,14 @@ class TritonAnalyzer:
         """Return the operating point of the detector version ``version``."""
         return DetectorServing.from_parameters(self.serving_facts(self.detector_model, version), self.detector_model)
 
-    def foundation_serving(self, classifier_version: str, report_version: str) -> FoundationServing:
-        """Return what is needed to read the two foundation models' outputs at these versions."""
-        assert self.foundation_model and self.report_model
-        return FoundationServing.from_parameters(
-            self.serving_facts(self.foundation_model, classifier_version),
-            self.serving_facts(self.report_model, report_version),
-        )
+    def foundation_serving(self, version: str) -> FoundationServing:
+        """Return what is needed to build the foundation model's request and read its outputs at ``version``."""
+        assert self.foundation_model
+        return FoundationServing.from_parameters(self.serving_facts(self.foundation_model, version))
 
     def ready(self) -> bool:
         """Return whether Triton answers and serves every configured model."""
-        models = [self.detector_model, self.foundation_model, self.report_model]
+        models = [self.detector_model, self.foundation_model]
         return all(self.client.model_ready(model) for model in models if model)
 
     def analyse(self, ecg: EcgInput) -> AnalysisResult:
@@ -279,52 +276,45 @@ class TritonAnalyzer:
             timings_ms=timings,
             measured=measured,
         )
-        if not (self.foundation_model and self.report_model):
+        if not self.foundation_model:
             return with_interpretation(measured, detector, None)
         started = time.perf_counter()
         f_inputs = prepare_foundation_inputs(ecg)
         f_timings = {"preprocess_ms": _ms_since(started)}
-        arrays = {"signal": f_inputs.signal[None], "lead_mask": f_inputs.lead_mask[None]}
+        # The request depends on the version (a conditioned one takes the measured findings), so
+        # the version is chosen before the call and asked for by number.
+        version = self._foundation_version()
         started = time.perf_counter()
-        classified = self.client.infer_result(self.foundation_model, arrays, FOUNDATION_OUTPUTS)
+        answer = self._foundation(f_inputs, measured, version)
         f_timings["triton_ms"] = _ms_since(started)
-        # The report's request depends on its version (a conditioned one takes the measured
-        # findings), so that version is chosen before the call and asked for by number.
-        report_version = self._report_version()
-        f_serving = self.foundation_serving(classified.model_version, report_version)
-        started = time.perf_counter()
-        report = self._report(f_inputs, report_measured(measured, f_serving), f_serving, report_version)
-        f_timings["report_ms"] = _ms_since(started)
         foundation = foundation_result(
-            classified.outputs,
-            report.outputs["token_ids__0"][0],
+            answer.outputs,
             f_inputs.lead_mask,
-            serving=f_serving,
+            serving=self.foundation_serving(answer.model_version),  # the version Triton says it ran
             detector_z=detector.score,  # calibrated: a z-score against validation normals
-            server_model_version=f"{classified.model_name}/{classified.model_version}+{report.model_name}/{report.model_version}",
+            server_model_version=f"{answer.model_name}/{answer.model_version}",
             timings_ms=f_timings,
         )
         return with_interpretation(measured, detector, foundation)
 
-    def _report_version(self) -> str:
-        """Return the report model version to ask for: the pinned one, else the newest served.
+    def _foundation_version(self) -> str:
+        """Return the foundation model version to ask for: the pinned one, else the newest served.
 
         Deployments pin versions (TRITON_MODEL_VERSIONS), so the metadata call is made only
         where none is pinned.
         """
-        assert self.report_model
-        pinned = self.client.expected_versions.get(self.report_model)
+        assert self.foundation_model
+        pinned = self.client.expected_versions.get(self.foundation_model)
         if pinned:
             return pinned
-        return max(self.client.model_versions(self.report_model), key=int)
+        return max(self.client.model_versions(self.foundation_model), key=int)
 
-    def _report(
-        self, f_inputs: FoundationInputs, measured: np.ndarray | None, serving: FoundationServing, version: str
-    ) -> Any:
-        """Call report model ``version``; ``measured`` is the measured-findings vector (None if it takes none)."""
-        assert self.report_model
-        arrays = serving.report_inputs(f_inputs.signal, f_inputs.lead_mask, measured)
-        return self.client.infer_result(self.report_model, arrays, REPORT_OUTPUTS, version=version)
+    def _foundation(self, f_inputs: FoundationInputs, measured: MeasuredEcg, version: str) -> Any:
+        """Call foundation model ``version`` once: classifier outputs and report ids of one encoder pass."""
+        assert self.foundation_model
+        serving = self.foundation_serving(version)
+        arrays = serving.inputs(f_inputs.signal, f_inputs.lead_mask, foundation_measured(measured, serving))
+        return self.client.infer_result(self.foundation_model, arrays, FOUNDATION_OUTPUTS, version=version)
 
 
 def measure_ecg_input(ecg: EcgInput) -> MeasuredEcg:
@@ -407,11 +397,8 @@ class InProcessAnalyzer:
             from inference.export_foundation import served_foundation  # noqa: PLC0415 ml extra, in-process backend only
 
             self._foundation = served_foundation(self.foundation_checkpoint)
-            self._foundation.classifier.to(self.device)
-            self._foundation.generator.to(self.device)
-            self._foundation_serving = FoundationServing.from_parameters(
-                self._foundation.classifier_parameters, self._foundation.report_parameters
-            )
+            self._foundation.module.to(self.device)
+            self._foundation_serving = FoundationServing.from_parameters(self._foundation.parameters)
 
     def ready(self) -> bool:
         """Return whether the checkpoints are there to load."""
@@ -449,19 +436,14 @@ class InProcessAnalyzer:
             f_inputs = prepare_foundation_inputs(ecg)
             f_timings = {"preprocess_ms": _ms_since(started)}
             started = time.perf_counter()
-            signal = torch.from_numpy(f_inputs.signal[None]).to(self.device)
-            mask = torch.from_numpy(f_inputs.lead_mask[None]).to(self.device)
+            serving = self._foundation_serving
+            arrays = serving.inputs(f_inputs.signal, f_inputs.lead_mask, foundation_measured(measured, serving))
             with torch.inference_mode():
-                names = FOUNDATION_OUTPUTS_ALL
-                results = self._foundation.classifier(signal, mask)
-                outputs = {n: t.cpu().numpy() for n, t in zip(names, results, strict=True)}
-                f_timings["model_ms"] = _ms_since(started)
-                started = time.perf_counter()
-                token_ids = self._report(f_inputs, report_measured(measured, self._foundation_serving))
-            f_timings["report_ms"] = _ms_since(started)
+                results = self._foundation.module(*(torch.from_numpy(a).to(self.device) for a in arrays.values()))
+                outputs = {n: t.cpu().numpy() for n, t in zip(FOUNDATION_OUTPUTS_ALL, results, strict=True)}
+            f_timings["model_ms"] = _ms_since(started)
             foundation = foundation_result(
                 outputs,
-                token_ids,
                 f_inputs.lead_mask,
                 serving=self._foundation_serving,
                 detector_z=detector.score,  # calibrated: a z-score against validation normals
@@ -470,22 +452,12 @@ class InProcessAnalyzer:
             )
         return with_interpretation(measured, detector, foundation)
 
-    def _report(self, f_inputs: FoundationInputs, measured: np.ndarray | None) -> np.ndarray:
-        """Run the report generator; ``measured`` is the measured-findings vector (None if it takes none)."""
-        import torch  # noqa: PLC0415 ml extra, in-process backend only
 
-        assert self._foundation_serving is not None
-        arrays = self._foundation_serving.report_inputs(f_inputs.signal, f_inputs.lead_mask, measured)
-        with torch.inference_mode():
-            tensors = (torch.from_numpy(a).to(self.device) for a in arrays.values())
-            return np.asarray(self._foundation.generator(*tensors)[0].cpu().numpy())
+# --- decoder conditioning: the foundation model's measured-findings input ------------------------
 
 
-# --- decoder conditioning: the report model's measured-findings input ----------------------------
-
-
-def report_measured(measured: MeasuredEcg, serving: FoundationServing) -> np.ndarray | None:
-    """Return the measured-findings vector (K,) for the report model, or None when it takes none."""
+def foundation_measured(measured: MeasuredEcg, serving: FoundationServing) -> np.ndarray | None:
+    """Return the measured-findings vector (K,) for the foundation model, or None when it takes none."""
     if not serving.measured_codes:
         return None
     return measured_vector(measured.findings)

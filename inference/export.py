@@ -6,8 +6,8 @@ layout of ``inference.model_repository`` (GPU ``config.pbtxt``, CPU profile ``co
 
 - ``ecg_detector``: ONNX (``onnxruntime_onnx``, opset ``ONNX_OPSET``), served by Triton's ONNX
   Runtime backend (CUDA execution provider on GPU, CPU provider on the CPU profile);
-- ``ecg_foundation`` and ``ecg_report`` when the foundation checkpoint exists
-  (``inference.export_foundation``; TorchScript, see there why).
+- ``ecg_foundation`` when the foundation checkpoint exists: classifier and report generator in one
+  TorchScript model, one encoder pass per ECG (``inference.export_foundation``; see there why).
 
 Each version's label and operating point go to its own ``serving.json`` and, copied, to the config
 parameter ``serving_v<N>``: for the detector the version label (checkpoint name + SHA-256
@@ -223,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     parser.add_argument("--detector", type=Path, default=WEIGHTS / "detector.pt")
     parser.add_argument("--foundation", type=Path, default=WEIGHTS / "foundation.pt")
-    parser.add_argument("--detector-only", action="store_true", help="leave the foundation models as they are")
+    parser.add_argument("--detector-only", action="store_true", help="leave the foundation model as it is")
     parser.add_argument("--device", default="cpu", help="where to load and check the written artifacts (cpu, cuda)")
     parser.add_argument("--version", type=int, default=1, help="version directory to write (default 1)")
     parser.add_argument(

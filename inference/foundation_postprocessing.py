@@ -18,17 +18,18 @@ from inference.errors import InferenceFailed
 from inference.preprocessing import LEADS_12
 from inference.results import FOUNDATION_NAME, FoundationResult
 
-# Every output of the served classifier, in its tuple order (the in-process backend runs the module
-# itself); the client asks Triton only for those it reads (the embedding stays on the server).
+# Every output of the served foundation model (classifier and report from one encoder pass), in
+# its tuple order (the in-process backend runs the module itself); the client asks Triton only for
+# those it reads (the embedding stays on the server).
 FOUNDATION_OUTPUTS_ALL = (
     "abnormal_logit__0",
     "superclass_logits__1",
     "statement_logits__2",
     "embedding__3",
     "novelty__4",
+    "token_ids__5",
 )
 FOUNDATION_OUTPUTS = tuple(name for name in FOUNDATION_OUTPUTS_ALL if name != "embedding__3")
-REPORT_OUTPUTS = ("token_ids__0",)
 # Metaspace pre-tokenization marks word starts with this piece prefix; decoding turns it into spaces.
 _WORD_START = "\u2581"
 # Equal weights for the three active-learning terms (training/foundation_simulation.py measured them).
@@ -46,31 +47,38 @@ class FoundationServing:
     statement_codes: tuple[str, ...]
     vocabulary: tuple[str, ...]  # token pieces indexed by id
     special_ids: frozenset[int]
-    # SNOMED CT codes of the report model's ``measured`` input, in order; () = it takes none.
+    # SNOMED CT codes of the model's ``measured`` input, in order; () = it takes none.
     measured_codes: tuple[str, ...] = ()
 
     @classmethod
-    def from_parameters(cls, classifier: Mapping[str, str], report: Mapping[str, str]) -> FoundationServing:
-        """Build from the two served configs' parameters; raise InferenceFailed naming what is missing."""
-        classifier_keys = ("model_version_label", "threshold_prob_abnormal", "superclasses", "statement_codes")
-        missing = [f"ecg_foundation.{key}" for key in classifier_keys if not classifier.get(key)]
-        missing += [f"ecg_report.{key}" for key in ("vocabulary", "special_ids") if not report.get(key)]
+    def from_parameters(cls, facts: Mapping[str, str]) -> FoundationServing:
+        """Build from one served version's facts (``serving.json``); raise InferenceFailed naming what is missing."""
+        keys = (
+            "model_version_label",
+            "threshold_prob_abnormal",
+            "superclasses",
+            "statement_codes",
+            "vocabulary",
+            "special_ids",
+        )
+        missing = [key for key in keys if not facts.get(key)]
         if missing:
-            raise InferenceFailed(f"foundation configs lack {missing}; rebuild with python -m inference.export")
+            raise InferenceFailed(
+                f"ecg_foundation: serving facts lack {missing}; rebuild with python -m inference.export",
+                extra={"missing": missing},
+            )
         return cls(
-            version_label=classifier["model_version_label"],
-            threshold=float(classifier["threshold_prob_abnormal"]),
-            superclasses=tuple(json.loads(classifier["superclasses"])),
-            statement_codes=tuple(json.loads(classifier["statement_codes"])),
-            vocabulary=tuple(json.loads(report["vocabulary"])),
-            special_ids=frozenset(int(i) for i in json.loads(report["special_ids"]).values()),
-            measured_codes=tuple(json.loads(report.get("measured_findings") or "[]")),
+            version_label=facts["model_version_label"],
+            threshold=float(facts["threshold_prob_abnormal"]),
+            superclasses=tuple(json.loads(facts["superclasses"])),
+            statement_codes=tuple(json.loads(facts["statement_codes"])),
+            vocabulary=tuple(json.loads(facts["vocabulary"])),
+            special_ids=frozenset(int(i) for i in json.loads(facts["special_ids"]).values()),
+            measured_codes=tuple(json.loads(facts.get("measured_findings") or "[]")),
         )
 
-    def report_inputs(
-        self, signal: np.ndarray, lead_mask: np.ndarray, measured: np.ndarray | None
-    ) -> dict[str, np.ndarray]:
-        """Return the report model's request (batch of one) for one ECG's inputs.
+    def inputs(self, signal: np.ndarray, lead_mask: np.ndarray, measured: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Return the foundation model's request (batch of one) for one ECG's inputs.
 
         ``measured`` is ``inference.clinical.conditioning.measured_vector`` of the ECG's measured
         findings. Raises InferenceFailed when the served model needs it and it is missing or was
@@ -81,9 +89,11 @@ class FoundationServing:
             return arrays
 
         if self.measured_codes != MEASURED_SNOMED:
-            raise InferenceFailed("ecg_report: served measured_findings differ from this client's MEASURED_FINDINGS")
+            raise InferenceFailed(
+                "ecg_foundation: served measured_findings differ from this client's MEASURED_FINDINGS"
+            )
         if measured is None or np.shape(measured) != (len(MEASURED_SNOMED),):
-            raise InferenceFailed("ecg_report: the served model needs the measured-findings vector")
+            raise InferenceFailed("ecg_foundation: the served model needs the measured-findings vector")
         return arrays | {"measured": np.asarray(measured, dtype=np.float32)[None]}
 
 
@@ -116,7 +126,6 @@ def review_priority(probability: float, detector_z: float | None, novelty: float
 
 def foundation_result(
     outputs: Mapping[str, np.ndarray],
-    token_ids: np.ndarray,
     lead_mask: np.ndarray,
     *,
     serving: FoundationServing,
@@ -124,7 +133,7 @@ def foundation_result(
     server_model_version: str,
     timings_ms: dict[str, float],
 ) -> FoundationResult:
-    """Turn one ECG's raw outputs (batch row 0) into the stored result.
+    """Turn one ECG's raw outputs (batch row 0; ``FOUNDATION_OUTPUTS``) into the stored result.
 
     Raises InferenceFailed on a non-finite probability. Text that decodes to nothing is replaced
     by a sentence saying so, so a report is never silently empty.
@@ -134,6 +143,7 @@ def foundation_result(
         raise InferenceFailed("ecg_foundation: non-finite abnormal probability")
     superclass = _sigmoid(outputs["superclass_logits__1"].reshape(-1))
     statements = _sigmoid(outputs["statement_logits__2"].reshape(-1))
+    token_ids = outputs["token_ids__5"][0]
     text = decode_report(token_ids.reshape(-1).tolist(), serving.vocabulary, serving.special_ids) or NO_TEXT
     novelty = float(outputs["novelty__4"].reshape(-1)[0])
     return FoundationResult(

@@ -1,6 +1,6 @@
 """Write and read Triton model directories: configs (GPU and CPU), versions and their serving facts.
 
-Shared by ``inference.export`` (detector) and ``inference.export_foundation`` (foundation, report),
+Shared by ``inference.export`` (detector) and ``inference.export_foundation`` (foundation),
 so neither export module imports the other's internals; the analyzer reads ``version_serving``.
 
 Layout of one model (``<name>/``)::
@@ -34,7 +34,9 @@ DEFAULT_REPOSITORY = REPO / "deploy" / "triton" / "model_repository"
 WEIGHTS = REPO / "ecg_models" / "weights"
 DETECTOR_MODEL = "ecg_detector"
 FOUNDATION_MODEL = "ecg_foundation"
-REPORT_MODEL = "ecg_report"
+# Served the report generator beside ecg_foundation until ecg_foundation ran both from one encoder
+# pass (issue 14); the export removes its directory from a fresh repository.
+RETIRED_REPORT_MODEL = "ecg_report"
 SERVING_FILE = "serving.json"
 SERVING_PARAMETER = "serving_v{version}"
 

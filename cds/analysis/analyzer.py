@@ -35,7 +35,7 @@ def analyzer() -> Analyzer:
         expected_versions=settings.TRITON_MODEL_VERSIONS,
     )
     if not foundation:
-        return TritonAnalyzer(client=client, foundation_model=None, report_model=None)
+        return TritonAnalyzer(client=client, foundation_model=None)
     return TritonAnalyzer(client=client)
 
 

@@ -39,7 +39,6 @@ def test_it_runs_every_served_artifact_on_the_cpu_and_reports_figures(tmp_path: 
     assert set(report["models"]) == {
         "ecg_detector/1 (onnx)",
         "ecg_foundation/1 (torchscript)",
-        "ecg_report/1 (torchscript)",
         "ecg_detector (torchscript trace)",
     }
     for label, entry in report["models"].items():

@@ -27,7 +27,7 @@ ENV_EXAMPLE = DEPLOY / ".env.example"
 DOCKERFILE = DEPLOY / "Dockerfile"
 ENTRYPOINT = DEPLOY / "entrypoint.sh"
 APP_IMAGE = "ecg-cds"  # the image name in the manifests; kustomization.yaml maps it to the registry
-TRITON_MODELS = ("ecg_detector", "ecg_foundation", "ecg_report")
+TRITON_MODELS = ("ecg_detector", "ecg_foundation")  # ecg_foundation also writes the report (issue 14)
 # Variables that only configure a third-party image inside one manifest, with the reason.
 IMAGE_INTERNAL_VARS = {"PGDATA": "postgres image's data directory (deploy/k8s/postgres.yaml)"}
 # Files in deploy/k8s/ that kustomization.yaml must not list.

@@ -33,7 +33,7 @@ def served(client: TritonClient) -> TritonAnalyzer:
     """Return an analyzer for the models the shipped repository holds."""
     if SERVES_FOUNDATION:
         return TritonAnalyzer(client=client)
-    return TritonAnalyzer(client=client, foundation_model=None, report_model=None)
+    return TritonAnalyzer(client=client, foundation_model=None)
 
 
 def in_process() -> InProcessAnalyzer:
@@ -149,7 +149,8 @@ def test_it_takes_an_ecg_from_fhir_post_to_our_fhir_api_and_writes_it_back_to_th
     assert prediction.server_model_version == "ecg_detector/1"
     if SERVES_FOUNDATION:
         foundation = Prediction.objects.get(job=job, model_name="ecg-foundation")
-        assert foundation.server_model_version == "ecg_foundation/1+ecg_report/1"
+        assert foundation.server_model_version == "ecg_foundation/1"  # one request: classifier and report
+        assert job.timings["foundation_triton_ms"] > 0 and "foundation_report_ms" not in job.timings
         assert foundation.report_text and 0.0 <= foundation.review_priority <= 1.0
 
     found = requests.get(

@@ -70,11 +70,11 @@ def test_it_never_returns_empty_report_text() -> None:
         "superclass_logits__1": np.zeros((1, 5), dtype=np.float32),
         "statement_logits__2": np.array([[2.0]], dtype=np.float32),
         "novelty__4": np.array([[0.2]], dtype=np.float32),
+        "token_ids__5": np.array([[2, 0, 0]]),
     }
     lead_mask = np.array([True] * 6 + [False] * 6)
     result = foundation_result(
         outputs,
-        np.array([2, 0, 0]),
         lead_mask,
         serving=serving,
         detector_z=None,
@@ -84,7 +84,12 @@ def test_it_never_returns_empty_report_text() -> None:
     assert result.report_text == NO_TEXT
     assert result.probability_abnormal == 0.5 and result.leads_used == LEADS_12[:6]
     spoken = foundation_result(
-        outputs, np.array([4, 2]), lead_mask, serving=serving, detector_z=None, server_model_version="t", timings_ms={}
+        outputs | {"token_ids__5": np.array([[4, 2]])},
+        lead_mask,
+        serving=serving,
+        detector_z=None,
+        server_model_version="t",
+        timings_ms={},
     )
     assert spoken.report_text == "sinus"
     assert spoken.statement_probabilities == {"NORM": pytest.approx(0.8808, abs=1e-4)}

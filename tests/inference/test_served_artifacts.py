@@ -33,9 +33,10 @@ MODEL_DIRS = sorted(path.parent for path in DEFAULT_REPOSITORY.glob("*/config.pb
 ARTIFACTS = sorted(p for d in MODEL_DIRS for p in d.glob("[0-9]*/model.*"))
 
 
-def test_the_repository_holds_the_three_served_models() -> None:
-    assert [d.name for d in MODEL_DIRS] == ["ecg_detector", "ecg_foundation", "ecg_report"]
-    assert len(ARTIFACTS) >= 3
+def test_the_repository_holds_the_two_served_models() -> None:
+    # ecg_foundation gives the classifier outputs and the report from one encoder pass (issue 14).
+    assert [d.name for d in MODEL_DIRS] == ["ecg_detector", "ecg_foundation"]
+    assert len(ARTIFACTS) >= 2
 
 
 @pytest.mark.parametrize("artifact", ARTIFACTS, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.name}")

@@ -60,7 +60,7 @@ def test_each_prediction_records_the_threshold_and_label_of_the_version_that_ran
             client = TritonClient(
                 grpc_url=server.grpc_url, expected_versions={DETECTOR_MODEL: pinned} if pinned else {}
             )
-            analyzer = TritonAnalyzer(client=client, foundation_model=None, report_model=None)
+            analyzer = TritonAnalyzer(client=client, foundation_model=None)
             results[pinned] = analyzer.analyse(sample_input(131)).detector
     one, two, default = results["1"], results["2"], results[None]
     assert (one.server_model_version, one.model_version) == ("ecg_detector/1", facts[1]["model_version_label"])
@@ -105,7 +105,7 @@ def _entry(threshold: float, label: str) -> str:
 
 def test_serving_facts_are_looked_up_per_version_and_cached_only_for_that_version() -> None:
     client = _Client({"serving_v1": _entry(0.5, "a"), "serving_v2": _entry(2.0, "b")})
-    analyzer = TritonAnalyzer(client=client, foundation_model=None, report_model=None)  # type: ignore[arg-type]
+    analyzer = TritonAnalyzer(client=client, foundation_model=None)  # type: ignore[arg-type]
     assert analyzer.detector_serving("1").threshold == 0.5
     assert analyzer.detector_serving("2").version_label == "b"
     assert analyzer.detector_serving("1").version_label == "a"
@@ -114,7 +114,7 @@ def test_serving_facts_are_looked_up_per_version_and_cached_only_for_that_versio
 
 def test_a_version_without_its_own_facts_is_refused_not_read_with_anothers() -> None:
     client = _Client({"serving_v1": _entry(0.5, "a"), "threshold": "0.5"})
-    analyzer = TritonAnalyzer(client=client, foundation_model=None, report_model=None)  # type: ignore[arg-type]
+    analyzer = TritonAnalyzer(client=client, foundation_model=None)  # type: ignore[arg-type]
     with pytest.raises(InferenceFailed, match=r"no serving facts for version '3'"):
         analyzer.detector_serving("3")
     with pytest.raises(LookupError, match="serving_v1"):

@@ -43,52 +43,71 @@ def test_it_leaves_amplitude_findings_out_when_the_signal_is_not_in_mv() -> None
     assert names_of(measured_vector(findings, amplitudes_valid=False)) == ["left axis deviation"]
 
 
-def serving(measured_codes: tuple[str, ...]) -> FoundationServing:
-    classifier = {
+def facts(measured_codes: tuple[str, ...]) -> dict[str, str]:
+    served = {
         "model_version_label": "f",
         "threshold_prob_abnormal": "0.5",
         "superclasses": json.dumps(["NORM"]),
         "statement_codes": json.dumps(["SR"]),
+        "vocabulary": json.dumps(["[PAD]"]),
+        "special_ids": json.dumps({"pad": 0}),
     }
-    report = {"vocabulary": json.dumps(["[PAD]"]), "special_ids": json.dumps({"pad": 0})}
     if measured_codes:
-        report["measured_findings"] = json.dumps(list(measured_codes))
-    return FoundationServing.from_parameters(classifier, report)
+        served["measured_findings"] = json.dumps(list(measured_codes))
+    return served
 
 
-def test_it_sends_the_measured_vector_only_to_a_conditioned_report_model() -> None:
+def serving(measured_codes: tuple[str, ...]) -> FoundationServing:
+    return FoundationServing.from_parameters(facts(measured_codes))
+
+
+def test_serving_facts_without_the_vocabulary_fail_naming_it() -> None:
+    incomplete = {k: v for k, v in facts(()).items() if k != "vocabulary"}
+    with pytest.raises(InferenceFailed, match="vocabulary"):
+        FoundationServing.from_parameters(incomplete)
+
+
+def test_it_sends_the_measured_vector_only_to_a_conditioned_model() -> None:
     signal, mask = np.zeros((12, 1000), np.float32), np.ones(12, bool)
     plain = serving(())
     assert plain.measured_codes == ()
-    assert set(plain.report_inputs(signal, mask, None)) == {"signal", "lead_mask"}
+    assert set(plain.inputs(signal, mask, None)) == {"signal", "lead_mask"}
     conditioned = serving(MEASURED_SNOMED)
     vec = measured_vector([finding("164889003")])
-    arrays = conditioned.report_inputs(signal, mask, vec)
+    arrays = conditioned.inputs(signal, mask, vec)
     assert list(arrays) == ["signal", "lead_mask", "measured"]
     assert arrays["measured"].shape == (1, 21) and arrays["measured"].dtype == np.float32
     with pytest.raises(InferenceFailed, match="needs the measured"):
-        conditioned.report_inputs(signal, mask, None)
+        conditioned.inputs(signal, mask, None)
     with pytest.raises(InferenceFailed, match="differ"):
-        serving(MEASURED_SNOMED[::-1]).report_inputs(signal, mask, vec)
+        serving(MEASURED_SNOMED[::-1]).inputs(signal, mask, vec)
 
 
-def test_it_sends_the_measured_vector_to_the_served_report_model() -> None:
+def test_it_sends_the_measured_vector_in_the_one_foundation_request() -> None:
+    from types import SimpleNamespace
+
     from inference.analyzer import TritonAnalyzer
     from inference.preprocessing import FoundationInputs
 
     class Client:
         def __init__(self) -> None:
-            self.sent: dict[str, np.ndarray] = {}
+            self.calls: list[tuple[str, dict[str, np.ndarray], tuple[str, ...], str]] = []
+
+        def model_parameters(self, model: str, version: str) -> dict[str, str]:
+            return {f"serving_v{version}": json.dumps(facts(MEASURED_SNOMED))}
 
         def infer_result(
             self, model: str, arrays: dict[str, np.ndarray], outputs: tuple[str, ...], *, version: str
         ) -> str:
-            self.sent = arrays
+            self.calls.append((model, arrays, outputs, version))
             return f"{model}/{version}"
 
     client = Client()
     analyzer = TritonAnalyzer(client=client)  # type: ignore[arg-type]
     inputs = FoundationInputs(signal=np.zeros((12, 1000), np.float32), lead_mask=np.ones(12, bool))
-    vec = measured_vector([finding("164889003")])
-    assert analyzer._report(inputs, vec, serving(MEASURED_SNOMED), "2") == "ecg_report/2"
-    assert client.sent["measured"][0, 4] == 1.0 and client.sent["signal"].shape == (1, 12, 1000)
+    measured = SimpleNamespace(findings=[finding("164889003")])
+    assert analyzer._foundation(inputs, measured, "2") == "ecg_foundation/2"  # type: ignore[arg-type]
+    [(model, sent, outputs, version)] = client.calls  # one request: classifier and report together
+    assert (model, version) == ("ecg_foundation", "2")
+    assert "token_ids__5" in outputs and "abnormal_logit__0" in outputs
+    assert sent["measured"][0, 4] == 1.0 and sent["signal"].shape == (1, 12, 1000)
