@@ -69,6 +69,7 @@ def test_it_scores_through_triton_exactly_as_in_process(model_server: LocalTrito
             assert f_remote.report_text == f_here.report_text and f_remote.report_text
             assert f_remote.review_priority == pytest.approx(f_here.review_priority, abs=1e-3)
             assert f_remote.leads_used == LEADS_12
+            assert f_remote.server_model_version == "ecg_foundation/1"  # one request per ECG for both
 
 
 def test_it_answers_over_http_too(model_server: LocalTriton) -> None:
