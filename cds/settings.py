@@ -64,7 +64,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # operations (issue 16): static files without a separate server
     "cds.core.middleware.SecurityHeadersMiddleware",  # security (issue 7): CSP; no-store on API responses
-    "cds.core.middleware.RejectNulMiddleware",  # security (issue 7): 400, not a DB error, for NUL in requests
+    "cds.core.middleware.RejectNulMiddleware",  # security (issue 7): 400, not a DB error, for NUL in URLs
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -126,6 +126,9 @@ WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
 # Django's 2.5 MiB default is too small for multi-ECG Bundles (a 12-lead 10 s 500 Hz ECG is ~0.4 MB
 # of JSON); the FHIR parser enforces this limit itself and answers 413 with an OperationOutcome.
 FHIR_MAX_BODY_BYTES = env_int("FHIR_MAX_BODY_BYTES", 32 * 1024 * 1024)
+# security (issue 13): a single resource (POST /fhir/{type}) is held to a lower limit. The largest ECG
+# the ECG_* limits accept (60 s at 1000 Hz, 12 leads: 720,000 samples of ~7 characters) is ~5 MB.
+FHIR_MAX_RESOURCE_BYTES = env_int("FHIR_MAX_RESOURCE_BYTES", 8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = FHIR_MAX_BODY_BYTES
 FHIR_DEFAULT_PAGE_SIZE = env_int("FHIR_DEFAULT_PAGE_SIZE", 20)
 FHIR_MAX_PAGE_SIZE = env_int("FHIR_MAX_PAGE_SIZE", 200)
@@ -145,6 +148,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "cds.core.exception_handler.handle_exception",
     "UNAUTHENTICATED_USER": None,
+    # security (issue 13): JSON bodies are checked for NUL when parsed, i.e. after authentication.
+    "DEFAULT_PARSER_CLASSES": [
+        "cds.core.nul.NulRejectingJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 
 # OAuth2 client credentials (issue 2); tokens are short-lived JWTs signed with this key.
