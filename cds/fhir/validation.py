@@ -126,8 +126,7 @@ def _check_sample_counts(components: list[Any], where: str) -> None:
     total = 0
     for index, component in enumerate(components):
         sampled = component.get("valueSampledData") if isinstance(component, dict) else None
-        data = sampled.get("data") if isinstance(sampled, dict) else None
-        if not isinstance(data, str):
+        if not isinstance(sampled, dict) or not isinstance(data := sampled.get("data"), str):
             continue  # no data, or the wrong type: the model or the decoder refuses it next
         dimensions = sampled.get("dimensions")
         channels = dimensions if isinstance(dimensions, int) and 1 <= dimensions <= MAX_LEADS else 1
