@@ -239,15 +239,33 @@ WRITEBACK_IDENTIFIER_SYSTEM = env_str("WRITEBACK_IDENTIFIER_SYSTEM", f"{PUBLIC_B
 # --- end EHR write-back ----------------------------------------------------------------------------
 
 # --- Review and audit (issue 6; cds/review) ----------------------------------------------------
-# Admin login lockout (django-axes): AXES_FAILURE_LIMIT failures per username+IP lock for the cool-off.
+# Admin login lockout (django-axes; docs/security.md "Clinician login"). A username is locked after
+# AXES_FAILURE_LIMIT failures from anywhere (a distributed guess at one account), and a client address
+# after as many failures across usernames (password spraying); each further lockout of the same
+# username doubles the cool-off (cds.review.login.progressive_cool_off, at most a day).
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_ENABLED = env_bool("AXES_ENABLED", True)
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = env_float("AXES_COOLOFF_HOURS", 1.0)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_COOLOFF_HOURS = env_float("AXES_COOLOFF_HOURS", 1.0)
+AXES_COOLOFF_TIME = "cds.review.login.progressive_cool_off"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
-# TOTP second factor for the admin (django-otp): off by default, on for production deployments.
-ADMIN_OTP_REQUIRED = env_bool("ADMIN_OTP_REQUIRED", False)
+# The client address behind reverse proxies (django-ipware): TRUSTED_PROXY_COUNT is how many proxies
+# in front of gunicorn append to X-Forwarded-For (1 for the Kubernetes ingress). Only that many
+# right-most entries are believed, so a client cannot pick its own address by sending the header;
+# 0 (the default) ignores the header and keys on the peer address.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+AXES_IPWARE_PROXY_ORDER = "right-most"
+# ipware counts the proxies listed in the header; the last proxy is the peer (REMOTE_ADDR), not listed.
+AXES_IPWARE_PROXY_COUNT = max(TRUSTED_PROXY_COUNT - 1, 0)
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if TRUSTED_PROXY_COUNT > 0 else ("REMOTE_ADDR",)
+)
+# TOTP second factor for the admin and review pages (django-otp): required unless DEBUG. Turning it
+# off outside DEBUG is a system check error (cds.E030) unless ADMIN_OTP_LOCAL_OPT_OUT is set, which
+# local stacks on loopback (make up, the live test stacks) do and a deployment must not.
+ADMIN_OTP_REQUIRED = env_bool("ADMIN_OTP_REQUIRED", not DEBUG)
+ADMIN_OTP_LOCAL_OPT_OUT = env_bool("ADMIN_OTP_LOCAL_OPT_OUT", False)
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "ecg-cds")
 AUDITLOG_INCLUDE_ALL_MODELS = False
 # ECGs with a normal verdict whose re-annotation value (active learning) reaches this go to the
