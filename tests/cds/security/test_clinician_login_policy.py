@@ -115,3 +115,19 @@ def test_each_further_lockout_of_a_username_doubles_the_cool_off(
     assert _login("clin", "pw-clin", "192.0.2.51") == 429  # second lockout: two hours
     age_attempts(2.5)
     assert _login("clin", "pw-clin", "192.0.2.52") == 302
+
+
+def test_make_up_and_the_live_test_stacks_still_pass_the_checks(monkeypatch: Any) -> None:
+    from deploy.livestack import live_env
+    from deploy.stack import stack_env
+
+    for name in ("ADMIN_OTP_REQUIRED", "ADMIN_OTP_LOCAL_OPT_OUT"):
+        monkeypatch.delenv(name, raising=False)  # what the stacks set, not what pytest's env does
+
+    for env in (
+        stack_env(embedded=False),
+        live_env(database_url="postgres://x@127.0.0.1/x", base_url="http://x", queue="q"),
+    ):
+        result = _fresh_settings(**{k: env[k] for k in ("ADMIN_OTP_REQUIRED", "ADMIN_OTP_LOCAL_OPT_OUT")})
+        assert result.returncode == 0, result.stderr
+        assert "cds.W030" in result.stderr
