@@ -64,7 +64,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # operations (issue 16): static files without a separate server
     "cds.core.middleware.SecurityHeadersMiddleware",  # security (issue 7): CSP; no-store on API responses
-    "cds.core.middleware.RejectNulMiddleware",  # security (issue 7): 400, not a DB error, for NUL in requests
+    "cds.core.middleware.RejectNulMiddleware",  # security (issue 7): 400, not a DB error, for NUL in URLs
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -126,6 +126,9 @@ WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", DEBUG)
 # Django's 2.5 MiB default is too small for multi-ECG Bundles (a 12-lead 10 s 500 Hz ECG is ~0.4 MB
 # of JSON); the FHIR parser enforces this limit itself and answers 413 with an OperationOutcome.
 FHIR_MAX_BODY_BYTES = env_int("FHIR_MAX_BODY_BYTES", 32 * 1024 * 1024)
+# security (issue 13): a single resource (POST /fhir/{type}) is held to a lower limit. The largest ECG
+# the ECG_* limits accept (60 s at 1000 Hz, 12 leads: 720,000 samples of ~7 characters) is ~5 MB.
+FHIR_MAX_RESOURCE_BYTES = env_int("FHIR_MAX_RESOURCE_BYTES", 8 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = FHIR_MAX_BODY_BYTES
 FHIR_DEFAULT_PAGE_SIZE = env_int("FHIR_DEFAULT_PAGE_SIZE", 20)
 FHIR_MAX_PAGE_SIZE = env_int("FHIR_MAX_PAGE_SIZE", 200)
@@ -145,6 +148,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "cds.core.exception_handler.handle_exception",
     "UNAUTHENTICATED_USER": None,
+    # security (issue 13): JSON bodies are checked for NUL when parsed, i.e. after authentication.
+    "DEFAULT_PARSER_CLASSES": [
+        "cds.core.nul.NulRejectingJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 
 # OAuth2 client credentials (issue 2); tokens are short-lived JWTs signed with this key.
@@ -230,15 +239,33 @@ WRITEBACK_IDENTIFIER_SYSTEM = env_str("WRITEBACK_IDENTIFIER_SYSTEM", f"{PUBLIC_B
 # --- end EHR write-back ----------------------------------------------------------------------------
 
 # --- Review and audit (issue 6; cds/review) ----------------------------------------------------
-# Admin login lockout (django-axes): AXES_FAILURE_LIMIT failures per username+IP lock for the cool-off.
+# Admin login lockout (django-axes; docs/security.md "Clinician login"). A username is locked after
+# AXES_FAILURE_LIMIT failures from anywhere (a distributed guess at one account), and a client address
+# after as many failures across usernames (password spraying); each further lockout of the same
+# username doubles the cool-off (cds.review.login.progressive_cool_off, at most a day).
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_ENABLED = env_bool("AXES_ENABLED", True)
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = env_float("AXES_COOLOFF_HOURS", 1.0)
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_COOLOFF_HOURS = env_float("AXES_COOLOFF_HOURS", 1.0)
+AXES_COOLOFF_TIME = "cds.review.login.progressive_cool_off"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
-# TOTP second factor for the admin (django-otp): off by default, on for production deployments.
-ADMIN_OTP_REQUIRED = env_bool("ADMIN_OTP_REQUIRED", False)
+# The client address behind reverse proxies (django-ipware): TRUSTED_PROXY_COUNT is how many proxies
+# in front of gunicorn append to X-Forwarded-For (1 for the Kubernetes ingress). Only that many
+# right-most entries are believed, so a client cannot pick its own address by sending the header;
+# 0 (the default) ignores the header and keys on the peer address.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+AXES_IPWARE_PROXY_ORDER = "right-most"
+# ipware counts the proxies listed in the header; the last proxy is the peer (REMOTE_ADDR), not listed.
+AXES_IPWARE_PROXY_COUNT = max(TRUSTED_PROXY_COUNT - 1, 0)
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if TRUSTED_PROXY_COUNT > 0 else ("REMOTE_ADDR",)
+)
+# TOTP second factor for the admin and review pages (django-otp): required unless DEBUG. Turning it
+# off outside DEBUG is a system check error (cds.E030) unless ADMIN_OTP_LOCAL_OPT_OUT is set, which
+# local stacks on loopback (make up, the live test stacks) do and a deployment must not.
+ADMIN_OTP_REQUIRED = env_bool("ADMIN_OTP_REQUIRED", not DEBUG)
+ADMIN_OTP_LOCAL_OPT_OUT = env_bool("ADMIN_OTP_LOCAL_OPT_OUT", False)
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "ecg-cds")
 AUDITLOG_INCLUDE_ALL_MODELS = False
 # ECGs with a normal verdict whose re-annotation value (active learning) reaches this go to the

@@ -48,6 +48,8 @@ def live_env(*, database_url: str, base_url: str, queue: str, **overrides: str) 
         "CELERY_MAINTENANCE_QUEUE": queue,
         "SECURE_SSL_REDIRECT": "false",
         "OAUTH_ALLOW_CLIENT_SECRET": "true",
+        "ADMIN_OTP_REQUIRED": "false",  # loopback test stacks log clinicians in with passwords alone
+        "ADMIN_OTP_LOCAL_OPT_OUT": "true",
         **overrides,
     }
 

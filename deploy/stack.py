@@ -54,6 +54,9 @@ def stack_env(embedded: bool) -> dict[str, str]:
     env.setdefault("SESSION_COOKIE_SECURE", "false")
     env.setdefault("CSRF_COOKIE_SECURE", "false")
     env.setdefault("OAUTH_ALLOW_CLIENT_SECRET", "true")
+    # Local demo logins use passwords alone (system check cds.W030 says so); deployments require OTP.
+    env.setdefault("ADMIN_OTP_REQUIRED", "false")
+    env.setdefault("ADMIN_OTP_LOCAL_OPT_OUT", "true")
     port = env.setdefault("PORT", "8080")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     env.setdefault("INFERENCE_BACKEND", "triton")

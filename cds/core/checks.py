@@ -31,6 +31,29 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     return errors
 
 
+@register()
+def check_login_second_factor(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Return an error for clinician login without OTP outside DEBUG (issue 13), a warning if opted out."""
+    if settings.DEBUG or settings.ADMIN_OTP_REQUIRED:
+        return []
+    if settings.ADMIN_OTP_LOCAL_OPT_OUT:
+        return [
+            CheckWarning(
+                "Clinician login needs no second factor (ADMIN_OTP_LOCAL_OPT_OUT): for a local stack only.",
+                hint="A deployment unsets ADMIN_OTP_REQUIRED and ADMIN_OTP_LOCAL_OPT_OUT (OTP is then required).",
+                id="cds.W030",
+            )
+        ]
+    return [
+        Error(
+            "ADMIN_OTP_REQUIRED is false with DEBUG false: clinicians would log in to patient data with a password alone.",
+            hint="Unset ADMIN_OTP_REQUIRED (required by default) and give each clinician a TOTP device; "
+            "ADMIN_OTP_LOCAL_OPT_OUT=true is for local stacks on loopback only.",
+            id="cds.E030",
+        )
+    ]
+
+
 @register(deploy=False)
 def check_security(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Return warnings for a production (DEBUG false) deployment without HTTPS-only settings (issue 7)."""

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from cds.core.exceptions import FhirError
+from cds.core.nul import body_nul_path
 from cds.core.responses import FHIR_JSON
 
 # Clients commonly send plain JSON; the DSTU2 spelling still appears in older integration engines.
@@ -40,25 +41,30 @@ def _reject_constant(name: str) -> Any:
     raise _NonFiniteNumber(name)
 
 
-def parse_body(request: HttpRequest) -> dict[str, Any]:
-    """Return the request body as a JSON object, enforcing media type and size.
+def parse_body(request: HttpRequest, *, max_bytes: int | None = None) -> dict[str, Any]:
+    """Return the request body as a JSON object, enforcing media type, size and the absence of NUL.
 
-    Raises FhirError: 413 above ``FHIR_MAX_BODY_BYTES``, 415 for a non-JSON media type, 400 for
-    malformed JSON or a body that is not an object.
+    ``max_bytes`` defaults to ``FHIR_MAX_BODY_BYTES`` (Bundles); single resources pass the lower
+    ``FHIR_MAX_RESOURCE_BYTES``. The Content-Length is checked before a byte is read. Views call this
+    after authentication, so nobody without a token makes us read, parse or scan a body.
+    Raises FhirError: 413 above the limit, 415 for a non-JSON media type, 400 for malformed JSON, a
+    body that is not an object, or a NUL character (named by its element).
     """
-    length = int(request.META.get("CONTENT_LENGTH") or 0)
-    if length > settings.FHIR_MAX_BODY_BYTES:
-        raise FhirError.single(
-            413, "too-costly", f"body of {length} bytes exceeds the limit of {settings.FHIR_MAX_BODY_BYTES} bytes"
-        )
+    limit = settings.FHIR_MAX_BODY_BYTES if max_bytes is None else max_bytes
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise FhirError.single(400, "structure", "Content-Length is not a number") from None
+    if length > limit:
+        raise FhirError.single(413, "too-costly", f"body of {length} bytes exceeds the limit of {limit} bytes")
     media_type = (request.content_type or "").lower()
     if media_type not in ACCEPTED_BODY_TYPES:
         raise FhirError.single(
             415, "not-supported", f"Content-Type {media_type or '(none)'!r} is not supported; send {FHIR_JSON}"
         )
     body = request.body
-    if len(body) > settings.FHIR_MAX_BODY_BYTES:
-        raise FhirError.single(413, "too-costly", f"body exceeds the limit of {settings.FHIR_MAX_BODY_BYTES} bytes")
+    if len(body) > limit:
+        raise FhirError.single(413, "too-costly", f"body exceeds the limit of {limit} bytes")
     try:
         parsed = json.loads(body, parse_constant=_reject_constant)
     except _NonFiniteNumber as exc:
@@ -70,4 +76,7 @@ def parse_body(request: HttpRequest) -> dict[str, Any]:
         raise FhirError.single(400, "structure", "body is nested too deeply to be a FHIR resource") from None
     if not isinstance(parsed, dict):
         raise FhirError.single(400, "structure", "body must be a JSON object (a FHIR resource)")
+    where = body_nul_path(body, parsed)
+    if where is not None:
+        raise FhirError.single(400, "invalid", f"{where} contains a NUL character, which cannot be stored", where)
     return parsed

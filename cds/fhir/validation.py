@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from django.conf import settings
 from pydantic import ValidationError
 
 from cds.core.exceptions import FhirError, FhirIssue
@@ -71,6 +72,13 @@ MAX_TOKEN_CHARS = 255
 MAX_IDENTIFIERS = 20
 # 12 leads in a few chunks each; far more components is no ECG and only costs decoding time.
 MAX_COMPONENTS = 240
+# An ECG has at most the 12 standard leads (cds.ecg.leads, which this layer may not import).
+MAX_LEADS = 12
+
+
+def max_samples_per_lead() -> int:
+    """Return the most samples one lead may carry: the longest recording at the highest rate accepted."""
+    return int(settings.ECG_MAX_SECONDS * settings.ECG_MAX_RATE_HZ)
 
 
 def _list(value: Any) -> list[Any]:
@@ -84,6 +92,7 @@ def _check_bounds(content: dict[str, Any], where: str) -> None:
         raise FhirError.single(
             400, "too-costly", f"{len(components)} components; at most {MAX_COMPONENTS}", f"{where}.component"
         )
+    _check_sample_counts(components, where)
     identifiers = _list(content.get("identifier"))
     if len(identifiers) > MAX_IDENTIFIERS:
         raise FhirError.single(
@@ -103,6 +112,41 @@ def _check_bounds(content: dict[str, Any], where: str) -> None:
                     f"{element} has {len(value)} characters; at most {MAX_TOKEN_CHARS}",
                     f"{path}.{element}",
                 )
+
+
+def _check_sample_counts(components: list[Any], where: str) -> None:
+    """Refuse (400) SampledData with more values than an accepted ECG can have, before decoding any.
+
+    Counting the separators of the ``data`` string costs no memory; splitting and converting it
+    costs about 20 times its size, which is the work this check keeps a too-long recording from.
+    A component's values per channel (values / ``dimensions``) and the resource's values in all are
+    bounded; the decoder checks the exact rate and duration afterwards.
+    """
+    per_lead = max_samples_per_lead()
+    total = 0
+    for index, component in enumerate(components):
+        sampled = component.get("valueSampledData") if isinstance(component, dict) else None
+        if not isinstance(sampled, dict) or not isinstance(data := sampled.get("data"), str):
+            continue  # no data, or the wrong type: the model or the decoder refuses it next
+        dimensions = sampled.get("dimensions")
+        channels = dimensions if isinstance(dimensions, int) and 1 <= dimensions <= MAX_LEADS else 1
+        count = data.count(" ") + 1  # an upper bound: doubled or edge spaces are refused at decoding
+        if count > per_lead * channels:
+            raise FhirError.single(
+                400,
+                "too-costly",
+                f"{count} data values for {channels} channel(s); at most {per_lead} per lead "
+                f"(ECG_MAX_SECONDS × ECG_MAX_RATE_HZ)",
+                f"{where}.component[{index}].valueSampledData.data",
+            )
+        total += count
+        if total > per_lead * MAX_LEADS:
+            raise FhirError.single(
+                400,
+                "too-costly",
+                f"more than {per_lead * MAX_LEADS} data values in all; at most {per_lead} for each of {MAX_LEADS} leads",
+                f"{where}.component[{index}].valueSampledData.data",
+            )
 
 
 def _issue(resource_type: str, error: Any, prefix: str) -> FhirIssue:

@@ -87,7 +87,7 @@ class ResourceCreateApi(FhirApi):
         if if_none_exist:
             require_conditional_scope(request, resource_type)
         organization_id = request_organization_id(request)
-        content = parse_body(request)
+        content = parse_body(request, max_bytes=settings.FHIR_MAX_RESOURCE_BYTES)
         resource_validate(content, expected_type=resource_type)
         outcome = resource_create(
             resource_type=resource_type,

@@ -207,7 +207,7 @@ def test_it_refuses_an_unsupported_media_type(service_account: Any, ecg_factory:
 
 
 def test_it_refuses_a_body_above_the_limit(service_account: Any, ecg_factory: Any) -> None:
-    with override_settings(FHIR_MAX_BODY_BYTES=100_000):
+    with override_settings(FHIR_MAX_RESOURCE_BYTES=100_000):  # one resource; Bundles: FHIR_MAX_BODY_BYTES
         response = service_account.post("/fhir/Observation", ecg_factory(9))
     assert_outcome(response, 413, "too-costly")
     assert_nothing_stored()
