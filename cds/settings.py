@@ -311,7 +311,11 @@ CELERY_TASK_ROUTES = {
 MIDDLEWARE.insert(0, "cds.core.request_context.RequestContextMiddleware")
 # /metrics (Prometheus text): event metrics of this deployment's processes (PROMETHEUS_MULTIPROC_DIR)
 # plus state read at scrape time by these collectors (core imports no app: named here).
-METRICS_COLLECTORS = ["cds.pipeline.metrics.DatabaseCollector", "cds.pipeline.metrics.BrokerCollector"]
+METRICS_COLLECTORS = [
+    "cds.pipeline.metrics.DatabaseCollector",
+    "cds.pipeline.metrics.BrokerCollector",
+    "cds.review.drift.DriftCollector",  # quality (issue 19): open drift alarms
+]
 METRICS_TOKEN = env_secret("METRICS_TOKEN")  # set: scrapers send "Authorization: Bearer <token>"
 METRICS_FLAG_RATE_WINDOW_S = env_int("METRICS_FLAG_RATE_WINDOW_S", 86400)
 METRICS_BROKER_TIMEOUT_S = env_float("METRICS_BROKER_TIMEOUT_S", 2.0)
