@@ -13,7 +13,7 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -24,16 +24,26 @@ from cds.review.models import DriftAlarm, Review
 from cds.review.quality_stats import reliability, with_bootstrap_ci
 from inference.results import INTERPRETATION_NAME
 
+# A candidate running in shadow stores its verdicts under "shadow:<model_name>": every reader of the
+# served verdict (review page, CDS cards, FHIR results, write-back) selects the exact model_name, so
+# a shadow row can never be shown or written back as the verdict.
+SHADOW_PREFIX = "shadow:"
 GROUPINGS = ("age_band", "sex", "site", "sampling_rate")
 FIGURES = ("auroc", "sensitivity", "specificity", "ppv")
 # Bands a quality team can act on: paediatric, young adult, middle age, older, very old.
 AGE_BANDS = ((18, "<18"), (40, "18-39"), (65, "40-64"), (80, "65-79"), (200, "80+"))
 
 
+def shadow_model_name(model_name: str) -> str:
+    """Return the model_name a shadow candidate of ``model_name`` stores its predictions under."""
+    return f"{SHADOW_PREFIX}{model_name}"
+
+
 @dataclass(frozen=True)
 class ServedRow:
     """One served verdict with the subgroup keys and, when signed, the clinicians' truth."""
 
+    job_id: int
     model_version: str
     score: float
     flagged: bool
@@ -41,7 +51,7 @@ class ServedRow:
     sex: str
     site: str
     sampling_rate: str
-    called: bool | None  # the call the reviewer judged (None: no signed review)
+    called: bool | None  # the served call the reviewer judged (None: no signed review)
     truth: bool | None  # abnormal per the signed verdict
 
 
@@ -58,26 +68,33 @@ def site_of(organization: str, source: str) -> str:
     return f"{organization}/{source or '(unknown source)'}"
 
 
-def served_rows(*, since: datetime | None = None, model_version: str | None = None) -> list[ServedRow]:
-    """Return the served verdicts (received since ``since``) with their subgroups and signed truth."""
-    predictions = Prediction.objects.filter(model_name=INTERPRETATION_NAME)
+def served_rows(
+    *, since: datetime | None = None, model_version: str | None = None, model_name: str = INTERPRETATION_NAME
+) -> list[ServedRow]:
+    """Return the verdicts of ``model_name`` (received since ``since``) with their subgroups and signed truth.
+
+    A shadow or candidate version's rows get the truth of the same ECG's signed review: the
+    clinician judged the served call, so the truth is derived from that call, never from this row's.
+    """
+    predictions = Prediction.objects.filter(model_name=model_name)
     if since is not None:
         predictions = predictions.filter(created_at__gte=since)
     if model_version:
         predictions = predictions.filter(model_version=model_version)
     values = predictions.values_list(
-        "model_version", "score", "flagged", "recording__age_min_years", "recording__age_max_years",
+        "job_id", "model_version", "score", "flagged", "recording__age_min_years", "recording__age_max_years",
         "recording__sex", "recording__organization__slug", "recording__received_from",
         "recording__sample_rate_hz", "job__review__queue", "job__review__signed_revision__verdict",
     )  # fmt: skip
     rows = []
-    for version, score, flagged, age_min, age_max, sex, org, source, rate, queue, verdict in values:
+    for job_id, version, score, flagged, age_min, age_max, sex, org, source, rate, queue, verdict in values:
         called = truth = None
         if verdict in {"accept", "reject"}:
             called = queue == Review.Queue.FLAGGED
             truth = called == (verdict == "accept")
         rows.append(
             ServedRow(
+                job_id=job_id,
                 model_version=version,
                 score=float(score or 0.0),
                 flagged=bool(flagged),
@@ -103,7 +120,7 @@ def group_figures(rows: list[ServedRow], *, resamples: int | None = None) -> dic
         "n_signed_abnormal": sum(bool(r.truth) for r in signed),
     }
     scores = np.array([r.score for r in signed], dtype=np.float64)
-    called = np.array([bool(r.called) for r in signed], dtype=bool)
+    called = np.array([r.flagged for r in signed], dtype=bool)  # this version's own call
     truth = np.array([bool(r.truth) for r in signed], dtype=bool)
     kwargs = {"resamples": resamples} if resamples is not None else {}
     figures.update(with_bootstrap_ci(scores, called, truth, **kwargs))
@@ -143,6 +160,13 @@ def quality_report(
 ) -> dict[str, Any]:
     """Return the report: per model version, figures overall and by subgroup, calibration per site, drift."""
     rows = served_rows(since=since, model_version=model_version)
+    # Shadow candidates are reported beside the served versions, labelled, on the same ECGs' truth.
+    rows += [
+        replace(row, model_version=f"{row.model_version} (shadow)")
+        for row in served_rows(
+            since=since, model_version=model_version, model_name=shadow_model_name(INTERPRETATION_NAME)
+        )
+    ]
     report: dict[str, Any] = {
         "model_name": INTERPRETATION_NAME,
         "since": since.isoformat() if since else None,
