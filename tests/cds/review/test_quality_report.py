@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from cds.analysis.models import Prediction
 from cds.review.quality import age_band
-from cds.review.quality_stats import auroc, psi, reliability
+from cds.review.quality_stats import _bootstrap_chunk, _statistics, auroc, psi, reliability
 from tests.cds.review.quality_factories import served_ecg, served_population
 
 pytestmark = pytest.mark.django_db
@@ -130,3 +130,18 @@ def test_statistics_against_hand_values() -> None:
     assert psi(["500 Hz"] * 20, ["250 Hz"] * 5) > 2.0
     assert reliability(np.array([]), np.array([], dtype=bool))["ece"] is None
     assert (age_band(None, None), age_band(17.0, 17.0), age_band(64.0, 66.0)) == ("unknown", "<18", "65-79")
+
+
+def test_vectorized_bootstrap_equals_the_figures_of_each_resample_drawn_one_by_one() -> None:
+    rng = np.random.default_rng(0)
+    n = 57
+    scores = np.round(rng.random(n), 1)  # rounded: many ties
+    truth = rng.random(n) < 0.4
+    called = scores >= 0.5
+    for _ in range(50):
+        index = rng.integers(0, n, n)
+        weights = np.bincount(index, minlength=n).astype(np.float64)[None, :]
+        vectorized = _bootstrap_chunk(weights, scores, called, truth)
+        for name, value in _statistics(scores[index], called[index], truth[index]).items():
+            got = vectorized[name][0]
+            assert np.isnan(got) if value is None else got == pytest.approx(value, abs=1e-12), name
