@@ -29,9 +29,10 @@ from cds.core.admin import ReadOnlyAdmin
 from cds.core.exceptions import ApplicationError
 from cds.review import services
 from cds.review.audit import audit_csv_export
+from cds.review.drift import acknowledge_alarms
 from cds.review.errors import ReviewPermissionDenied
 from cds.review.metrics import quality_metrics
-from cds.review.models import CareTeam, CareTeamSource, QualityPrediction, ReannotationReview, Review
+from cds.review.models import CareTeam, CareTeamSource, DriftAlarm, QualityPrediction, ReannotationReview, Review
 from cds.review.plots import ecg_paper_svg, rhythm_strip_svg, roc_svg, score_drift_svg
 from cds.review.quality import quality_report, report_csv, report_csv_rows
 from cds.review.scp import SCP_STATEMENTS
@@ -516,6 +517,30 @@ class QualityPredictionAdmin(ReadOnlyAdmin):
         response = HttpResponse(report_csv(quality_report(since=since)), content_type="text/csv")
         response["Content-Disposition"] = 'attachment; filename="quality-report.csv"'
         return response
+
+
+@admin.register(DriftAlarm)
+class DriftAlarmAdmin(ReadOnlyAdmin):
+    """Drift alarms (issue 19, docs/quality.md): read-only, acknowledged by a quality auditor once acted on."""
+
+    list_display = ("day", "site", "feature", "test", "statistic", "p_value", "n_reference", "n_day", "details",
+                    "acknowledged_at", "acknowledged_by")  # fmt: skip
+    list_filter = ("feature", "site", ("acknowledged_at", admin.EmptyFieldListFilter))
+    ordering = ("-day", "site", "feature")
+    actions = ["acknowledge"]
+
+    @admin.action(description="Acknowledge (acted on): clears the banner", permissions=["acknowledge"])
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet[DriftAlarm]) -> None:
+        messages.success(request, f"{acknowledge_alarms(alarms=queryset, user=request.user)} acknowledged")
+
+    def has_acknowledge_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("review.view_quality")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("review.view_quality")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("review.view_quality")
 
 
 def _day(text: str | None) -> datetime | None:

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
+from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -168,3 +170,14 @@ class DriftCollector(Collector):
         for feature, n in counts.items():
             gauge.add_metric([feature], n)
         yield gauge
+
+
+def acknowledge_alarms(*, alarms: Iterable[DriftAlarm], user: Any) -> int:
+    """Mark open ``alarms`` acted on by ``user`` (saved one by one, so each change is audited)."""
+    count = 0
+    for alarm in alarms:
+        if alarm.acknowledged_at is None:
+            alarm.acknowledged_at, alarm.acknowledged_by = timezone.now(), user
+            alarm.save(update_fields=["acknowledged_at", "acknowledged_by", "updated_at"])
+            count += 1
+    return count

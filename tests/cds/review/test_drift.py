@@ -73,7 +73,7 @@ def _replay_day(service_account: Any, waveforms: dict[int, np.ndarray], day_inde
 
 
 def test_replay_catches_unit_error_and_resampling_on_their_first_day_and_stays_quiet_when_stable(
-    service_account: Any, waveforms: dict[int, np.ndarray], auditor: Any
+    service_account: Any, waveforms: dict[int, np.ndarray], auditor: Any, clinician: Any
 ) -> None:
     for day_index in range(5):  # five stable days: the reference window builds up, nothing fires
         _replay_day(service_account, waveforms, day_index, faulty=False)
@@ -107,8 +107,18 @@ def test_replay_catches_unit_error_and_resampling_on_their_first_day_and_stays_q
     drift = quality_report(resamples=10)["drift"]
     assert set(drift) == {f"{ORGANIZATION}/{UNITS}", f"{ORGANIZATION}/{RESAMPLED}"}
 
-    DriftAlarm.objects.update(acknowledged_at=datetime.now(UTC))  # acted on: the banner goes
+    # Acted on: a quality auditor acknowledges (audited), the banner and the gauge clear.
+    changelist = "/admin/review/driftalarm/"
+    assert (
+        clinician.client.post(changelist, {"action": "acknowledge", "_selected_action": [units.pk]}).status_code == 403
+    )
+    pks = [str(pk) for pk in DriftAlarm.objects.values_list("pk", flat=True)]
+    response = auditor.client.post(changelist, {"action": "acknowledge", "_selected_action": pks})
+    assert response.status_code == 302
+    assert DriftAlarm.objects.filter(acknowledged_by=auditor.user).count() == 2
+    assert LogEntry.objects.get_for_model(DriftAlarm).filter(action=LogEntry.Action.UPDATE).count() == 2
     assert 'id="drift-banner"' not in auditor.client.get("/admin/").content.decode()
+    assert scrape(Client())[("cds_quality_drift_alarms_open", (("feature", "amplitude_range_uv"),))] == 0
 
 
 def test_score_drift_fires_on_a_shifted_score_distribution_only(make_day: Callable[..., None]) -> None:
