@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from cds.core.env import (
@@ -303,8 +304,16 @@ CELERY_TASK_ROUTES = {
     "writeback.deliver": {"queue": CELERY_WRITEBACK_QUEUE},
     "writeback.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
     "analysis.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
+    "quality.check_drift": {"queue": CELERY_MAINTENANCE_QUEUE},  # quality (issue 19)
 }
 # --- end operations: queues -------------------------------------------------------------------------
+
+# --- Quality (issue 19; docs/quality.md): the daily drift check of the day just ended (UTC). ---
+CELERY_BEAT_SCHEDULE["quality-check-drift"] = {
+    "task": "quality.check_drift",
+    "schedule": crontab(minute=30, hour=0),
+}
+# --- end quality ---
 
 # --- Operations (issue 16; docs/operations.md): metrics, logs, request ids --------------------------
 # The request id first, so every later middleware's log lines and the enqueued tasks carry it.

@@ -152,3 +152,18 @@ def test_too_few_ecgs_on_a_day_raise_nothing(make_day: Callable[..., None]) -> N
     make_day(5, "quiet", np.full(2, 0.95))  # two ECGs: below MIN_DAY, not evidence of drift
 
     assert check_drift(day=FIRST_DAY + timedelta(days=5)) == []
+
+
+def test_the_daily_beat_task_checks_the_given_day(make_day: Callable[..., None]) -> None:
+    from django.conf import settings
+
+    from cds.review.tasks import quality_check_drift
+
+    for day_index in range(5):
+        make_day(day_index, "steady", np.linspace(0.1, 0.6, 6))
+    make_day(5, "steady", np.full(6, 0.95))
+
+    result = quality_check_drift.apply(kwargs={"day": (FIRST_DAY + timedelta(days=5)).isoformat()}).get()
+
+    assert result == {"day": "2026-03-07", "alarms": ["st-marys/steady score"]}
+    assert settings.CELERY_BEAT_SCHEDULE["quality-check-drift"]["task"] == "quality.check_drift"
