@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from cds.core.env import (
@@ -330,15 +331,27 @@ CELERY_TASK_ROUTES = {
     "writeback.deliver": {"queue": CELERY_WRITEBACK_QUEUE},
     "writeback.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
     "analysis.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
+    "quality.check_drift": {"queue": CELERY_MAINTENANCE_QUEUE},  # quality (issue 19)
 }
 # --- end operations: queues -------------------------------------------------------------------------
+
+# --- Quality (issue 19; docs/quality.md): the daily drift check of the day just ended (UTC). ---
+CELERY_BEAT_SCHEDULE["quality-check-drift"] = {
+    "task": "quality.check_drift",
+    "schedule": crontab(minute=30, hour=0),
+}
+# --- end quality ---
 
 # --- Operations (issue 16; docs/operations.md): metrics, logs, request ids --------------------------
 # The request id first, so every later middleware's log lines and the enqueued tasks carry it.
 MIDDLEWARE.insert(0, "cds.core.request_context.RequestContextMiddleware")
 # /metrics (Prometheus text): event metrics of this deployment's processes (PROMETHEUS_MULTIPROC_DIR)
 # plus state read at scrape time by these collectors (core imports no app: named here).
-METRICS_COLLECTORS = ["cds.pipeline.metrics.DatabaseCollector", "cds.pipeline.metrics.BrokerCollector"]
+METRICS_COLLECTORS = [
+    "cds.pipeline.metrics.DatabaseCollector",
+    "cds.pipeline.metrics.BrokerCollector",
+    "cds.review.drift.DriftCollector",  # quality (issue 19): open drift alarms
+]
 METRICS_TOKEN = env_secret("METRICS_TOKEN")  # set: scrapers send "Authorization: Bearer <token>"
 METRICS_FLAG_RATE_WINDOW_S = env_int("METRICS_FLAG_RATE_WINDOW_S", 86400)
 METRICS_BROKER_TIMEOUT_S = env_float("METRICS_BROKER_TIMEOUT_S", 2.0)

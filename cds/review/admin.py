@@ -29,10 +29,12 @@ from cds.core.admin import ReadOnlyAdmin
 from cds.core.exceptions import ApplicationError
 from cds.review import services
 from cds.review.audit import audit_csv_export
+from cds.review.drift import acknowledge_alarms
 from cds.review.errors import ReviewPermissionDenied
 from cds.review.metrics import quality_metrics
-from cds.review.models import CareTeam, CareTeamSource, QualityPrediction, ReannotationReview, Review
+from cds.review.models import CareTeam, CareTeamSource, DriftAlarm, QualityPrediction, ReannotationReview, Review
 from cds.review.plots import ecg_paper_svg, rhythm_strip_svg, roc_svg, score_drift_svg
+from cds.review.quality import quality_report, report_csv, report_csv_rows
 from cds.review.scp import SCP_STATEMENTS
 from cds.review.selectors import (
     WORKLIST_ORDER,
@@ -53,6 +55,9 @@ from cds.review.selectors import (
 from inference.results import DETECTOR_NAME, INTERPRETATION_NAME
 
 logger = logging.getLogger(__name__)
+
+# Issue 19: open drift alarms on the admin index (the banner is also on the worklists and dashboard).
+admin.site.index_template = "admin/review/index.html"
 
 
 class ReviewerFilter(admin.SimpleListFilter):
@@ -440,6 +445,7 @@ class QualityPredictionAdmin(ReadOnlyAdmin):
         return [
             path("export.csv", view(self.export_csv), name="review_qualityprediction_export"),
             path("dashboard/", view(self.dashboard_view), name="review_qualityprediction_dashboard"),
+            path("quality-report.csv", view(self.quality_report_csv), name="review_qualityprediction_report"),
             *super().get_urls(),
         ]
 
@@ -497,8 +503,44 @@ class QualityPredictionAdmin(ReadOnlyAdmin):
                 periods=metrics.drift_periods, scores=metrics.drift_scores, threshold=metrics.threshold
             ),
             "roc_svg": roc_svg(fpr=metrics.roc[0], tpr=metrics.roc[1], auroc=metrics.auroc),
+            # Issue 19: the served verdict (combined probability) by subgroup, from signed verdicts.
+            "served_rows": report_csv_rows(quality_report(since=since))[1:],
         }
         return TemplateResponse(request, "admin/review/dashboard.html", context)
+
+    def quality_report_csv(self, request: HttpRequest) -> HttpResponse:
+        """The served verdict's figures per model version and subgroup (``quality_report``) as CSV."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        since = _day(request.GET.get("since"))
+        audit_csv_export(user=request.user, name="quality-report.csv", query=request.GET.urlencode())
+        response = HttpResponse(report_csv(quality_report(since=since)), content_type="text/csv")
+        response["Content-Disposition"] = 'attachment; filename="quality-report.csv"'
+        return response
+
+
+@admin.register(DriftAlarm)
+class DriftAlarmAdmin(ReadOnlyAdmin):
+    """Drift alarms (issue 19, docs/quality.md): read-only, acknowledged by a quality auditor once acted on."""
+
+    list_display = ("day", "site", "feature", "test", "statistic", "p_value", "n_reference", "n_day", "details",
+                    "acknowledged_at", "acknowledged_by")  # fmt: skip
+    list_filter = ("feature", "site", ("acknowledged_at", admin.EmptyFieldListFilter))
+    ordering = ("-day", "site", "feature")
+    actions = ["acknowledge"]
+
+    @admin.action(description="Acknowledge (acted on): clears the banner", permissions=["acknowledge"])
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet[DriftAlarm]) -> None:
+        messages.success(request, f"{acknowledge_alarms(alarms=queryset, user=request.user)} acknowledged")
+
+    def has_acknowledge_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("review.view_quality")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("review.view_quality")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("review.view_quality")
 
 
 def _day(text: str | None) -> datetime | None:

@@ -12,7 +12,15 @@ class ReviewConfig(AppConfig):
         # AppConfig.ready(): the models and auditlog's registry are loaded only once the apps are.
         from auditlog.registry import auditlog  # noqa: PLC0415 AppConfig.ready()
 
-        from cds.review.models import CareTeam, CareTeamSource, Review, ReviewRevision  # noqa: PLC0415 ready()
+        from cds.review.models import (  # noqa: PLC0415 ready()
+            CareTeam,
+            CareTeamSource,
+            DriftAlarm,
+            ModelCandidate,
+            PromotionDecision,
+            Review,
+            ReviewRevision,
+        )
 
         # Model changes go to django-auditlog's LogEntry; "viewed" entries are sent explicitly
         # (auditlog's ``accessed`` signal) by the review page.
@@ -20,6 +28,9 @@ class ReviewConfig(AppConfig):
         auditlog.register(ReviewRevision)
         auditlog.register(CareTeam, m2m_fields={"members"})
         auditlog.register(CareTeamSource)
+        auditlog.register(DriftAlarm)
+        auditlog.register(ModelCandidate)
+        auditlog.register(PromotionDecision)
         # Who may reach patient data: API clients (never the secret's hash), users and their groups
         # (never the password hash), groups' permissions, organisations (issue 13).
         from django.contrib.auth import get_user_model  # noqa: PLC0415 ready()

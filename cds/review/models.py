@@ -8,6 +8,8 @@ learning ranked worth a second look (their re-annotation value).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -169,3 +171,88 @@ class ReannotationReview(Review):
         proxy = True
         verbose_name = "re-annotation item"
         verbose_name_plural = "re-annotation queue"
+
+
+class DriftAlarm(BaseModel):
+    """A day on which one site's inputs or scores moved away from its reference window (issue 19).
+
+    Raised by ``cds.review.drift`` (``manage.py check_drift``); one per site, day and feature, so a
+    rerun raises nothing twice. Open alarms show as a banner on the admin and as
+    ``cds_quality_drift_alarms_open``; a quality officer acknowledges one once acted on.
+    """
+
+    site = models.CharField(max_length=200)  # "organisation/source", as in the quality report
+    day = models.DateField()
+    feature = models.CharField(max_length=32)  # amplitude_range_uv, sampling_rate, lead_set, quality_flags, score
+    test = models.CharField(max_length=8)  # "ks" or "psi"
+    statistic = models.FloatField()
+    p_value = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField()
+    n_reference = models.PositiveIntegerField()
+    n_day = models.PositiveIntegerField()
+    details = models.JSONField(default=dict, blank=True)  # reference vs day summaries, for the banner
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["site", "day", "feature"], name="drift_alarm_unique")]
+
+    def __str__(self) -> str:
+        return f"drift of {self.feature} at {self.site} on {self.day}"
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the alarm as the quality report lists it."""
+        return {
+            "day": self.day.isoformat(),
+            "feature": self.feature,
+            "test": self.test,
+            "statistic": self.statistic,
+            "p_value": self.p_value,
+            "threshold": self.threshold,
+            "n_reference": self.n_reference,
+            "n_day": self.n_day,
+            "details": self.details,
+            "acknowledged": self.acknowledged_at is not None,
+        }
+
+
+class ModelCandidate(BaseModel):
+    """A model version proposed for serving, with acceptance criteria registered before its results are seen.
+
+    ``criteria``: [{"figure": "sensitivity"|"specificity"|"ppv"|"auroc", "bound": "ci_low"|"value",
+    "compare": "serving" | <number>, "margin": <number, optional>}]: the candidate's bound of the
+    figure (on signed verdicts) must reach the serving version's point value (minus ``margin``) or
+    the number. ``min_signed``: fewer signed verdicts than this and the promotion is refused.
+    """
+
+    class Status(models.TextChoices):
+        REGISTERED = "registered"
+        PROMOTED = "promoted"
+        RETIRED = "retired"
+
+    model_name = models.CharField(max_length=64)
+    model_version = models.CharField(max_length=64)
+    criteria = models.JSONField(default=list)
+    min_signed = models.PositiveIntegerField(default=50)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.REGISTERED)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model_name", "model_version"], name="model_candidate_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model_name}@{self.model_version} ({self.status})"
+
+
+class PromotionDecision(BaseModel):
+    """One run of ``promote_model``: promoted or refused, with every figure it was decided on."""
+
+    candidate = models.ForeignKey(ModelCandidate, on_delete=models.PROTECT, related_name="decisions")
+    serving_version = models.CharField(max_length=64, blank=True)
+    promoted = models.BooleanField()
+    figures = models.JSONField(default=dict)  # per criterion: candidate bound, serving value, pass/fail
+    decided_by = models.CharField(max_length=150, blank=True)
+
+    def __str__(self) -> str:
+        return f"{'promoted' if self.promoted else 'refused'}: {self.candidate}"

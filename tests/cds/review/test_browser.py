@@ -118,4 +118,6 @@ def test_it_reviews_corrects_and_signs_in_a_browser(
     admin_page.fill("#id_password", "password")
     admin_page.click("input[type=submit]")
     admin_page.wait_for_selector("#quality-metrics")
+    admin_page.wait_for_selector("#served-quality")  # issue 19: the served verdict by subgroup
+    assert admin_page.get_attribute("#quality-report-csv", "href").startswith("../quality-report.csv")
     admin_page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)

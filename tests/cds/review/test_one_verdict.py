@@ -157,7 +157,12 @@ def test_it_exports_the_interpretation_in_the_audit_and_counts_the_one_verdict(
     metrics = quality_metrics(model_version="1.0.0", since=None, until=None, period="day")
     assert metrics.confusion == {"tp": 1, "fp": 0, "fn": 0, "tn": 0}
     page = auditor.client.get("/admin/review/qualityprediction/dashboard/").content.decode()
-    assert "measure-1.1" not in page  # the dashboard's AUROC is per detector version
+    # The detector section's version choice is per detector version; the interpretation's version is
+    # reported in its own section (issue 19: the served verdict by subgroup).
+    version_select = page.split('name="model_version"', 1)[1].split("</select>", 1)[0]
+    assert "1.0.0" in version_select and "measure-1.1" not in version_select
+    served = page.split('id="served-quality"', 1)[1].split("</table>", 1)[0]
+    assert "<td>measure-1.1</td>" in served
 
 
 def test_it_names_top_findings_and_key_measurements_on_the_card(
