@@ -22,7 +22,15 @@ def test_it_serves_a_valid_r4_capability_statement(client: Any) -> None:
     CapabilityStatement.model_validate(body)
     assert body["fhirVersion"] == "4.0.1"
     resources = {r["type"]: r for r in body["rest"][0]["resource"]}
-    assert set(resources) == {"Patient", "Observation", "DiagnosticReport", "Task", "Device", "Provenance"}
+    assert set(resources) == {
+        "Patient",
+        "Observation",
+        "DocumentReference",
+        "DiagnosticReport",
+        "Task",
+        "Device",
+        "Provenance",
+    }
     assert {i["code"] for i in resources["Task"]["interaction"]} == {"read", "vread", "search-type"}
     assert {i["code"] for i in resources["Observation"]["interaction"]} == {"create", "read", "vread", "search-type"}
     assert {p["name"] for p in resources["Observation"]["searchParam"]} >= {"patient", "identifier", "code", "date"}
