@@ -18,6 +18,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -261,9 +262,9 @@ def dicom_ecg_write(
     """
     codes = np.rint(np.asarray(samples_uv) / resolution_uv).astype("<i2")
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = TWELVE_LEAD_ECG
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid or generate_uid()
-    meta.TransferSyntaxUID = transfer_syntax
+    meta.MediaStorageSOPClassUID = UID(TWELVE_LEAD_ECG)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid or generate_uid())
+    meta.TransferSyntaxUID = UID(transfer_syntax)
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = TWELVE_LEAD_ECG, meta.MediaStorageSOPInstanceUID, "ECG"
