@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cds.core.exceptions import FhirError
+from cds.ecg.aecg import xml_ecg_read
 from cds.ecg.dicom_ecg import dicom_ecg_read
 from cds.ecg.document_types import DocumentWaveform
 from cds.ecg.encoding import sampled_data_string
@@ -21,7 +22,13 @@ from cds.ecg.leads import LOINC_EKG_STUDY, LOINC_SYSTEM, MDC_CODE_BY_LEAD, MDC_E
 
 Reader = Callable[..., DocumentWaveform]
 # Attachment content type -> decoder. Documented in docs/fhir.md "Accepted ECG formats".
-READERS: dict[str, Reader] = {"application/dicom": dicom_ecg_read}
+# XML formats are told apart by their root element, since senders label them all text/xml or application/xml.
+READERS: dict[str, Reader] = {
+    "application/dicom": dicom_ecg_read,
+    "application/xml": xml_ecg_read,
+    "text/xml": xml_ecg_read,
+    "application/hl7-v3+xml": xml_ecg_read,
+}
 _ATTACHMENT = "DocumentReference.content[0].attachment"
 
 

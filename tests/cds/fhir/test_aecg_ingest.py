@@ -1,0 +1,53 @@
+"""An HL7 aECG document through the HTTP stack: same stored ECG as the SampledData path, or nothing."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cds.ecg.aecg import aecg_write
+from cds.ecg.models import EcgRecording
+from cds.fhir.models import StoredResource
+from tests.conftest import LEADS_12, read_sample_record
+
+pytestmark = pytest.mark.django_db
+
+
+def aecg_document(data: bytes, content_type: str = "text/xml") -> dict[str, Any]:
+    return {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "content": [{"attachment": {"contentType": content_type, "data": base64.b64encode(data).decode()}}],
+    }
+
+
+def test_it_stores_the_same_ecg_as_the_sampled_data_path(service_account: Any, ecg_factory: Any) -> None:
+    samples, _ = read_sample_record(9)
+    data = aecg_write(samples, sample_rate_hz=500, leads=LEADS_12, document_id="1.2.3.4.5", effective="20240301100000")
+    response = service_account.post("/fhir/DocumentReference", aecg_document(data))
+    assert response.status_code == 201, response.content
+    document_id = response.json()["id"]
+    assert {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.3.4.5"} in response.json()["identifier"]
+    search = service_account.get(f"/fhir/Observation?derived-from=DocumentReference/{document_id}").json()
+    from_aecg = EcgRecording.objects.get(logical_id=search["entry"][0]["resource"]["id"])
+    sampled = service_account.post("/fhir/Observation", ecg_factory(9))
+    from_sampled = EcgRecording.objects.get(logical_id=sampled.json()["id"])
+    np.testing.assert_array_equal(from_aecg.waveform(), from_sampled.waveform())
+    assert from_aecg.waveform_sha256 == from_sampled.waveform_sha256
+    # No UTC offset in the aECG time: the date is kept, the unknown-zone time is not invented.
+    assert from_aecg.resource.content["effectiveDateTime"] == "2024-03-01"
+
+
+def test_a_short_recording_is_refused_with_the_reason_and_nothing_stored(service_account: Any) -> None:
+    samples, _ = read_sample_record(9)
+    data = aecg_write(samples[:, :500], sample_rate_hz=500, leads=LEADS_12)
+    before = StoredResource.objects.count()
+    response = service_account.post("/fhir/DocumentReference", aecg_document(data, "application/xml"))
+    assert response.status_code == 422, response.content
+    issue = response.json()["issue"][0]
+    assert issue["diagnostics"].startswith("decoded hl7-aecg document: recording lasts 1.00 s")
+    assert issue["expression"] == ["DocumentReference.content[0].attachment.data"]
+    assert StoredResource.objects.count() == before
