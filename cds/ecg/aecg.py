@@ -1,6 +1,6 @@
 """Read (and, for tests and the demo, write) HL7 annotated ECG (aECG, HL7 v3 XML, the FDA format).
 
-Parsed with the stdlib ElementTree through ``defusedxml``: aECG needs no XPath or schema
+Parsed (``cds.ecg.xml_ecg``) with the stdlib ElementTree through ``defusedxml``: aECG needs no XPath or schema
 validation, the stdlib parser is fast enough for a few MB, and defusedxml refuses DTDs and entity
 expansion (billion laughs, external entities) from a document we did not write. lxml (also
 installed) would add speed we do not need and its own hardening settings to get right.
@@ -11,12 +11,10 @@ value = origin + scale × digit (SLIST_PQ); the time sequence's ``increment`` gi
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as StdlibET  # writing only: parsing untrusted input goes through defusedxml
+import xml.etree.ElementTree as StdlibET  # writing only: untrusted input is parsed in cds.ecg.xml_ecg
 from typing import Any
 
 import numpy as np
-from defusedxml import ElementTree as SafeET
-from defusedxml.common import DefusedXmlException
 
 from cds.core.exceptions import FhirError
 from cds.ecg.document_types import DocumentWaveform
@@ -153,26 +151,6 @@ def aecg_read(root: Any, *, expression: str) -> DocumentWaveform:
         gender=_GENDER.get(gender.get("code", "") if gender is not None else "", ""),
         birth_date=(_ts_to_fhir(birth.get("value", ""), date_only=True) or "") if birth is not None else "",
         notes={"skipped_sequences": skipped},
-    )
-
-
-def xml_ecg_read(data: bytes, *, expression: str) -> DocumentWaveform:
-    """Parse an XML ECG safely and decode it by its root element (``AnnotatedECG``: HL7 aECG)."""
-    try:
-        root = SafeET.fromstring(data, forbid_dtd=True)
-    except DefusedXmlException as exc:
-        raise FhirError.single(
-            400, "security", f"XML ECG: refused ({type(exc).__name__}: DTDs and entities are not accepted)", expression
-        ) from None
-    except StdlibET.ParseError as exc:
-        raise FhirError.single(400, "structure", f"XML ECG: not well-formed XML ({exc})", expression) from None
-    if root.tag == f"{_N}AnnotatedECG":
-        return aecg_read(root, expression=expression)
-    raise FhirError.single(
-        422,
-        "not-supported",
-        f"XML ECG: root element {root.tag!r} is not a format we read; accepted: HL7 aECG ({{{NS}}}AnnotatedECG)",
-        expression,
     )
 
 

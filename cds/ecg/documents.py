@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from cds.core.exceptions import FhirError
-from cds.ecg.aecg import xml_ecg_read
 from cds.ecg.dicom_ecg import dicom_ecg_read
 from cds.ecg.document_types import DocumentWaveform
 from cds.ecg.encoding import sampled_data_string
 from cds.ecg.leads import LOINC_EKG_STUDY, LOINC_SYSTEM, MDC_CODE_BY_LEAD, MDC_ECG_ELEC_POTL, MDC_SYSTEM
+from cds.ecg.xml_ecg import xml_ecg_read
 
 Reader = Callable[..., DocumentWaveform]
 # Attachment content type -> decoder. Documented in docs/fhir.md "Accepted ECG formats".

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from cds.core.exceptions import FhirError
-from cds.ecg.aecg import aecg_write, xml_ecg_read
+from cds.ecg.aecg import aecg_write
+from cds.ecg.xml_ecg import xml_ecg_read
 from tests.conftest import LEADS_12, read_sample_record
 
 WHERE = "DocumentReference.content[0].attachment.data"
@@ -69,7 +70,7 @@ def test_it_refuses_entity_expansion_and_dtds() -> None:
 
 def test_it_refuses_broken_xml_and_other_xml_documents() -> None:
     assert refusal(b"<AnnotatedECG").startswith("400 structure XML ECG: not well-formed")
-    assert "root element 'RestingECG' is not a format we read" in refusal(b"<RestingECG/>")
+    assert "root element 'restingecgdata' is not a format we read" in refusal(b"<restingecgdata/>")
 
 
 def test_it_refuses_missing_leads_bad_digits_and_no_time_sequence() -> None:

@@ -1,4 +1,4 @@
-"""An HL7 aECG document through the HTTP stack: same stored ECG as the SampledData path, or nothing."""
+"""XML ECG documents (HL7 aECG, GE MUSE) through the HTTP stack: same stored ECG as the SampledData path, or nothing."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from cds.ecg.aecg import aecg_write
 from cds.ecg.models import EcgRecording
+from cds.ecg.muse import muse_write
 from cds.fhir.models import StoredResource
 from tests.conftest import LEADS_12, read_sample_record
 
@@ -51,3 +52,22 @@ def test_a_short_recording_is_refused_with_the_reason_and_nothing_stored(service
     assert issue["diagnostics"].startswith("decoded hl7-aecg document: recording lasts 1.00 s")
     assert issue["expression"] == ["DocumentReference.content[0].attachment.data"]
     assert StoredResource.objects.count() == before
+
+
+def test_a_muse_document_gives_a_twelve_lead_ecg_with_the_document_demographics(service_account: Any) -> None:
+    samples, _ = read_sample_record(9)
+    muse_leads = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+    data = muse_write(
+        samples[[LEADS_12.index(lead) for lead in muse_leads]],
+        sample_rate_hz=500,
+        leads=muse_leads,
+        gender="MALE",
+        date_of_birth="01-31-1950",
+        acquisition_date="03-01-2024",
+    )
+    response = service_account.post("/fhir/DocumentReference", aecg_document(data, "application/xml"))
+    assert response.status_code == 201, response.content
+    search = service_account.get(f"/fhir/Observation?derived-from=DocumentReference/{response.json()['id']}").json()
+    recording = EcgRecording.objects.get(logical_id=search["entry"][0]["resource"]["id"])
+    assert recording.leads == list(LEADS_12) and recording.n_samples == 5000
+    assert recording.sex == "male" and 74.0 < recording.age_min_years <= recording.age_max_years < 74.2
