@@ -35,6 +35,11 @@ def test_it_serves_a_valid_r4_capability_statement(client: Any) -> None:
     assert {i["code"] for i in resources["Observation"]["interaction"]} == {"create", "read", "vread", "search-type"}
     assert {p["name"] for p in resources["Observation"]["searchParam"]} >= {"patient", "identifier", "code", "date"}
     assert {i["code"] for i in body["rest"][0]["interaction"]} == {"transaction", "batch"}
+    # Issue 18: the ECG codes and document formats accepted are stated where clients look.
+    for code in ("11524-6", "34534-8", "131328"):
+        assert code in resources["Observation"]["documentation"]
+    for content_type in ("application/dicom", "text/xml", "AnnotatedECG", "RestingECG"):
+        assert content_type in resources["DocumentReference"]["documentation"]
 
 
 @pytest.mark.django_db
