@@ -1,7 +1,8 @@
 """Parse an XML ECG document safely and hand it to the reader of its format (by root element).
 
 Senders label every XML ECG ``text/xml`` or ``application/xml``, so the root element decides:
-HL7 aECG ``AnnotatedECG`` (``cds.ecg.aecg``) or GE MUSE ``RestingECG`` (``cds.ecg.muse``).
+HL7 aECG ``AnnotatedECG`` (``cds.ecg.aecg``), GE MUSE ``RestingECG`` (``cds.ecg.muse``) or Philips
+``restingecgdata`` (``cds.ecg.philips``).
 ``defusedxml`` wraps the stdlib parser: entity declarations and external references are refused.
 """
 
@@ -17,10 +18,12 @@ from cds.ecg.aecg import NS as AECG_NS
 from cds.ecg.aecg import aecg_read
 from cds.ecg.document_types import DocumentWaveform
 from cds.ecg.muse import muse_read
+from cds.ecg.philips import NS as PHILIPS_NS
+from cds.ecg.philips import philips_read
 
 
 def xml_ecg_read(data: bytes, *, expression: str) -> DocumentWaveform:
-    """Parse an XML ECG safely and decode it by its root element (HL7 aECG ``AnnotatedECG``, GE MUSE ``RestingECG``)."""
+    """Parse an XML ECG safely and decode it by its root element (aECG, MUSE, Philips)."""
     try:
         # MUSE exports carry a DOCTYPE naming restecg.dtd, so a DTD is allowed; entity declarations
         # and external references (what the attacks need) are still refused, and nothing is fetched.
@@ -38,9 +41,11 @@ def xml_ecg_read(data: bytes, *, expression: str) -> DocumentWaveform:
         return aecg_read(root, expression=expression)
     if root.tag == "RestingECG":
         return muse_read(root, expression=expression)
+    if root.tag == f"{{{PHILIPS_NS}}}restingecgdata":
+        return philips_read(data, root, expression=expression)
     raise FhirError.single(
         422,
         "not-supported",
-        f"XML ECG: root element {root.tag!r} is not a format we read; accepted: HL7 aECG ({{{AECG_NS}}}AnnotatedECG), GE MUSE (RestingECG)",
+        f"XML ECG: root element {root.tag!r} is not a format we read; accepted: HL7 aECG ({{{AECG_NS}}}AnnotatedECG), GE MUSE (RestingECG), Philips ({{{PHILIPS_NS}}}restingecgdata)",
         expression,
     )

@@ -115,7 +115,7 @@ def capability_statement() -> dict[str, Any]:
                         "An ECG document as content[0].attachment (inline data, never a url): contentType "
                         "application/dicom (DICOM 12-Lead or General ECG Waveform Storage, native transfer "
                         "syntax), or text/xml, application/xml or application/hl7-v3+xml holding HL7 aECG "
-                        "(AnnotatedECG) or GE MUSE (RestingECG) XML. The document is kept and an ECG Observation derivedFrom it is created and "
+                        "(AnnotatedECG), GE MUSE (RestingECG) or Philips (restingecgdata) XML. The document is kept and an ECG Observation derivedFrom it is created and "
                         "analysed (search Observation?derived-from=DocumentReference/{id}); the document's sex "
                         "and birth date are used where the Patient lacks them.",
                     ),

@@ -38,7 +38,7 @@ def test_it_serves_a_valid_r4_capability_statement(client: Any) -> None:
     # Issue 18: the ECG codes and document formats accepted are stated where clients look.
     for code in ("11524-6", "34534-8", "131328"):
         assert code in resources["Observation"]["documentation"]
-    for content_type in ("application/dicom", "text/xml", "AnnotatedECG", "RestingECG"):
+    for content_type in ("application/dicom", "text/xml", "AnnotatedECG", "RestingECG", "restingecgdata"):
         assert content_type in resources["DocumentReference"]["documentation"]
 
 

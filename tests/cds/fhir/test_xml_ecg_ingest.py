@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,3 +72,12 @@ def test_a_muse_document_gives_a_twelve_lead_ecg_with_the_document_demographics(
     recording = EcgRecording.objects.get(logical_id=search["entry"][0]["resource"]["id"])
     assert recording.leads == list(LEADS_12) and recording.n_samples == 5000
     assert recording.sex == "male" and 74.0 < recording.age_min_years <= recording.age_max_years < 74.2
+
+
+def test_a_philips_document_is_stored_as_a_twelve_lead_ecg(service_account: Any) -> None:
+    sample = Path(__file__).parents[1] / "ecg" / "fixtures" / "philips-sierra-1.03-129DYPRG.xml"
+    response = service_account.post("/fhir/DocumentReference", aecg_document(sample.read_bytes()))
+    assert response.status_code == 201, response.content
+    search = service_account.get(f"/fhir/Observation?derived-from=DocumentReference/{response.json()['id']}").json()
+    recording = EcgRecording.objects.get(logical_id=search["entry"][0]["resource"]["id"])
+    assert recording.leads == list(LEADS_12) and recording.n_samples == 5500 and recording.sex == "male"
