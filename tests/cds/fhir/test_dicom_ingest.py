@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from django.test import Client
 
 from cds.analysis.models import AnalysisJob, Prediction
 from cds.ecg.dicom_ecg import dicom_ecg_write
 from cds.ecg.models import EcgRecording
 from cds.fhir.models import StoredResource
 from cds.pipeline.tasks import analysis_job_run
-from tests.conftest import LEADS_12, read_sample_record
+from tests.conftest import LEADS_12, OTHER_ORGANIZATION, FhirTestClient, api_client_token, read_sample_record
 
 pytestmark = pytest.mark.django_db
 
@@ -183,3 +184,15 @@ def test_it_accepts_an_observation_coded_loinc_34534_8(service_account: Any, ecg
     observation["identifier"] = [{"system": "urn:oid:1.2.3.4.ecg", "value": "other"}]
     refused = service_account.post("/fhir/Observation", observation)
     assert refused.status_code == 422 and "34534-8" in refused.json()["issue"][0]["diagnostics"]
+
+
+def test_a_document_cannot_attach_an_ecg_to_another_organisations_patient(service_account: Any, client: Any) -> None:
+    other = FhirTestClient(Client(), api_client_token(client, "system/*.cruds", organization=OTHER_ORGANIZATION))
+    theirs = other.post("/fhir/Patient", {"resourceType": "Patient", "gender": "female"})
+    assert theirs.status_code == 201
+    before = StoredResource.objects.count()
+    response = service_account.post(
+        "/fhir/DocumentReference", dicom_document(dicom_ecg(9), subject=f"Patient/{theirs.json()['id']}")
+    )
+    assert response.status_code == 422 and "does not resolve" in response.json()["issue"][0]["diagnostics"]
+    assert StoredResource.objects.count() == before
