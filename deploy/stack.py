@@ -425,7 +425,7 @@ def send_samples(env: dict[str, str]) -> str:
 
 
 def send_documents(base: str, token: str, ecg: dict[str, Any]) -> list[str]:
-    """Send one ECG as each hospital document format (issue 18) in a DocumentReference; return the ECG ids."""
+    """Send one ECG in each hospital document format (issue 18) as a DocumentReference; return the ECG ids."""
     import base64
     import uuid
 
@@ -448,13 +448,17 @@ def send_documents(base: str, token: str, ecg: dict[str, Any]) -> list[str]:
             np.stack([signal[LEADS.index(lead)] for lead in muse_leads]), sample_rate_hz=rate, leads=muse_leads
         ),
     }
-    print(f"\nSending ECG {name} again as DICOM, HL7 aECG and GE MUSE documents (DocumentReference) ...")
+    print(
+        f"\nSending ECG {name} again as DICOM, HL7 aECG and GE MUSE documents, and a Philips ECG (DocumentReference) ..."
+    )
     ids = []
-    for content_type, data in documents.items():
+    # Philips XML is XLI-compressed and nothing writes it: send the bundled real sample (samples/README.md).
+    sent = [*documents.items(), ("text/xml", (REPO / "samples" / "philips" / "129DYPRG.xml").read_bytes())]
+    for content_type, data in sent:
         document = {
             "resourceType": "DocumentReference",
             "status": "current",
-            "identifier": [{"system": "urn:demo:document", "value": f"{name}-{content_type}"}],
+            "identifier": [{"system": "urn:demo:document", "value": f"{name}-{content_type}-{len(data)}"}],
             "content": [{"attachment": {"contentType": content_type, "data": base64.b64encode(data).decode()}}],
         }
         status, body = http_json("POST", f"{base}/fhir/DocumentReference", document, token)

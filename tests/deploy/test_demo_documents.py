@@ -18,7 +18,9 @@ from tests.conftest import FhirTestClient, read_sample_record
 pytestmark = pytest.mark.django_db
 
 
-def test_it_sends_one_ecg_as_dicom_aecg_and_muse(service_account: FhirTestClient, monkeypatch: Any) -> None:
+def test_it_sends_one_ecg_as_dicom_aecg_muse_and_a_philips_sample(
+    service_account: FhirTestClient, monkeypatch: Any
+) -> None:
     def http_json(method: str, url: str, body: Any = None, token: str | None = None, **_: Any) -> tuple[int, Any]:
         path = url.removeprefix("http://testserver")
         response = service_account.post(path, body) if method == "POST" else service_account.get(path)
@@ -28,8 +30,8 @@ def test_it_sends_one_ecg_as_dicom_aecg_and_muse(service_account: FhirTestClient
     samples, _ = read_sample_record(9)
     ecg = {"signal_uv": samples, "rate_hz": 500, "name": "9"}
     ids = stack.send_documents("http://testserver", "token", ecg)
-    assert len(ids) == 3
+    assert len(ids) == 4
     recordings = [EcgRecording.objects.get(logical_id=i) for i in ids]
-    assert [len(r.leads) for r in recordings] == [12, 12, 12]
+    assert [len(r.leads) for r in recordings] == [12, 12, 12, 12]
     # DICOM and aECG carry the 12 leads as sent (same samples); MUSE stores 8 and derives the rest.
     assert recordings[0].waveform_sha256 == recordings[1].waveform_sha256

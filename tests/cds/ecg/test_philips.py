@@ -1,18 +1,16 @@
-"""Philips (Sierra) XML through sierraecg on a real XLI-compressed sample (see fixtures/README.md)."""
+"""Philips (Sierra) XML through sierraecg on a real XLI-compressed sample (see samples/README.md)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cds.core.exceptions import FhirError
 from cds.ecg.xml_ecg import xml_ecg_read
-from tests.conftest import LEADS_12
+from tests.conftest import LEADS_12, REPO_ROOT
 
 WHERE = "DocumentReference.content[0].attachment.data"
-SAMPLE = Path(__file__).parent / "fixtures" / "philips-sierra-1.03-129DYPRG.xml"
+SAMPLE = REPO_ROOT / "samples" / "philips" / "129DYPRG.xml"
 
 
 def test_it_decodes_twelve_leads_that_obey_einthoven() -> None:

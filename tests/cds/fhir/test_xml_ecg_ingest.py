@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ from cds.ecg.aecg import aecg_write
 from cds.ecg.models import EcgRecording
 from cds.ecg.muse import muse_write
 from cds.fhir.models import StoredResource
-from tests.conftest import LEADS_12, read_sample_record
+from tests.conftest import LEADS_12, REPO_ROOT, read_sample_record
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +74,7 @@ def test_a_muse_document_gives_a_twelve_lead_ecg_with_the_document_demographics(
 
 
 def test_a_philips_document_is_stored_as_a_twelve_lead_ecg(service_account: Any) -> None:
-    sample = Path(__file__).parents[1] / "ecg" / "fixtures" / "philips-sierra-1.03-129DYPRG.xml"
+    sample = REPO_ROOT / "samples" / "philips" / "129DYPRG.xml"
     response = service_account.post("/fhir/DocumentReference", aecg_document(sample.read_bytes()))
     assert response.status_code == 201, response.content
     search = service_account.get(f"/fhir/Observation?derived-from=DocumentReference/{response.json()['id']}").json()
