@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import struct
 from collections.abc import Callable
 from typing import Any
+
+from pydicom.errors import BytesLengthException
 
 from cds.core.exceptions import FhirError
 from cds.ecg.dicom_ecg import dicom_ecg_read
@@ -58,10 +61,38 @@ def _attachment(content: dict[str, Any]) -> tuple[str, bytes]:
         raise FhirError.single(400, "value", "attachment data is not valid base64", f"{_ATTACHMENT}.data") from None
 
 
+# What the readers' libraries raise on a damaged document when a value is first used (pydicom
+# parses elements lazily, so a corrupt element surfaces only when read; numpy/base64 on bad counts).
+_DAMAGED = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    NotImplementedError,
+    OverflowError,
+    EOFError,
+    struct.error,
+    BytesLengthException,
+)
+
+
 def ecg_document_read(content: dict[str, Any]) -> DocumentWaveform:
-    """Decode the ECG document a DocumentReference carries; raise FhirError naming what is wrong."""
+    """Decode the ECG document a DocumentReference carries; raise FhirError naming what is wrong.
+
+    Readers name the problems they check for; anything else a damaged document makes a library
+    raise is answered 422 with the library's message, never a 500.
+    """
     content_type, data = _attachment(content)
-    return READERS[content_type](data, expression=f"{_ATTACHMENT}.data")
+    try:
+        return READERS[content_type](data, expression=f"{_ATTACHMENT}.data")
+    except _DAMAGED as exc:
+        raise FhirError.single(
+            422,
+            "value",
+            f"the {content_type} document is damaged or malformed ({type(exc).__name__}: {str(exc)[:200]})",
+            f"{_ATTACHMENT}.data",
+        ) from None
 
 
 def document_observation(document: DocumentWaveform, *, subject: dict[str, Any] | None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -16,6 +17,7 @@ from pydicom.uid import (
 
 from cds.core.exceptions import FhirError
 from cds.ecg.dicom_ecg import dicom_ecg_read, dicom_ecg_write
+from cds.ecg.documents import ecg_document_read
 from tests.conftest import LEADS_12, read_sample_record
 
 WHERE = "DocumentReference.content[0].attachment.data"
@@ -135,3 +137,17 @@ def test_it_refuses_truncated_waveform_data_and_a_wrong_sop_class() -> None:
     assert "WaveformData has 200 bytes; 12 channels × 5000 samples need 120000" in refusal(short)
     ct = ecg(SOPClassUID="1.2.840.10008.5.1.4.1.1.2")
     assert "SOPClassUID 1.2.840.10008.5.1.4.1.1.2 is not 12-Lead or General ECG" in refusal(ct)
+
+
+def test_a_damaged_element_is_a_422_naming_the_library_error_not_a_crash() -> None:
+    """pydicom converts elements lazily: a malformed one surfaces as a plain exception when read."""
+    ds = pydicom.dcmread(io.BytesIO(ecg()))
+    ds.WaveformSequence[0].ChannelDefinitionSequence[0].ChannelSensitivity = ["1", "2"]  # VM 2 where 1 is required
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    attachment = {"contentType": "application/dicom", "data": base64.b64encode(buffer.getvalue()).decode()}
+    with pytest.raises(FhirError) as caught:
+        ecg_document_read({"content": [{"attachment": attachment}]})
+    issue = caught.value.issues[0]
+    assert caught.value.status == 422 and issue.expression == (WHERE,)
+    assert issue.diagnostics.startswith("the application/dicom document is damaged or malformed (TypeError")
