@@ -392,6 +392,8 @@ def send_samples(env: dict[str, str]) -> str:
         print(
             f"  ecg {ecg['name']:>7} ({ecg['labels'][:40]:<40}) -> {body['entry'][1]['response']['status']:<11} {location}  {elapsed:.0f} ms"
         )
+    if ecgs:
+        observation_ids += send_documents(base, token, ecgs[0])
     print("\nWaiting for the analysis jobs ...")
     deadline = time.monotonic() + 120
     states: dict[str, str] = {}
@@ -423,6 +425,56 @@ def send_samples(env: dict[str, str]) -> str:
         f"  Results       curl -H 'Authorization: Bearer {token}' '{base}/fhir/Observation?derived-from=Observation/{observation_ids[0] if observation_ids else 'ID'}'"
     )
     return str(credentials["client_id"])
+
+
+def send_documents(base: str, token: str, ecg: dict[str, Any]) -> list[str]:
+    """Send one ECG in each hospital document format (issue 18) as a DocumentReference; return the ECG ids."""
+    import base64
+    import uuid
+
+    import numpy as np
+
+    from cds.ecg.aecg import aecg_write
+    from cds.ecg.dicom_ecg import dicom_ecg_write
+    from cds.ecg.muse import muse_write
+
+    signal, rate, name = ecg["signal_uv"], int(ecg["rate_hz"]), ecg["name"]
+    muse_leads = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+    documents = {
+        "application/dicom": dicom_ecg_write(
+            signal, sample_rate_hz=rate, leads=LEADS, acquisition="20240301100000+0000"
+        ),
+        "text/xml": aecg_write(
+            signal, sample_rate_hz=rate, leads=LEADS, document_id=f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, name).int}"
+        ),
+        "application/xml": muse_write(
+            np.stack([signal[LEADS.index(lead)] for lead in muse_leads]), sample_rate_hz=rate, leads=muse_leads
+        ),
+    }
+    print(
+        f"\nSending ECG {name} again as DICOM, HL7 aECG and GE MUSE documents, and a Philips ECG (DocumentReference) ..."
+    )
+    ids = []
+    # Philips XML is XLI-compressed and nothing writes it: send the bundled real sample (samples/README.md).
+    sent = [*documents.items(), ("text/xml", (REPO / "samples" / "philips" / "129DYPRG.xml").read_bytes())]
+    for content_type, data in sent:
+        document = {
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "identifier": [{"system": "urn:demo:document", "value": f"{name}-{content_type}-{len(data)}"}],
+            "content": [{"attachment": {"contentType": content_type, "data": base64.b64encode(data).decode()}}],
+        }
+        status, body = http_json("POST", f"{base}/fhir/DocumentReference", document, token)
+        if status not in (200, 201):
+            print(f"  {content_type}: HTTP {status}: {json.dumps(body)[:300]}")
+            continue
+        _, found = http_json("GET", f"{base}/fhir/Observation?derived-from=DocumentReference/{body['id']}", None, token)
+        ecg_id = found["entry"][0]["resource"]["id"] if found.get("entry") else None
+        print(
+            f"  {content_type:<17} ({len(data):>7} bytes) -> DocumentReference/{body['id']}  ECG Observation/{ecg_id}"
+        )
+        ids += [ecg_id] if ecg_id else []
+    return ids
 
 
 def print_demo_users(env: dict[str, str], source: str) -> None:

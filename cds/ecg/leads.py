@@ -6,6 +6,13 @@ MDC_SYSTEMS = frozenset({"urn:iso:std:iso:11073:10101", "urn:oid:2.16.840.1.1138
 MDC_SYSTEM = "urn:iso:std:iso:11073:10101"
 LOINC_SYSTEM = "http://loinc.org"
 LOINC_EKG_STUDY = "11524-6"
+LOINC_EKG_PANEL = "34534-8"  # "12 lead EKG panel": what many carts and EHRs code a resting ECG as
+# The Observation codes accepted as "this is an ECG" (also listed in the CapabilityStatement).
+ECG_CODES: tuple[tuple[str, str, str], ...] = (
+    ("http://loinc.org", "11524-6", "EKG study"),
+    ("http://loinc.org", "34534-8", "12 lead EKG panel"),
+    ("urn:iso:std:iso:11073:10101", "131328", "MDC_ECG_ELEC_POTL"),
+)
 MDC_ECG_ELEC_POTL = "131328"
 
 # Leads are matched by code, never by display: the spec's own example labels code 131389 "III"
@@ -41,10 +48,10 @@ MICROVOLTS_PER_UNIT: dict[str, float] = {
 
 
 def is_ecg_code(codings: list[dict[str, object]]) -> bool:
-    """Return True when a CodeableConcept's codings mark an ECG (LOINC 11524-6 or MDC 131328)."""
+    """Return True when a CodeableConcept's codings mark an ECG (LOINC 11524-6 or 34534-8, MDC 131328)."""
     for coding in codings:
         system, code = coding.get("system"), coding.get("code")
-        if system == LOINC_SYSTEM and code == LOINC_EKG_STUDY:
+        if system == LOINC_SYSTEM and code in {LOINC_EKG_STUDY, LOINC_EKG_PANEL}:
             return True
         if system in MDC_SYSTEMS and code == MDC_ECG_ELEC_POTL:
             return True

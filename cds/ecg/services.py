@@ -70,14 +70,17 @@ def _subject_patient(content: dict[str, Any], organization_id: int) -> Patient |
     return patient
 
 
-def _demographics(patient: Patient | None, effective: str | None) -> dict[str, Any]:
-    if patient is None:
-        return {"sex": "", "age_min_years": None, "age_max_years": None}
+def _demographics(
+    patient: Patient | None, effective: str | None, fallback: tuple[str, str] = ("", "")
+) -> dict[str, Any]:
+    """Return sex and age at the ECG; ``fallback`` (gender, birthDate from an ECG document) fills what the Patient lacks."""
+    gender = (patient.gender if patient else "") or fallback[0]
+    birth_date = (patient.birth_date if patient else "") or fallback[1]
     ages = None
-    if patient.birth_date and effective:
-        ages = age_range_years(patient.birth_date, date_range(effective)[0])
+    if birth_date and effective:
+        ages = age_range_years(birth_date, date_range(effective)[0])
     return {
-        "sex": patient.gender,
+        "sex": gender,
         "age_min_years": ages[0] if ages else None,
         "age_max_years": ages[1] if ages else None,
     }
@@ -97,19 +100,28 @@ def ecg_prepare(*, content: dict[str, Any]) -> DecodedEcg:
     """
     if not is_ecg_code((content.get("code") or {}).get("coding") or []):
         raise FhirError.single(
-            422, "not-supported", "only ECG Observations (LOINC 11524-6 or MDC 131328) are accepted", "Observation.code"
+            422,
+            "not-supported",
+            "only ECG Observations (LOINC 11524-6 or 34534-8, or MDC 131328) are accepted",
+            "Observation.code",
         )
     return ecg_decode(content)
 
 
 @transaction.atomic
 def ecg_recording_create(
-    *, content: dict[str, Any], source: str, organization_id: int, decoded: DecodedEcg | None = None
+    *,
+    content: dict[str, Any],
+    source: str,
+    organization_id: int,
+    decoded: DecodedEcg | None = None,
+    document_demographics: tuple[str, str] = ("", ""),
 ) -> EcgRecording:
     """Store an ECG Observation of ``organization_id``: the resource and its decoded waveform.
 
     Raises FhirError (nothing stored) when the Observation is not an ECG, its subject does not
-    resolve, or its waveform fails decoding or the acceptance limits.
+    resolve, or its waveform fails decoding or the acceptance limits. ``document_demographics``
+    (gender, birthDate) from a source ECG document are used where the Patient lacks them.
     """
     decoded = decoded or ecg_prepare(content=content)
     patient = _subject_patient(content, organization_id)
@@ -131,6 +143,6 @@ def ecg_recording_create(
         quality=decoded.quality,
         waveform_sha256=hashlib.sha256(samples).hexdigest(),
         received_from=source,
-        **_demographics(patient, effective),
+        **_demographics(patient, effective, document_demographics),
     )
     return recording

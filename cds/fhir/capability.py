@@ -104,10 +104,20 @@ def capability_statement() -> dict[str, Any]:
                     _resource("Patient", "Demographics (gender, birthDate) used to derive age and sex at the ECG."),
                     _resource(
                         "Observation",
-                        "Resting ECG: code LOINC 11524-6 or MDC 131328; one component per lead coded in MDC "
+                        "Resting ECG: code LOINC 11524-6 (EKG study), LOINC 34534-8 (12 lead EKG panel) or MDC "
+                        "131328 (MDC_ECG_ELEC_POTL), any one of them; one component per lead coded in MDC "
                         "(urn:iso:std:iso:11073:10101) with valueSampledData (µV or mV). The service also writes "
                         "read-only AI result Observations (code urn:ecg-cds:CodeSystem:ecg-ai|anomaly-score, "
                         "derivedFrom the ECG).",
+                    ),
+                    _resource(
+                        "DocumentReference",
+                        "An ECG document as content[0].attachment (inline data, never a url): contentType "
+                        "application/dicom (DICOM 12-Lead or General ECG Waveform Storage, native transfer "
+                        "syntax), or text/xml, application/xml or application/hl7-v3+xml holding HL7 aECG "
+                        "(AnnotatedECG), GE MUSE (RestingECG) or Philips (restingecgdata) XML. The document is kept and an ECG Observation derivedFrom it is created and "
+                        "analysed (search Observation?derived-from=DocumentReference/{id}); the document's sex "
+                        "and birth date are used where the Patient lacks them.",
                     ),
                     _resource("DiagnosticReport", "Draft ECG report (preliminary until signed).", creatable=False),
                     _resource("Task", "Review task for a flagged ECG (code approve, focus = report).", creatable=False),

@@ -55,6 +55,8 @@ def search_entries(resource_type: str, content: dict[str, Any]) -> list[dict[str
         entries += _references("focus", [content["focus"]] if content.get("focus") else [])
         entries += _tokens("code", (content.get("code") or {}).get("coding"))
         entries.append({"name": "status", "value": content.get("status", "")})
+    elif resource_type == "DocumentReference":
+        entries += _subject_entries(content.get("subject"))
     elif resource_type == "Provenance":
         entries += _references("target", content.get("target"))
     return entries

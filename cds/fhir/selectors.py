@@ -20,6 +20,7 @@ TOKEN_PARAMS = {
     "Task": {"_id", "identifier", "code", "status"},
     "Device": {"_id", "identifier"},
     "Provenance": {"_id"},
+    "DocumentReference": {"_id", "identifier"},
 }
 REFERENCE_PARAMS = {
     "Patient": set(),
@@ -28,6 +29,7 @@ REFERENCE_PARAMS = {
     "Task": {"subject", "patient", "focus"},
     "Device": set(),
     "Provenance": {"target"},
+    "DocumentReference": {"subject", "patient"},
 }
 DATE_PARAMS = {"Patient": {"birthdate"}, "Observation": {"date"}}
 SORT_PARAMS = {t: {"_lastUpdated"} for t in TOKEN_PARAMS} | {

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from cds.core.exceptions import FhirError, FhirIssue
 
-SUPPORTED_TYPES = ("Patient", "Observation")  # what clients may create
+# What clients may create; a DocumentReference must carry an ECG document (docs/fhir.md "Accepted ECG formats").
+SUPPORTED_TYPES = ("Patient", "Observation", "DocumentReference")
 # What /fhir serves read-only: the results the service writes for each analysed ECG.
 READABLE_TYPES = (*SUPPORTED_TYPES, "DiagnosticReport", "Task", "Device", "Provenance")
 _R5_ONLY_SAMPLED_DATA = {"interval", "intervalUnit", "codeMap", "offsets"}

@@ -12,6 +12,7 @@ from django.db import transaction
 from cds.ecg.services import ecg_prepare, patient_create
 from cds.fhir.models import StoredResource
 from cds.fhir.services import conditional_match
+from cds.pipeline.documents import ecg_document_ingest, ecg_document_prepare
 from cds.pipeline.ingest import ecg_observation_ingest
 
 
@@ -27,7 +28,13 @@ ResourceCreator = Callable[..., StoredResource]
 
 
 # The domain service that creates each writable type (docs/style.md E2): this layer may import them all.
-CREATORS: dict[str, ResourceCreator] = {"Patient": patient_create, "Observation": ecg_observation_ingest}
+CREATORS: dict[str, ResourceCreator] = {
+    "Patient": patient_create,
+    "Observation": ecg_observation_ingest,
+    "DocumentReference": ecg_document_ingest,  # an ECG document (DICOM, ...): kept, and its ECG ingested
+}
+# Types whose business identifier names one recording, so a resend matches the stored resource.
+_IDENTIFIED_TYPES = frozenset({"Observation", "DocumentReference"})
 
 
 def identity_query(*, resource_type: str, content: dict[str, Any]) -> str | None:
@@ -37,7 +44,7 @@ def identity_query(*, resource_type: str, content: dict[str, Any]) -> str | None
     identifier in the same organisation is the first one resent (a retry after a lost answer), so
     it returns the stored ECG instead of a duplicate ECG, job, review and write-back.
     """
-    if resource_type != "Observation":
+    if resource_type not in _IDENTIFIED_TYPES:
         return None
     tokens = [
         quote(f"{item.get('system', '')}|{item['value']}", safe=":|/")
@@ -51,6 +58,8 @@ def resource_prepare(*, resource_type: str, content: dict[str, Any]) -> dict[str
     """Do a resource's CPU-bound checks before any transaction; return extra creator arguments."""
     if resource_type == "Observation":
         return {"decoded": ecg_prepare(content=content)}
+    if resource_type == "DocumentReference":
+        return ecg_document_prepare(content=content)
     return {}
 
 

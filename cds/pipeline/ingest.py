@@ -14,7 +14,12 @@ from cds.fhir.models import StoredResource
 
 @transaction.atomic
 def ecg_observation_ingest(
-    *, content: dict[str, Any], source: str, organization_id: int, decoded: DecodedEcg | None = None
+    *,
+    content: dict[str, Any],
+    source: str,
+    organization_id: int,
+    decoded: DecodedEcg | None = None,
+    document_demographics: tuple[str, str] = ("", ""),
 ) -> StoredResource:
     """Store an ECG Observation and its waveform, and create its pending analysis job.
 
@@ -22,6 +27,12 @@ def ecg_observation_ingest(
     Raises FhirError (nothing stored) when the Observation is not an ECG, its subject does not
     resolve, or its waveform fails decoding or the acceptance limits.
     """
-    recording = ecg_recording_create(content=content, source=source, organization_id=organization_id, decoded=decoded)
+    recording = ecg_recording_create(
+        content=content,
+        source=source,
+        organization_id=organization_id,
+        decoded=decoded,
+        document_demographics=document_demographics,
+    )
     analysis_job_create(recording=recording)
     return recording.resource

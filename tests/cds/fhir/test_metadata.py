@@ -22,11 +22,24 @@ def test_it_serves_a_valid_r4_capability_statement(client: Any) -> None:
     CapabilityStatement.model_validate(body)
     assert body["fhirVersion"] == "4.0.1"
     resources = {r["type"]: r for r in body["rest"][0]["resource"]}
-    assert set(resources) == {"Patient", "Observation", "DiagnosticReport", "Task", "Device", "Provenance"}
+    assert set(resources) == {
+        "Patient",
+        "Observation",
+        "DocumentReference",
+        "DiagnosticReport",
+        "Task",
+        "Device",
+        "Provenance",
+    }
     assert {i["code"] for i in resources["Task"]["interaction"]} == {"read", "vread", "search-type"}
     assert {i["code"] for i in resources["Observation"]["interaction"]} == {"create", "read", "vread", "search-type"}
     assert {p["name"] for p in resources["Observation"]["searchParam"]} >= {"patient", "identifier", "code", "date"}
     assert {i["code"] for i in body["rest"][0]["interaction"]} == {"transaction", "batch"}
+    # Issue 18: the ECG codes and document formats accepted are stated where clients look.
+    for code in ("11524-6", "34534-8", "131328"):
+        assert code in resources["Observation"]["documentation"]
+    for content_type in ("application/dicom", "text/xml", "AnnotatedECG", "RestingECG", "restingecgdata"):
+        assert content_type in resources["DocumentReference"]["documentation"]
 
 
 @pytest.mark.django_db
