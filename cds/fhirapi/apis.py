@@ -21,7 +21,8 @@ from cds.fhir.audit import audit_api_access
 from cds.fhir.capability import capability_statement
 from cds.fhir.http import check_response_format, parse_body
 from cds.fhir.models import StoredResource
-from cds.fhir.selectors import resource_read, resource_search, unsupported_params
+from cds.fhir.searchset import searchset
+from cds.fhir.selectors import resource_read
 from cds.fhir.validation import READABLE_TYPES, SUPPORTED_TYPES, resource_validate
 from cds.fhirapi.bundles import bundle_process
 from cds.fhirapi.creators import resource_create
@@ -103,67 +104,23 @@ class ResourceCreateApi(FhirApi):
 
 
 class ResourceSearchApi(FhirApi):
-    """``GET /fhir/{type}?...``: a searchset Bundle, paged with ``_count``/``_offset``."""
+    """``GET /fhir/{type}?...``: a searchset Bundle (strict unless ``Prefer: handling=lenient``)."""
 
     def get(self, request: Request, resource_type: str) -> HttpResponse:
         _known_type(resource_type)
         require_scope(request, resource_type, "s")
         organization_id = request_organization_id(request)
         params = [(k, v) for k, values in request.GET.lists() for v in values]
-        strict = "handling=strict" in request.headers.get("Prefer", "")
-        page = resource_search(
-            resource_type=resource_type, params=params, organization_id=organization_id, strict=strict
-        )
+        lenient = "handling=lenient" in request.headers.get("Prefer", "")
+        result = searchset(resource_type=resource_type, params=params, organization_id=organization_id, lenient=lenient)
         audit_api_access(
             client_id=getattr(request.user, "client_id", ""),
             interaction="search-type",
             what=resource_type,
             query=urlencode(params),
-            resource_pks=[r.pk for r in page.resources],
+            resource_pks=[r.pk for r in result.resources],
         )
-        ignored = unsupported_params(resource_type, params)
-        base = f"{settings.PUBLIC_BASE_URL}/fhir/{resource_type}"
-        # The self link shows the search as executed: ignored parameters are left out of it.
-        kept = [(k, v) for k, v in params if k not in {"_offset", "_format", "_count"} and k not in ignored]
-
-        def link(relation: str, offset: int) -> dict[str, str]:
-            query = urlencode([*kept, ("_count", str(page.count)), ("_offset", str(offset))])
-            return {"relation": relation, "url": f"{base}?{query}"}
-
-        links = [link("self", page.offset)]
-        if page.offset + page.count < page.total:
-            links.append(link("next", page.offset + page.count))
-        if page.offset > 0:
-            links.append(link("previous", max(page.offset - page.count, 0)))
-        bundle: dict[str, Any] = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": page.total,
-            "link": links,
-            "entry": [
-                {
-                    "fullUrl": f"{settings.PUBLIC_BASE_URL}/fhir/{r.reference}",
-                    "resource": r.content,
-                    "search": {"mode": "match"},
-                }
-                for r in page.resources
-            ],
-        }
-        if ignored:
-            warning = {
-                "resourceType": "OperationOutcome",
-                "issue": [
-                    {
-                        "severity": "warning",
-                        "code": "not-supported",
-                        "diagnostics": f"search parameter {name!r} was ignored",
-                        "expression": [name],
-                    }
-                    for name in ignored
-                ],
-            }
-            bundle["entry"].append({"resource": warning, "search": {"mode": "outcome"}})
-        return fhir_response(bundle)
+        return fhir_response(result.bundle)
 
 
 class ResourceReadApi(FhirApi):
