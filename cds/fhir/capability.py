@@ -52,12 +52,13 @@ def _search_params(resource_type: str) -> list[dict[str, str]]:
 
 
 def _resource(resource_type: str, profile_note: str, *, creatable: bool = True) -> dict[str, Any]:
-    codes = ("create", "read", "vread", "search-type") if creatable else ("read", "vread", "search-type")
+    # Patient and Observation (an ECG: retraction only) take version-aware updates (If-Match, 412).
+    codes = ("create", "read", "vread", "update", "search-type") if creatable else ("read", "vread", "search-type")
     return {
         "type": resource_type,
         "documentation": profile_note,
         "interaction": [{"code": code} for code in codes],
-        "versioning": "versioned",
+        "versioning": "versioned-update" if creatable else "versioned",
         "readHistory": False,
         "updateCreate": False,
         "conditionalCreate": creatable,

@@ -25,7 +25,7 @@ from cds.fhir.searchset import searchset
 from cds.fhir.selectors import resource_read
 from cds.fhir.validation import READABLE_TYPES, SUPPORTED_TYPES, resource_validate
 from cds.fhirapi.bundles import bundle_process
-from cds.fhirapi.creators import resource_create
+from cds.fhirapi.creators import resource_create, resource_update
 from cds.oauth.scopes import require_conditional_scope, require_scope, scope_allows_read
 from cds.oauth.tenancy import request_organization_id
 
@@ -146,6 +146,46 @@ class ResourceReadApi(FhirApi):
         if request.headers.get("If-None-Match") == headers["ETag"]:
             return fhir_response(None, status=304, headers=headers)
         return fhir_response(resource.content, headers=headers)
+
+
+def _if_match_version(request: Request) -> int | None:
+    """Return the version an ``If-Match: W/"n"`` names; None without the header; 400 when unreadable."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    value = header.strip().removeprefix("W/").strip('"')
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        raise FhirError.single(400, "value", f'If-Match {header[:40]!r} is not an ETag this server issued (W/"n")')
+    return int(value)
+
+
+class ResourceUpdateApi(FhirApi):
+    """``PUT /fhir/{type}/{id}``: update a Patient, or retract an ECG; ``If-Match`` makes it version-aware (412)."""
+
+    def put(self, request: Request, resource_type: str, logical_id: str) -> HttpResponse:
+        _known_type(resource_type, create=True)
+        require_scope(request, resource_type, "u")
+        expected_version = _if_match_version(request)
+        content = parse_body(request)
+        resource_validate(content, expected_type=resource_type)
+        if content.get("id") != logical_id:
+            raise FhirError.single(
+                400,
+                "invalid",
+                f"the body's id {content.get('id')!r} must be the URL's {logical_id!r}",
+                f"{resource_type}.id",
+            )
+        resource = resource_update(
+            resource_type=resource_type,
+            logical_id=logical_id,
+            content=content,
+            source=getattr(request.user, "client_id", ""),
+            organization_id=request_organization_id(request),
+            expected_version=expected_version,
+        )
+        headers = resource_headers(resource)
+        body = None if "return=minimal" in request.headers.get("Prefer", "") else resource.content
+        return fhir_response(body, headers=headers)
 
 
 class BundleProcessApi(FhirApi):

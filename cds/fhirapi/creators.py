@@ -9,10 +9,11 @@ from urllib.parse import quote
 
 from django.db import transaction
 
-from cds.ecg.services import ecg_prepare, patient_create
+from cds.ecg.services import ecg_prepare, patient_create, patient_update
 from cds.fhir.models import StoredResource
 from cds.fhir.services import conditional_match
 from cds.pipeline.ingest import ecg_observation_ingest
+from cds.pipeline.retraction import ecg_observation_update
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,29 @@ ResourceCreator = Callable[..., StoredResource]
 
 # The domain service that creates each writable type (docs/style.md E2): this layer may import them all.
 CREATORS: dict[str, ResourceCreator] = {"Patient": patient_create, "Observation": ecg_observation_ingest}
+
+
+# The domain service that updates each writable type: Patient demographics; an ECG only retracted.
+UPDATERS: dict[str, ResourceCreator] = {"Patient": patient_update, "Observation": ecg_observation_update}
+
+
+def resource_update(
+    *,
+    resource_type: str,
+    logical_id: str,
+    content: dict[str, Any],
+    source: str,
+    organization_id: int,
+    expected_version: int | None,
+) -> StoredResource:
+    """Update a resource of ``organization_id`` through its domain service (FhirError 404/405/412/422)."""
+    return UPDATERS[resource_type](
+        logical_id=logical_id,
+        content=content,
+        source=source,
+        organization_id=organization_id,
+        expected_version=expected_version,
+    )
 
 
 def identity_query(*, resource_type: str, content: dict[str, Any]) -> str | None:

@@ -24,7 +24,13 @@ def test_it_serves_a_valid_r4_capability_statement(client: Any) -> None:
     resources = {r["type"]: r for r in body["rest"][0]["resource"]}
     assert set(resources) == {"Patient", "Observation", "DiagnosticReport", "Task", "Device", "Provenance"}
     assert {i["code"] for i in resources["Task"]["interaction"]} == {"read", "vread", "search-type"}
-    assert {i["code"] for i in resources["Observation"]["interaction"]} == {"create", "read", "vread", "search-type"}
+    assert {i["code"] for i in resources["Observation"]["interaction"]} == {
+        "create",
+        "read",
+        "vread",
+        "update",
+        "search-type",
+    }
     assert {p["name"] for p in resources["Observation"]["searchParam"]} >= {"patient", "identifier", "code", "date"}
     assert {i["code"] for i in body["rest"][0]["interaction"]} == {"transaction", "batch"}
 
