@@ -24,11 +24,10 @@ from cds.fhir.models import StoredResource
 from cds.fhir.references import ehr_reference, identifier_search
 from cds.fhir.services import fhir_resource_update
 from cds.review.models import Review, ReviewRevision
-from cds.review.scp import SCP_STATEMENTS
+from cds.review.scp import SCP_STATEMENTS, scp_concept
 from cds.writeback.services import outbox_enqueue
 
 USER_IDENTIFIER_SYSTEM = "urn:ecg-cds:user"  # legacy; clinicians are now identified by practitioner_identifier()
-SCP_SYSTEM = "urn:ecg-cds:CodeSystem:ptbxl-scp"
 
 
 def practitioner_identifier(user: Any) -> dict[str, str]:
@@ -73,7 +72,7 @@ def signed_report(content: dict[str, Any], *, revision: ReviewRevision, user: An
     report["performer"] = [_performer(user)]
     report["resultsInterpreter"] = [_performer(user)]
     codes = [
-        {"coding": [{"system": SCP_SYSTEM, "code": code, "display": SCP_STATEMENTS[code].description}]}
+        scp_concept(code)  # SNOMED CT for the EHR, the SCP code beside it
         for code in revision.scp_labels
         if code in SCP_STATEMENTS
     ]
