@@ -42,6 +42,9 @@ RESULT_PARAMS = {
     "_elements",
     "_include",
     "_revinclude",
+    # Aidbox's total method, which fhirpy sends with every count(): the total here is always exact,
+    # which satisfies each method it names, so it is accepted rather than refused.
+    "_totalMethod",
 }
 MODIFIERS = {
     "token": {"missing", "not"},  # plus :text on TEXT_TOKEN_PARAMS
