@@ -20,6 +20,8 @@ def reindex(apps: Any, schema_editor: Any) -> None:
     entry = apps.get_model("fhir", "SearchIndexEntry")
     types = ("Patient", "Observation", "DiagnosticReport", "Task", "Device")
     for resource in stored.objects.filter(is_current=True, resource_type__in=types).iterator(chunk_size=500):
+        if not isinstance(resource.content, dict) or not resource.content.get("id"):
+            continue  # not a resource the index could describe (only hand-made rows lack an id)
         rows = [r for r in search_entries(resource.resource_type, resource.content) if r["name"] in _NEW_NAMES]
         entry.objects.bulk_create(entry(resource=resource, resource_type=resource.resource_type, **r) for r in rows)
 
