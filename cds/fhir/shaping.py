@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from cds.core.exceptions import FhirError
+
 SUBSETTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
     "code": "SUBSETTED",
@@ -88,6 +90,18 @@ SUMMARY_ELEMENTS = {
     "Provenance": {"target", "recorded", "agent", "entity"},
 }
 _ALWAYS = {"resourceType", "id", "meta"}  # never removed (the spec's mandatory elements of Resource)
+
+
+def refuse_subsetted(content: dict[str, Any], resource_type: str) -> None:
+    """Refuse (422) to update from a SUBSETTED copy: it would silently drop what the search left out."""
+    tags = (content.get("meta") or {}).get("tag") or []
+    if any(isinstance(t, dict) and t.get("code") == "SUBSETTED" for t in tags):
+        raise FhirError.single(
+            422,
+            "processing",
+            f"this {resource_type} is a SUBSETTED search result; read it whole (GET {resource_type}/id) and update that",
+            f"{resource_type}.meta.tag",
+        )
 
 
 def _tagged(content: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from cds.fhir.http import check_response_format, parse_body
 from cds.fhir.models import StoredResource
 from cds.fhir.searchset import searchset
 from cds.fhir.selectors import resource_read
+from cds.fhir.shaping import refuse_subsetted
 from cds.fhir.validation import READABLE_TYPES, SUPPORTED_TYPES, resource_validate
 from cds.fhirapi.bundles import bundle_process
 from cds.fhirapi.creators import resource_create, resource_update
@@ -168,6 +169,7 @@ class ResourceUpdateApi(FhirApi):
         expected_version = _if_match_version(request)
         content = parse_body(request)
         resource_validate(content, expected_type=resource_type)
+        refuse_subsetted(content, resource_type)
         if content.get("id") != logical_id:
             raise FhirError.single(
                 400,

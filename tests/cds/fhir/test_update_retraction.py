@@ -112,3 +112,11 @@ def test_an_ecg_cannot_be_edited_nor_a_result_updated(service_account: Any, anal
     content = result.first().content  # type: ignore[union-attr]
     response = put(service_account, f"/fhir/Observation/{content['id']}", content)
     assert response.status_code == 405, response.content
+
+
+def test_a_subsetted_search_result_cannot_be_sent_back(service_account: Any, ecg_factory: Any) -> None:
+    ecg = service_account.post("/fhir/Observation", ecg_factory(9)).json()
+    lean = service_account.get("/fhir/Observation?code=http://loinc.org|11524-6").json()["entry"][0]["resource"]
+    response = put(service_account, f"/fhir/Observation/{ecg['id']}", {**lean, "status": "entered-in-error"})
+    assert response.status_code == 422 and response.json()["issue"][0]["expression"] == ["Observation.meta.tag"]
+    assert StoredResource.objects.filter(logical_id=ecg["id"]).count() == 1
