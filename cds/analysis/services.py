@@ -34,6 +34,17 @@ def analysis_job_create(*, recording: EcgRecording) -> AnalysisJob:
     return job
 
 
+def analysis_jobs_cancel(*, recording_id: int) -> int:
+    """Cancel an ECG's jobs no worker has claimed yet (pending → cancelled); return how many.
+
+    A running job is left to finish: its results are then stored already retracted (see
+    ``cds.pipeline.retraction``), since the worker cannot be interrupted mid-inference.
+    """
+    return AnalysisJob.objects.filter(recording_id=recording_id, status=AnalysisJob.Status.PENDING).update(
+        status=AnalysisJob.Status.CANCELLED, finished_at=timezone.now(), updated_at=timezone.now()
+    )
+
+
 def analysis_job_claim(*, job_id: int) -> AnalysisJob | None:
     """Move a pending job to running; return None when it is gone or another worker has it.
 

@@ -15,7 +15,7 @@ from cds.ecg.leads import is_ecg_code
 from cds.ecg.models import EcgRecording, Patient
 from cds.fhir.dates import age_range_years, date_range
 from cds.fhir.models import StoredResource
-from cds.fhir.services import fhir_resource_store
+from cds.fhir.services import fhir_resource_store, fhir_resource_update
 
 
 @transaction.atomic
@@ -36,6 +36,33 @@ def patient_create(*, content: dict[str, Any], source: str, organization_id: int
     )
     patient.full_clean(exclude=["resource", "organization"])
     patient.save()
+    return resource
+
+
+@transaction.atomic
+def patient_update(
+    *, logical_id: str, content: dict[str, Any], source: str, organization_id: int, expected_version: int | None
+) -> StoredResource:
+    """Store a new version of a Patient of ``organization_id`` and its demographics; 412 on a stale version.
+
+    ECGs already analysed keep the age and sex they were analysed with (their results say so);
+    ECGs received from now on use the new demographics.
+    """
+    birth_date = content.get("birthDate") or ""
+    if birth_date:
+        date_range(birth_date, expression="Patient.birthDate")
+    resource = fhir_resource_update(
+        resource_type="Patient",
+        logical_id=logical_id,
+        content=content,
+        source=source,
+        expected_version=expected_version,
+        organization_id=organization_id,
+    )
+    patient = Patient.objects.get(logical_id=logical_id, organization_id=organization_id)
+    patient.gender, patient.birth_date = content.get("gender") or "", birth_date
+    patient.full_clean(exclude=["resource", "organization"])
+    patient.save(update_fields=["gender", "birth_date", "updated_at"])
     return resource
 
 

@@ -6,7 +6,15 @@ from typing import Any
 
 from django.conf import settings
 
-from cds.fhir.selectors import DATE_PARAMS, REFERENCE_PARAMS, SORT_PARAMS, TOKEN_PARAMS
+from cds.fhir.searchparams import (
+    DATE_PARAMS,
+    INCLUDES,
+    REFERENCE_PARAMS,
+    SORT_PARAMS,
+    STRING_PARAMS,
+    TOKEN_PARAMS,
+    include_targets,
+)
 
 _PARAM_DOCS = {
     "_id": "Logical id",
@@ -18,12 +26,25 @@ _PARAM_DOCS = {
     "derived-from": "Observation this one was derived from",
     "birthdate": "Birth date (prefixes eq, gt, lt, ge, le, sa, eb)",
     "date": "Effective date (prefixes eq, gt, lt, ge, le, sa, eb)",
+    "name": "Any part of a name (string: starts with, :exact, :contains)",
+    "family": "Family name (string: starts with, :exact, :contains)",
+    "given": "Given name (string: starts with, :exact, :contains)",
+    "device-name": "Model name (string: starts with, :exact, :contains)",
+    "status": "Status",
+    "result": "Result Observation",
+    "focus": "The report a review task is about",
+    "target": "The resource a Provenance is about",
 }
 
 
 def _search_params(resource_type: str) -> list[dict[str, str]]:
     params = []
-    kinds = (("token", TOKEN_PARAMS), ("reference", REFERENCE_PARAMS), ("date", DATE_PARAMS))
+    kinds = (
+        ("token", TOKEN_PARAMS),
+        ("reference", REFERENCE_PARAMS),
+        ("date", DATE_PARAMS),
+        ("string", STRING_PARAMS),
+    )
     for kind, table in kinds:
         for name in sorted(table.get(resource_type, set())):
             params.append({"name": name, "type": kind, "documentation": _PARAM_DOCS.get(name, name)})
@@ -31,17 +52,19 @@ def _search_params(resource_type: str) -> list[dict[str, str]]:
 
 
 def _resource(resource_type: str, profile_note: str, *, creatable: bool = True) -> dict[str, Any]:
-    codes = ("create", "read", "vread", "search-type") if creatable else ("read", "vread", "search-type")
+    # Patient and Observation (an ECG: retraction only) take version-aware updates (If-Match, 412).
+    codes = ("create", "read", "vread", "update", "search-type") if creatable else ("read", "vread", "search-type")
     return {
         "type": resource_type,
         "documentation": profile_note,
         "interaction": [{"code": code} for code in codes],
-        "versioning": "versioned",
+        "versioning": "versioned-update" if creatable else "versioned",
         "readHistory": False,
         "updateCreate": False,
         "conditionalCreate": creatable,
         "searchParam": _search_params(resource_type),
-        "searchInclude": [],
+        "searchInclude": sorted(f"{source}:{param}" for source, param in INCLUDES if source == resource_type),
+        "searchRevInclude": include_targets(resource_type),
     }
 
 
@@ -64,7 +87,15 @@ def capability_statement() -> dict[str, Any]:
             {
                 "mode": "server",
                 "documentation": (
-                    f"Search results page with _count and _offset; _sort supports {sorts}. Each API client "
+                    "Searches are strict: an unsupported parameter, modifier or chain is a 400 OperationOutcome "
+                    "naming it, unless the request says Prefer: handling=lenient (then it is ignored and named "
+                    "in a search-mode outcome entry). Modifiers: :missing on every parameter; :not on tokens; "
+                    ":text on code; :exact and :contains on strings; a target type on references "
+                    "(subject:Patient). _summary (true, false, data, count), _elements (tagged SUBSETTED); "
+                    "searches leave out SampledData.data (the waveform) unless _summary=false or _elements "
+                    "names component. Pages: _count (0 = total only); sorted by _lastUpdated (the default), "
+                    "pages are keyset pages (_cursor in the next/previous links), stable while data arrives; "
+                    f"other sorts page with _offset. _sort supports {sorts}. Each API client "
                     "belongs to one organisation and reads, searches, matches and references only that "
                     "organisation's resources (another's are not found). Conditional create (If-None-Exist, "
                     "Bundle ifNoneExist) returns the match, so it needs read and search scope on the type "

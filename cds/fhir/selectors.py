@@ -3,40 +3,17 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db.models import F, OuterRef, QuerySet, Subquery
 
-from cds.core.exceptions import FhirError
+from cds.core.exceptions import FhirError, FhirIssue
 from cds.fhir.dates import date_range
 from cds.fhir.models import SearchIndexEntry, StoredResource
+from cds.fhir.paging import SearchPage, keyset_page
+from cds.fhir.searchparams import SORT_PARAMS, Criterion, SearchProblem, search_parse
 
-TOKEN_PARAMS = {
-    "Patient": {"_id", "identifier", "gender"},
-    "Observation": {"_id", "identifier", "code"},
-    "DiagnosticReport": {"_id", "identifier", "code", "status"},
-    "Task": {"_id", "identifier", "code", "status"},
-    "Device": {"_id", "identifier"},
-    "Provenance": {"_id"},
-    "DocumentReference": {"_id", "identifier"},
-}
-REFERENCE_PARAMS = {
-    "Patient": set(),
-    "Observation": {"subject", "patient", "derived-from"},
-    "DiagnosticReport": {"subject", "patient", "result"},
-    "Task": {"subject", "patient", "focus"},
-    "Device": set(),
-    "Provenance": {"target"},
-    "DocumentReference": {"subject", "patient"},
-}
-DATE_PARAMS = {"Patient": {"birthdate"}, "Observation": {"date"}}
-SORT_PARAMS = {t: {"_lastUpdated"} for t in TOKEN_PARAMS} | {
-    "Patient": {"_lastUpdated", "birthdate"},
-    "Observation": {"_lastUpdated", "date"},
-}
-RESULT_PARAMS = {"_count", "_sort", "_offset", "_format", "_total"}
 _REFERENCE_TARGET = {"patient": "Patient", "subject": "Patient", "focus": "DiagnosticReport"}
 _DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
@@ -110,11 +87,43 @@ def _date_filter(resource_type: str, name: str, raw: str) -> QuerySet[SearchInde
     return query.filter(**lookups[prefix])
 
 
-def unsupported_params(resource_type: str, params: list[tuple[str, str]]) -> list[str]:
-    """Return the names of parameters this server does not support for ``resource_type``."""
-    known = TOKEN_PARAMS.get(resource_type, set()) | REFERENCE_PARAMS.get(resource_type, set())
-    known |= DATE_PARAMS.get(resource_type, set()) | RESULT_PARAMS
-    return [name for name, _ in params if name.split(":")[0] not in known]
+def _string_filter(resource_type: str, name: str, modifier: str, raw: str) -> QuerySet[SearchIndexEntry]:
+    """Strings match case-insensitively at the start; ``:exact`` whole and case-sensitive; ``:contains`` anywhere."""
+    lookup = {"exact": "value", "contains": "value__icontains"}.get(modifier, "value__istartswith")
+    alternatives = SearchIndexEntry.objects.none()
+    for value in raw.split(","):
+        alternatives = alternatives | _entries(resource_type, name).filter(**{lookup: value})
+    return alternatives
+
+
+def _text_filter(resource_type: str, name: str, raw: str) -> QuerySet[SearchIndexEntry]:
+    """Token ``:text``: any indexed display or text containing the words given (case-insensitive)."""
+    alternatives = SearchIndexEntry.objects.none()
+    for value in raw.split(","):
+        alternatives = alternatives | _entries(resource_type, f"{name}:text").filter(value__icontains=value.lower())
+    return alternatives
+
+
+def _criterion_matches(resource_type: str, criterion: Criterion) -> QuerySet[SearchIndexEntry]:
+    name, modifier, raw = criterion.name, criterion.modifier, criterion.raw
+    if criterion.kind == "token":
+        return _text_filter(resource_type, name, raw) if modifier == "text" else _token_filter(resource_type, name, raw)
+    if criterion.kind == "reference":
+        if modifier:  # a type modifier: subject:Patient=123 means subject=Patient/123
+            raw = ",".join(v if "/" in v else f"{modifier}/{v}" for v in raw.split(","))
+        return _reference_filter(resource_type, name, raw)
+    if criterion.kind == "date":
+        return _date_filter(resource_type, name, raw)
+    return _string_filter(resource_type, name, modifier, raw)
+
+
+def search_problems_raise(problems: list[SearchProblem]) -> None:
+    """Refuse a query with unsupported parts (strict handling): 400 naming each."""
+    if problems:
+        raise FhirError(
+            400,
+            [FhirIssue(code="not-supported", diagnostics=p.message, expression=(p.parameter,)) for p in problems],
+        )
 
 
 def resource_search_queryset(
@@ -122,42 +131,25 @@ def resource_search_queryset(
 ) -> QuerySet[StoredResource]:
     """Return current resources of ``organization_id`` matching every parameter (AND across, OR within commas).
 
-    Unknown parameters raise FhirError (400) when ``strict`` (conditional creates, and searches sent
-    with ``Prefer: handling=strict``); otherwise they are skipped, as FHIR's lenient default says,
-    and the caller reports them.
+    Unsupported parameters, modifiers and chains raise FhirError (400) when ``strict`` (the default,
+    and always for conditional creates); under ``Prefer: handling=lenient`` they are skipped and
+    the caller reports them (``search_parse(...).problems``).
     """
+    parsed = search_parse(resource_type, params)
+    if strict:
+        search_problems_raise(parsed.problems)
     queryset = StoredResource.objects.filter(
         resource_type=resource_type, is_current=True, organization_id=organization_id
     )
-    unknown = set(unsupported_params(resource_type, params))
-    for name, raw in params:
-        if name in unknown and not strict:
+    for criterion in parsed.criteria:
+        if criterion.modifier == "missing":
+            having = _entries(resource_type, criterion.name).values("resource_id")
+            queryset = queryset.exclude(pk__in=having) if criterion.raw == "true" else queryset.filter(pk__in=having)
             continue
-        if name in RESULT_PARAMS:
-            continue
-        base_name = name.split(":")[0]
-        if base_name in TOKEN_PARAMS.get(resource_type, set()):
-            matches = _token_filter(resource_type, base_name, raw)
-        elif base_name in REFERENCE_PARAMS.get(resource_type, set()):
-            matches = _reference_filter(resource_type, base_name, raw)
-        elif base_name in DATE_PARAMS.get(resource_type, set()):
-            matches = _date_filter(resource_type, base_name, raw)
-        else:
-            raise FhirError.single(
-                400, "not-supported", f"search parameter {name!r} is not supported on {resource_type}", name
-            )
-        queryset = queryset.filter(pk__in=matches.values("resource_id"))
+        matches = _criterion_matches(resource_type, criterion).values("resource_id")
+        # :not is "no value matches", so resources without the element are included, as FHIR says.
+        queryset = queryset.exclude(pk__in=matches) if criterion.modifier == "not" else queryset.filter(pk__in=matches)
     return queryset
-
-
-@dataclass(frozen=True)
-class SearchPage:
-    """One page of search results."""
-
-    resources: list[StoredResource]
-    total: int
-    offset: int
-    count: int
 
 
 # Bounds on paging values: an OFFSET beyond PostgreSQL's bigint is a DataError (a 500), and one in
@@ -180,30 +172,55 @@ def _int_param(params: dict[str, str], name: str, default: int, maximum: int) ->
     return value
 
 
-def resource_search(
-    *, resource_type: str, params: list[tuple[str, str]], organization_id: int, strict: bool = False
-) -> SearchPage:
-    """Return one page of a search, sorted by ``_sort`` (default: most recently updated first)."""
-    single = dict(params)
-    # _count above the page size is clamped (the FHIR default behaviour); _offset above its bound is refused.
-    count = min(_int_param(single, "_count", settings.FHIR_DEFAULT_PAGE_SIZE, 10**9), settings.FHIR_MAX_PAGE_SIZE)
-    offset = _int_param(single, "_offset", 0, MAX_SEARCH_OFFSET)
-    queryset = resource_search_queryset(
-        resource_type=resource_type, params=params, organization_id=organization_id, strict=strict
-    )
-    sort = single.get("_sort", "-_lastUpdated")
+def _sort_ordering(
+    resource_type: str, sort: str, queryset: QuerySet[StoredResource]
+) -> tuple[QuerySet[StoredResource], list[Any]]:
     descending = sort.startswith("-")
     key = sort.lstrip("-")
     if key not in SORT_PARAMS.get(resource_type, set()):
         raise FhirError.single(400, "not-supported", f"_sort={sort!r} is not supported on {resource_type}", "_sort")
     if key == "_lastUpdated":
-        ordering: list[Any] = ["-last_updated", "-pk"] if descending else ["last_updated", "pk"]
-    else:
-        # Sort on the indexed date; a subquery keeps resources without the date (sorted last).
-        dates = _entries(resource_type, key).filter(resource_id=OuterRef("pk")).values("date_start")[:1]
-        queryset = queryset.annotate(sort_date=Subquery(dates))
-        date = F("sort_date")
-        ordering = [date.desc(nulls_last=True), "-pk"] if descending else [date.asc(nulls_last=True), "pk"]
+        return queryset, (["-last_updated", "-pk"] if descending else ["last_updated", "pk"])
+    # Sort on the indexed date; a subquery keeps resources without the date (sorted last).
+    dates = _entries(resource_type, key).filter(resource_id=OuterRef("pk")).values("date_start")[:1]
+    queryset = queryset.annotate(sort_date=Subquery(dates))
+    date = F("sort_date")
+    return queryset, ([date.desc(nulls_last=True), "-pk"] if descending else [date.asc(nulls_last=True), "pk"])
+
+
+def resource_search(
+    *, resource_type: str, params: list[tuple[str, str]], organization_id: int, strict: bool = True
+) -> SearchPage:
+    """Return one page of a search, sorted by ``_sort`` (default: most recently updated first).
+
+    Sorted by ``_lastUpdated`` (the default), pages are keyset pages (``_cursor``): a page holds
+    the resources after (or before) the last one seen, so ECGs arriving meanwhile neither shift
+    nor repeat entries. Other sorts page by ``_offset``.
+    """
+    single = dict(params)
+    # _count above the page size is clamped (the FHIR default behaviour); _offset above its bound is refused.
+    count = min(_int_param(single, "_count", settings.FHIR_DEFAULT_PAGE_SIZE, 10**9), settings.FHIR_MAX_PAGE_SIZE)
+    if single.get("_summary") == "count":
+        count = 0
+    offset = _int_param(single, "_offset", 0, MAX_SEARCH_OFFSET)
+    queryset = resource_search_queryset(
+        resource_type=resource_type, params=params, organization_id=organization_id, strict=strict
+    )
+    sort = single.get("_sort", "-_lastUpdated")
+    queryset, ordering = _sort_ordering(resource_type, sort, queryset)
     total = queryset.count()
-    resources = list(queryset.order_by(*ordering)[offset : offset + count])
-    return SearchPage(resources=resources, total=total, offset=offset, count=count)
+    if sort.lstrip("-") == "_lastUpdated" and "_offset" not in single:
+        return keyset_page(
+            queryset, descending=sort.startswith("-"), cursor=single.get("_cursor"), count=count, total=total
+        )
+    if "_cursor" in single:
+        raise FhirError.single(400, "invalid", "_cursor pages only searches sorted by _lastUpdated", "_cursor")
+    resources = list(queryset.order_by(*ordering)[offset : offset + count]) if count else []
+    return SearchPage(
+        resources=resources,
+        total=total,
+        count=count,
+        offset=offset,
+        has_next=offset + count < total and count > 0,
+        has_previous=offset > 0,
+    )

@@ -49,19 +49,27 @@ def fhir_resource_store(
 
 @transaction.atomic
 def fhir_resource_update(
-    *, resource_type: str, logical_id: str, content: dict[str, Any], source: str, expected_version: int | None = None
+    *,
+    resource_type: str,
+    logical_id: str,
+    content: dict[str, Any],
+    source: str,
+    expected_version: int | None = None,
+    organization_id: int | None = None,
 ) -> StoredResource:
     """Store a new version of an existing resource; the old version stays readable (vread).
 
     Raises FhirError 404 when the resource does not exist and 412 when ``expected_version`` (an
-    ``If-Match`` version) is not the current one.
+    ``If-Match`` version) is not the current one. With ``organization_id`` (a client's update),
+    another organisation's resource is not found, like on read.
     """
     # Lock the current row so two concurrent updates cannot both become version N+1.
-    current = (
-        StoredResource.objects.select_for_update()
-        .filter(resource_type=resource_type, logical_id=logical_id, is_current=True)
-        .first()
+    current_versions = StoredResource.objects.select_for_update().filter(
+        resource_type=resource_type, logical_id=logical_id, is_current=True
     )
+    if organization_id is not None:
+        current_versions = current_versions.filter(organization_id=organization_id)
+    current = current_versions.first()
     if current is None:
         raise FhirError.single(404, "not-found", f"{resource_type}/{logical_id} is not known")
     if expected_version is not None and expected_version != current.version_id:

@@ -21,10 +21,12 @@ from cds.fhir.audit import audit_api_access
 from cds.fhir.capability import capability_statement
 from cds.fhir.http import check_response_format, parse_body
 from cds.fhir.models import StoredResource
-from cds.fhir.selectors import resource_read, resource_search, unsupported_params
+from cds.fhir.searchset import searchset
+from cds.fhir.selectors import resource_read
+from cds.fhir.shaping import refuse_subsetted
 from cds.fhir.validation import READABLE_TYPES, SUPPORTED_TYPES, resource_validate
 from cds.fhirapi.bundles import bundle_process
-from cds.fhirapi.creators import resource_create
+from cds.fhirapi.creators import resource_create, resource_update
 from cds.oauth.scopes import require_conditional_scope, require_scope, scope_allows_read
 from cds.oauth.tenancy import request_organization_id
 
@@ -103,67 +105,23 @@ class ResourceCreateApi(FhirApi):
 
 
 class ResourceSearchApi(FhirApi):
-    """``GET /fhir/{type}?...``: a searchset Bundle, paged with ``_count``/``_offset``."""
+    """``GET /fhir/{type}?...``: a searchset Bundle (strict unless ``Prefer: handling=lenient``)."""
 
     def get(self, request: Request, resource_type: str) -> HttpResponse:
         _known_type(resource_type)
         require_scope(request, resource_type, "s")
         organization_id = request_organization_id(request)
         params = [(k, v) for k, values in request.GET.lists() for v in values]
-        strict = "handling=strict" in request.headers.get("Prefer", "")
-        page = resource_search(
-            resource_type=resource_type, params=params, organization_id=organization_id, strict=strict
-        )
+        lenient = "handling=lenient" in request.headers.get("Prefer", "")
+        result = searchset(resource_type=resource_type, params=params, organization_id=organization_id, lenient=lenient)
         audit_api_access(
             client_id=getattr(request.user, "client_id", ""),
             interaction="search-type",
             what=resource_type,
             query=urlencode(params),
-            resource_pks=[r.pk for r in page.resources],
+            resource_pks=[r.pk for r in result.resources],
         )
-        ignored = unsupported_params(resource_type, params)
-        base = f"{settings.PUBLIC_BASE_URL}/fhir/{resource_type}"
-        # The self link shows the search as executed: ignored parameters are left out of it.
-        kept = [(k, v) for k, v in params if k not in {"_offset", "_format", "_count"} and k not in ignored]
-
-        def link(relation: str, offset: int) -> dict[str, str]:
-            query = urlencode([*kept, ("_count", str(page.count)), ("_offset", str(offset))])
-            return {"relation": relation, "url": f"{base}?{query}"}
-
-        links = [link("self", page.offset)]
-        if page.offset + page.count < page.total:
-            links.append(link("next", page.offset + page.count))
-        if page.offset > 0:
-            links.append(link("previous", max(page.offset - page.count, 0)))
-        bundle: dict[str, Any] = {
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": page.total,
-            "link": links,
-            "entry": [
-                {
-                    "fullUrl": f"{settings.PUBLIC_BASE_URL}/fhir/{r.reference}",
-                    "resource": r.content,
-                    "search": {"mode": "match"},
-                }
-                for r in page.resources
-            ],
-        }
-        if ignored:
-            warning = {
-                "resourceType": "OperationOutcome",
-                "issue": [
-                    {
-                        "severity": "warning",
-                        "code": "not-supported",
-                        "diagnostics": f"search parameter {name!r} was ignored",
-                        "expression": [name],
-                    }
-                    for name in ignored
-                ],
-            }
-            bundle["entry"].append({"resource": warning, "search": {"mode": "outcome"}})
-        return fhir_response(bundle)
+        return fhir_response(result.bundle)
 
 
 class ResourceReadApi(FhirApi):
@@ -189,6 +147,47 @@ class ResourceReadApi(FhirApi):
         if request.headers.get("If-None-Match") == headers["ETag"]:
             return fhir_response(None, status=304, headers=headers)
         return fhir_response(resource.content, headers=headers)
+
+
+def _if_match_version(request: Request) -> int | None:
+    """Return the version an ``If-Match: W/"n"`` names; None without the header; 400 when unreadable."""
+    header = request.headers.get("If-Match")
+    if header is None:
+        return None
+    value = header.strip().removeprefix("W/").strip('"')
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        raise FhirError.single(400, "value", f'If-Match {header[:40]!r} is not an ETag this server issued (W/"n")')
+    return int(value)
+
+
+class ResourceUpdateApi(FhirApi):
+    """``PUT /fhir/{type}/{id}``: update a Patient, or retract an ECG; ``If-Match`` makes it version-aware (412)."""
+
+    def put(self, request: Request, resource_type: str, logical_id: str) -> HttpResponse:
+        _known_type(resource_type, create=True)
+        require_scope(request, resource_type, "u")
+        expected_version = _if_match_version(request)
+        content = parse_body(request)
+        resource_validate(content, expected_type=resource_type)
+        refuse_subsetted(content, resource_type)
+        if content.get("id") != logical_id:
+            raise FhirError.single(
+                400,
+                "invalid",
+                f"the body's id {content.get('id')!r} must be the URL's {logical_id!r}",
+                f"{resource_type}.id",
+            )
+        resource = resource_update(
+            resource_type=resource_type,
+            logical_id=logical_id,
+            content=content,
+            source=getattr(request.user, "client_id", ""),
+            organization_id=request_organization_id(request),
+            expected_version=expected_version,
+        )
+        headers = resource_headers(resource)
+        body = None if "return=minimal" in request.headers.get("Prefer", "") else resource.content
+        return fhir_response(body, headers=headers)
 
 
 class BundleProcessApi(FhirApi):

@@ -9,11 +9,12 @@ from urllib.parse import quote
 
 from django.db import transaction
 
-from cds.ecg.services import ecg_prepare, patient_create
+from cds.ecg.services import ecg_prepare, patient_create, patient_update
 from cds.fhir.models import StoredResource
 from cds.fhir.services import conditional_match
 from cds.pipeline.documents import ecg_document_ingest, ecg_document_prepare
 from cds.pipeline.ingest import ecg_observation_ingest
+from cds.pipeline.retraction import ecg_observation_update
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,29 @@ CREATORS: dict[str, ResourceCreator] = {
 }
 # Types whose business identifier names one recording, so a resend matches the stored resource.
 _IDENTIFIED_TYPES = frozenset({"Observation", "DocumentReference"})
+
+
+# The domain service that updates each writable type: Patient demographics; an ECG only retracted.
+UPDATERS: dict[str, ResourceCreator] = {"Patient": patient_update, "Observation": ecg_observation_update}
+
+
+def resource_update(
+    *,
+    resource_type: str,
+    logical_id: str,
+    content: dict[str, Any],
+    source: str,
+    organization_id: int,
+    expected_version: int | None,
+) -> StoredResource:
+    """Update a resource of ``organization_id`` through its domain service (FhirError 404/405/412/422)."""
+    return UPDATERS[resource_type](
+        logical_id=logical_id,
+        content=content,
+        source=source,
+        organization_id=organization_id,
+        expected_version=expected_version,
+    )
 
 
 def identity_query(*, resource_type: str, content: dict[str, Any]) -> str | None:

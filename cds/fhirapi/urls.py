@@ -10,6 +10,7 @@ from cds.fhirapi.apis import (
     ResourceCreateApi,
     ResourceReadApi,
     ResourceSearchApi,
+    ResourceUpdateApi,
     by_method,
 )
 
@@ -22,6 +23,6 @@ urlpatterns = [
         by_method(GET=ResourceSearchApi.as_view(), POST=ResourceCreateApi.as_view()),
         name="fhir-type",
     ),
-    path(f"{_ID}", by_method(GET=ResourceReadApi.as_view()), name="fhir-read"),
+    path(f"{_ID}", by_method(GET=ResourceReadApi.as_view(), PUT=ResourceUpdateApi.as_view()), name="fhir-read"),
     path(f"{_ID}/_history/<int:version_id>", by_method(GET=ResourceReadApi.as_view()), name="fhir-vread"),
 ]

@@ -19,6 +19,7 @@ from cds.analysis.models import AnalysisJob, Prediction
 from cds.analysis.results import local_references, predictions_create, remote_references, result_resources_store
 from cds.analysis.services import analysis_job_claim, analysis_job_fail, analysis_job_release, analysis_job_succeed
 from cds.fhir.dates import fhir_instant
+from cds.pipeline.retraction import ecg_is_retracted
 from cds.review.services import review_create_for_results
 from cds.writeback.services import outbox_enqueue
 from inference.analysis_result import AnalysisResult
@@ -76,6 +77,8 @@ def analysis_results_store(*, job: AnalysisJob, result: AnalysisResult) -> list[
     """
     if Prediction.objects.filter(job=job).exists():
         return list(Prediction.objects.filter(job=job))
+    if ecg_is_retracted(job.recording):
+        return []  # retracted while the worker ran: nothing to show, nothing to send the EHR
     predictions = predictions_create(job=job, result=result)
     review_create_for_results(job=job, predictions=predictions, result=result)  # issue 6: review worklist
     issued = fhir_instant(timezone.now())

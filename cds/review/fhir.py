@@ -24,11 +24,10 @@ from cds.fhir.models import StoredResource
 from cds.fhir.references import ehr_reference, identifier_search
 from cds.fhir.services import fhir_resource_update
 from cds.review.models import Review, ReviewRevision
-from cds.review.scp import SCP_STATEMENTS
+from cds.review.scp import SCP_STATEMENTS, scp_concept
 from cds.writeback.services import outbox_enqueue
 
 USER_IDENTIFIER_SYSTEM = "urn:ecg-cds:user"  # legacy; clinicians are now identified by practitioner_identifier()
-SCP_SYSTEM = "urn:ecg-cds:CodeSystem:ptbxl-scp"
 
 
 def practitioner_identifier(user: Any) -> dict[str, str]:
@@ -73,7 +72,7 @@ def signed_report(content: dict[str, Any], *, revision: ReviewRevision, user: An
     report["performer"] = [_performer(user)]
     report["resultsInterpreter"] = [_performer(user)]
     codes = [
-        {"coding": [{"system": SCP_SYSTEM, "code": code, "display": SCP_STATEMENTS[code].description}]}
+        scp_concept(code)  # SNOMED CT for the EHR, the SCP code beside it
         for code in revision.scp_labels
         if code in SCP_STATEMENTS
     ]
@@ -180,17 +179,34 @@ def _update(current: StoredResource, content: dict[str, Any]) -> StoredResource:
 
 def signed_bundle(*, review: Review, resources: list[StoredResource]) -> dict[str, Any]:
     """Return the EHR transaction Bundle: conditional updates of the report and the Task."""
+    return conditional_put_bundle(job=review.job, recording=review.recording, resources=resources)
+
+
+def conditional_put_bundle(*, job: Any, recording: Any, resources: list[StoredResource]) -> dict[str, Any]:
+    """Return a transaction Bundle updating ``resources`` in the EHR by business identifier (conditional PUT).
+
+    Used for signatures and for retractions: references between the job's results, and to the
+    ECG itself, become references the EHR resolves (by identifier), never our ids.
+    """
     referenced = {
         f"{link.resource.resource_type}/{link.resource.logical_id}": link.resource
-        for link in ResultResource.objects.filter(job=review.job).select_related("resource")
+        for link in ResultResource.objects.filter(job=job).select_related("resource")
     }
+    ecg_local = f"Observation/{recording.logical_id}"
     entries = []
     for stored in resources:
-        resource = _remote(stored.content, recording=review.recording)
+        resource = _remote(stored.content, recording=recording)
         if "result" in resource:
             resource["result"] = [_link_by_identifier(r, referenced) for r in resource["result"]]
         if "focus" in resource:
             resource["focus"] = _link_by_identifier(resource["focus"], referenced)
+        if "derivedFrom" in resource:
+            resource["derivedFrom"] = [
+                ehr_reference(recording.resource)
+                if r.get("reference") == ecg_local
+                else _link_by_identifier(r, referenced)
+                for r in resource["derivedFrom"]
+            ]
         entries.append(
             {
                 "fullUrl": f"urn:uuid:{uuid.uuid4()}",

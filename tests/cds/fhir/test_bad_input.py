@@ -217,13 +217,14 @@ def test_it_refuses_xml_format(service_account: Any) -> None:
     assert_outcome(service_account.get("/fhir/Patient?_format=xml"), 406, "not-supported", "_format")
 
 
-def test_it_refuses_an_unknown_search_parameter_in_strict_mode(service_account: Any) -> None:
+def test_it_refuses_an_unknown_search_parameter_by_default(service_account: Any) -> None:
+    assert_outcome(service_account.get("/fhir/Observation?colour=red"), 400, "not-supported", "colour")
     response = service_account.get("/fhir/Observation?colour=red", HTTP_PREFER="handling=strict")
     assert_outcome(response, 400, "not-supported", "colour")
 
 
 def test_it_ignores_an_unknown_search_parameter_leniently_and_says_so(service_account: Any) -> None:
-    response = service_account.get("/fhir/Observation?colour=red")
+    response = service_account.get("/fhir/Observation?colour=red", HTTP_PREFER="handling=lenient")
     assert response.status_code == 200
     bundle = response.json()
     outcome = bundle["entry"][-1]

@@ -32,7 +32,13 @@ def test_it_serves_a_valid_r4_capability_statement(client: Any) -> None:
         "Provenance",
     }
     assert {i["code"] for i in resources["Task"]["interaction"]} == {"read", "vread", "search-type"}
-    assert {i["code"] for i in resources["Observation"]["interaction"]} == {"create", "read", "vread", "search-type"}
+    assert {i["code"] for i in resources["Observation"]["interaction"]} == {
+        "create",
+        "read",
+        "vread",
+        "update",
+        "search-type",
+    }
     assert {p["name"] for p in resources["Observation"]["searchParam"]} >= {"patient", "identifier", "code", "date"}
     assert {i["code"] for i in body["rest"][0]["interaction"]} == {"transaction", "batch"}
     # Issue 18: the ECG codes and document formats accepted are stated where clients look.

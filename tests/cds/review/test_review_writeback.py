@@ -64,7 +64,8 @@ def test_it_signs_in_the_admin_and_the_ehr_holds_the_final_then_amended_report(
     assert sorted(r["reference"] for r in final["result"]) == sorted(r["reference"] for r in report["result"])
     assert done["focus"]["reference"] == f"DiagnosticReport/{report['id']}"
     assert final["status"] == "final" and final["conclusion"] == "Sinus rhythm. Old anteroseptal MI."
-    assert [c["coding"][0]["code"] for c in final["conclusionCode"]] == ["ASMI", "SR"]
+    # SNOMED CT first where a concept applies (sinus rhythm), the SCP code always beside it.
+    assert [[c["code"] for c in cc["coding"]] for cc in final["conclusionCode"]] == [["ASMI"], ["426783006", "SR"]]
     assert final["performer"][0]["identifier"]["value"] == f"user-{senior_clinician.user.pk}"
     assert done["status"] == "completed" and done["output"][0]["valueString"] == "AI finding confirmed"
 
