@@ -13,6 +13,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
+from cds.core.models import DEFAULT_ORGANIZATION_SLUG, Organization
+from cds.core.services import organization_get_or_create
+from cds.ecg.models import EcgRecording
 from cds.review.models import CareTeam, CareTeamSource, Review
 from cds.review.roles import CLINICIAN, QUALITY_AUDITOR, SENIOR_CLINICIAN, roles_setup
 
@@ -41,7 +44,11 @@ def demo_users_create(*, sources: list[str]) -> list[DemoUser]:
     Idempotent apart from the passwords: a second run resets them and keeps the care team.
     """
     roles_setup()
-    team, _ = CareTeam.objects.get_or_create(name=DEMO_CARE_TEAM)
+    organization = _organization_of(sources)
+    team, _ = CareTeam.objects.get_or_create(name=DEMO_CARE_TEAM, defaults={"organization": organization})
+    if team.organization_id != organization.pk:  # care teams cover their own organisation's ECGs only
+        team.organization = organization
+        team.save(update_fields=["organization"])
     for source in sources:
         CareTeamSource.objects.get_or_create(team=team, source=source)
     created = []
@@ -61,6 +68,14 @@ def demo_users_create(*, sources: list[str]) -> list[DemoUser]:
             team.members.remove(user)
         created.append(DemoUser(username=username, password=password, role=role))
     return created
+
+
+def _organization_of(sources: list[str]) -> Organization:
+    """Return the organisation of the demo sources' ECGs (the sending client's), else the default one."""
+    recording = EcgRecording.objects.filter(received_from__in=sources).select_related("organization").first()
+    if recording is not None:
+        return recording.organization
+    return organization_get_or_create(slug=DEFAULT_ORGANIZATION_SLUG)[0]
 
 
 def demo_flagged_reviews(*, sources: list[str], limit: int = 5) -> list[int]:
