@@ -510,16 +510,22 @@ def print_draft(job: dict[str, Any]) -> None:
         print(f"      ({', '.join(extras)})")
 
 
-def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
-    """Stop the processes: SIGTERM, then SIGKILL after 10 s."""
+def stop(processes: dict[str, subprocess.Popen[bytes]], grace_s: float = 10.0) -> None:
+    """Stop the processes: SIGTERM to all, then SIGKILL to what is still running after ``grace_s`` in all.
+
+    One shared deadline, not ``grace_s`` per process: with a worker per queue, beat, web and Triton,
+    waiting in turn could take a minute before Ctrl-C returns.
+    """
     for process in processes.values():
         if process.poll() is None:
             process.terminate()
+    deadline = time.monotonic() + grace_s
     for process in processes.values():
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(timeout=10)
 
 
 def prepare(env: dict[str, str]) -> list[str]:
