@@ -541,6 +541,9 @@ def prepare(env: dict[str, str]) -> list[str]:
 
 def command_demo() -> None:
     """Run the embedded stack in the foreground, send the samples, serve until Ctrl-C."""
+    # Ctrl-C stops the demo even when its shell started it with SIGINT ignored (a background job of a
+    # non-interactive shell, e.g. under nohup or CI), where Python would otherwise keep it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     env = stack_env(embedded=True)
     notes = prepare(env)
     processes = start_processes(env, background=False)
