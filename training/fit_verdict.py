@@ -45,6 +45,8 @@ from inference.clinical.combined import (
     FEATURES,
     LogisticHead,
     VerdictCombiner,
+    VerdictEvidence,
+    served_abnormal,
     verdict_evidence,
 )
 from inference.errors import InferenceError
@@ -122,20 +124,22 @@ def usable(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r["truth"] and not r["excluded"] and r["detector_z"] != ""]
 
 
+def row_evidence(row: dict[str, Any]) -> VerdictEvidence:
+    """Return the combination's inputs of one cached row (the served bounds apply in ``features``)."""
+    return VerdictEvidence(
+        detector_z=float(row["detector_z"]),
+        foundation_logit=float(row["foundation_logit"]) if row["foundation_logit"] != "" else None,
+        measured_major=int(row["measured_major"]),
+        measured_minor=int(row["measured_minor"]),
+        no_sinus_rhythm=bool(int(row["no_sinus_rhythm"])),
+    )
+
+
 def matrix(rows: Sequence[dict[str, Any]], features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Return the feature matrix (bounded as served) and the labels (1 = abnormal)."""
-    from inference.clinical.combined import VerdictEvidence  # noqa: PLC0415 the served bounds, one place
-
     x = []
     for r in rows:
-        evidence = VerdictEvidence(
-            detector_z=float(r["detector_z"]),
-            foundation_logit=float(r["foundation_logit"]) if r["foundation_logit"] != "" else None,
-            measured_major=int(r["measured_major"]),
-            measured_minor=int(r["measured_minor"]),
-            no_sinus_rhythm=bool(int(r["no_sinus_rhythm"])),
-        )
-        values = evidence.features()
+        values = row_evidence(r).features()
         x.append([values[name] for name in features])
     return np.asarray(x, dtype=np.float64), np.asarray([r["truth"] == "abnormal" for r in rows], dtype=np.int64)
 
@@ -156,7 +160,7 @@ def leave_one_out(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def hard_flags(rows: Sequence[dict[str, Any]]) -> np.ndarray:
     """Return which ECGs the served rule flags whatever the probability: a major finding, no sinus rhythm."""
-    return np.array([int(r["measured_major"]) > 0 or r["no_sinus_rhythm"] == "1" for r in rows], dtype=bool)
+    return np.array([served_abnormal(combined_flagged=False, evidence=row_evidence(r)) for r in rows], dtype=bool)
 
 
 def threshold_for_sensitivity(probabilities: np.ndarray, y: np.ndarray, hard: np.ndarray, target: float) -> float:

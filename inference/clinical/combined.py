@@ -70,6 +70,21 @@ class VerdictEvidence:
         return values
 
 
+def is_major_measured(finding: Finding) -> bool:
+    """Return whether ``finding`` makes the ECG abnormal on its own: a major code, or anything urgent."""
+    return finding.abnormal and (finding.code in MAJOR_MEASURED or finding.urgent)
+
+
+def served_abnormal(*, combined_flagged: bool, evidence: VerdictEvidence) -> bool:
+    """Return the served verdict's rule: abnormal when the combined probability reaches its operating
+    point, a major measured abnormality is present, or no sinus rhythm was measured.
+
+    The one place the rule is written: the report (``inference.clinical.report``) serves it and
+    ``training.fit_verdict`` chooses the operating point under it.
+    """
+    return combined_flagged or evidence.measured_major > 0 or evidence.no_sinus_rhythm
+
+
 def verdict_evidence(
     detector: DetectorResult, foundation: FoundationResult | None, measured: Sequence[Finding]
 ) -> VerdictEvidence:
@@ -83,8 +98,8 @@ def verdict_evidence(
     return VerdictEvidence(
         detector_z=float(detector.score),
         foundation_logit=logit,
-        measured_major=sum(1 for f in abnormal if f.code in MAJOR_MEASURED),
-        measured_minor=sum(1 for f in abnormal if f.code not in MAJOR_MEASURED),
+        measured_major=sum(1 for f in abnormal if is_major_measured(f)),
+        measured_minor=sum(1 for f in abnormal if not is_major_measured(f)),
         no_sinus_rhythm=not sinus,
     )
 

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from inference.clinical.combined import MAJOR_MEASURED, CombinedScore, load_combiner, verdict_evidence
+from inference.clinical.combined import (
+    CombinedScore,
+    is_major_measured,
+    load_combiner,
+    served_abnormal,
+    verdict_evidence,
+)
 from inference.clinical.decoder_check import CONTRADICTIONS, DecoderSentence, Evidence, decoder_text_check
 from inference.clinical.scp import SCP_STATEMENTS, SNOMED_OF_SCP
 from inference.clinical.statements import SNOMED_SINUS_FAMILY
@@ -76,10 +82,9 @@ def clinical_report(
     # rhythms are abnormal: bradycardia and tachycardia are, sinus arrhythmia is not).
     sinus = any(f.category == "rhythm" and f.snomed in SNOMED_SINUS_FAMILY for f in measured)
     combined, combined_note = _combined(detector, foundation, measured)
-    if combined is not None:
-        # The served verdict: the calibrated combination, or a major measured abnormality, or no sinus rhythm.
-        major = any(f.abnormal and (f.code in MAJOR_MEASURED or f.urgent) for f in measured)
-        models_flag = combined.flagged or major or not sinus
+    if combined is not None and detector is not None:
+        inputs = verdict_evidence(detector, foundation, measured)
+        models_flag = served_abnormal(combined_flagged=combined.flagged, evidence=inputs)
     else:  # no fitted combination for these model versions: abnormal when any source flags
         models_flag = bool(detector is not None and detector.flagged) or _foundation_flag(foundation)
         models_flag = models_flag or any(f.abnormal for f in measured) or not sinus
@@ -253,7 +258,7 @@ def _verdict_sentence(
         return "Not interpreted: repeat the recording."
     if verdict == Verdict.OUTSIDE_INTENDED_USE:
         return "No AI anomaly verdict: outside the models' intended use; measured statements only."
-    if any(f.abnormal and (f.urgent or f.code in MAJOR_MEASURED or f.source != "measured") for f in findings):
+    if any(is_major_measured(f) or (f.abnormal and f.source != "measured") for f in findings):
         return "Abnormal ECG."
     if combined is not None and combined.flagged and any(f.abnormal for f in findings):
         # Only minor findings are named: the models' share of the evidence is why it is abnormal.

@@ -13,6 +13,7 @@ from inference.clinical.combined import (
     VerdictCombiner,
     VerdictEvidence,
     load_combiner,
+    served_abnormal,
     verdict_evidence,
 )
 from inference.clinical.report import clinical_report
@@ -82,6 +83,29 @@ def test_it_uses_the_detector_and_measured_head_without_a_foundation_result() ->
 def test_it_counts_major_and_minor_measured_findings_apart() -> None:
     evidence = verdict_evidence(_detector(), _foundation(), [SINUS, SBRAD, AF])
     assert (evidence.measured_major, evidence.measured_minor, evidence.no_sinus_rhythm) == (1, 1, False)
+
+
+def test_an_urgent_finding_counts_as_major_whatever_its_code() -> None:
+    urgent_minor = replace(SBRAD, code="NEW_URGENT", urgent=True)
+    evidence = verdict_evidence(_detector(), _foundation(), [SINUS, urgent_minor])
+    assert (evidence.measured_major, evidence.measured_minor) == (1, 0)
+    assert served_abnormal(combined_flagged=False, evidence=evidence)
+
+
+def test_the_fitting_script_applies_the_served_rule() -> None:
+    """The operating point is chosen under the rule the report serves (one function, both places)."""
+    fit_verdict = pytest.importorskip("training.fit_verdict")
+    rows = [
+        {
+            "detector_z": "0.1",
+            "foundation_logit": "",
+            "measured_major": major,
+            "measured_minor": "2",
+            "no_sinus_rhythm": no_sinus,
+        }
+        for major, no_sinus in (("0", "0"), ("1", "0"), ("0", "1"))
+    ]
+    assert fit_verdict.hard_flags(rows).tolist() == [False, True, True]
 
 
 def test_a_detector_flag_alone_no_longer_makes_the_ecg_abnormal(combiner: VerdictCombiner) -> None:
