@@ -19,8 +19,7 @@ from pydicom.errors import BytesLengthException
 from cds.core.exceptions import FhirError
 from cds.ecg.dicom_ecg import dicom_ecg_read
 from cds.ecg.document_types import DocumentWaveform
-from cds.ecg.encoding import sampled_data_string
-from cds.ecg.leads import LOINC_EKG_STUDY, LOINC_SYSTEM, MDC_CODE_BY_LEAD, MDC_ECG_ELEC_POTL, MDC_SYSTEM
+from cds.ecg.encoding import LeadSamples, sampled_data_observation
 from cds.ecg.xml_ecg import xml_ecg_read
 
 Reader = Callable[..., DocumentWaveform]
@@ -97,38 +96,15 @@ def ecg_document_read(content: dict[str, Any]) -> DocumentWaveform:
 
 def document_observation(document: DocumentWaveform, *, subject: dict[str, Any] | None) -> dict[str, Any]:
     """Return the ECG Observation (SampledData, MDC lead codes) holding exactly the document's samples."""
-    observation: dict[str, Any] = {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "procedure"}]}
-        ],
-        "code": {
-            "coding": [
-                {"system": LOINC_SYSTEM, "code": LOINC_EKG_STUDY, "display": "EKG study"},
-                {"system": MDC_SYSTEM, "code": MDC_ECG_ELEC_POTL, "display": "MDC_ECG_ELEC_POTL"},
-            ]
-        },
-        "component": [
-            {
-                "code": {"coding": [{"system": MDC_SYSTEM, "code": MDC_CODE_BY_LEAD[lead], "display": f"Lead {lead}"}]},
-                "valueSampledData": {
-                    "origin": {"value": origin, "unit": "uV", "system": "http://unitsofmeasure.org", "code": "uV"},
-                    "period": 1000.0 / document.sample_rate_hz,
-                    "factor": factor,
-                    "dimensions": 1,
-                    "data": sampled_data_string(codes),
-                },
-            }
+    return sampled_data_observation(
+        (
+            LeadSamples(lead, codes, factor, origin)
             for lead, codes, factor, origin in zip(
                 document.leads, document.codes, document.factor_uv, document.origin_uv, strict=True
             )
-        ],
-    }
-    if document.identifier:
-        observation["identifier"] = [dict(document.identifier)]
-    if subject:
-        observation["subject"] = dict(subject)
-    if document.effective:
-        observation["effectiveDateTime"] = document.effective
-    return observation
+        ),
+        period_ms=1000.0 / document.sample_rate_hz,
+        identifier=dict(document.identifier) if document.identifier else None,
+        subject=subject,
+        effective=document.effective,
+    )

@@ -7,6 +7,8 @@ should encode ECGs for this service.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,73 @@ from cds.ecg.leads import LOINC_EKG_STUDY, LOINC_SYSTEM, MDC_CODE_BY_LEAD, MDC_E
 def sampled_data_string(values: np.ndarray) -> str:
     """Return integer samples as a SampledData ``data`` string (single spaces)."""
     return " ".join(map(str, np.asarray(values, dtype=np.int64).tolist()))
+
+
+@dataclass(frozen=True)
+class LeadSamples:
+    """One lead's integer codes and the SampledData scale that turns them into µV (origin + factor × code)."""
+
+    lead: str
+    codes: np.ndarray
+    factor_uv: float
+    origin_uv: float = 0.0
+
+
+def sampled_data_observation(
+    leads: Iterable[LeadSamples],
+    *,
+    period_ms: float,
+    identifier: dict[str, str] | None = None,
+    subject: dict[str, Any] | None = None,
+    effective: str | None = None,
+) -> dict[str, Any]:
+    """Return an ECG Observation (LOINC EKG study, MDC codes) with one ``valueSampledData`` per lead.
+
+    The one builder of the ECG Observation's shape: waveforms sent as arrays (``ecg_observation``)
+    and decoded ECG documents (``cds.ecg.documents``) both go through it.
+    """
+    observation: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "procedure"}]}
+        ],
+        "code": {
+            "coding": [
+                {"system": LOINC_SYSTEM, "code": LOINC_EKG_STUDY, "display": "EKG study"},
+                {"system": MDC_SYSTEM, "code": MDC_ECG_ELEC_POTL, "display": "MDC_ECG_ELEC_POTL"},
+            ]
+        },
+        "component": [
+            {
+                "code": {
+                    "coding": [
+                        {"system": MDC_SYSTEM, "code": MDC_CODE_BY_LEAD[one.lead], "display": f"Lead {one.lead}"}
+                    ]
+                },
+                "valueSampledData": {
+                    "origin": {
+                        "value": one.origin_uv,
+                        "unit": "uV",
+                        "system": "http://unitsofmeasure.org",
+                        "code": "uV",
+                    },
+                    "period": period_ms,
+                    "factor": one.factor_uv,
+                    "dimensions": 1,
+                    "data": sampled_data_string(one.codes),
+                },
+            }
+            for one in leads
+        ],
+    }
+    if identifier:
+        observation["identifier"] = [dict(identifier)]
+    if subject:
+        observation["subject"] = dict(subject)
+    if effective:
+        observation["effectiveDateTime"] = effective
+    return observation
 
 
 def ecg_observation(
@@ -37,39 +106,13 @@ def ecg_observation(
     if samples_uv.shape[0] != len(leads):
         raise ValueError(f"{samples_uv.shape[0]} signal rows but {len(leads)} lead names")
     quantized = np.rint(samples_uv / resolution_uv)
-    observation: dict[str, Any] = {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "procedure"}]}
-        ],
-        "code": {
-            "coding": [
-                {"system": LOINC_SYSTEM, "code": LOINC_EKG_STUDY, "display": "EKG study"},
-                {"system": MDC_SYSTEM, "code": MDC_ECG_ELEC_POTL, "display": "MDC_ECG_ELEC_POTL"},
-            ]
-        },
-        "component": [
-            {
-                "code": {"coding": [{"system": MDC_SYSTEM, "code": MDC_CODE_BY_LEAD[lead], "display": f"Lead {lead}"}]},
-                "valueSampledData": {
-                    "origin": {"value": 0, "unit": "uV", "system": "http://unitsofmeasure.org", "code": "uV"},
-                    "period": round(1000.0 / sample_rate_hz, 6),
-                    "factor": resolution_uv,
-                    "dimensions": 1,
-                    "data": sampled_data_string(row),
-                },
-            }
-            for lead, row in zip(leads, quantized, strict=True)
-        ],
-    }
-    if identifier:
-        observation["identifier"] = [{"system": identifier[0], "value": identifier[1]}]
-    if patient_reference:
-        observation["subject"] = {"reference": patient_reference}
-    if effective:
-        observation["effectiveDateTime"] = effective
-    return observation
+    return sampled_data_observation(
+        (LeadSamples(lead, row, resolution_uv, 0) for lead, row in zip(leads, quantized, strict=True)),
+        period_ms=round(1000.0 / sample_rate_hz, 6),
+        identifier={"system": identifier[0], "value": identifier[1]} if identifier else None,
+        subject={"reference": patient_reference} if patient_reference else None,
+        effective=effective,
+    )
 
 
 def ecg_transaction_bundle(
