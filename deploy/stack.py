@@ -411,9 +411,14 @@ def send_samples(env: dict[str, str]) -> str:
             # The one verdict (the interpretation's; the detector's flag for jobs without one).
             flag = "FLAGGED" if job["flagged"] else "not flagged"
             words = ", ".join(w for w in (job.get("verdict"), job.get("urgency")) if w)
-            finding = f"  {flag}{f' ({words})' if words else ''}; anomaly score {job['score']:+.2f}"
-            finding += f" (operating point {job['threshold']:+.2f})"
-            finding += f", {job['intervals']} localized interval(s)" if job["intervals"] else ""
+            finding = f"  {flag}{f' ({words})' if words else ''}; "
+            if job.get("combined_probability") is not None and job.get("combined_threshold") is not None:
+                # The verdict's own evidence first: the detector's score alone is not what flags.
+                finding += f"combined evidence {job['combined_probability']:.2f} (operating point {job['combined_threshold']:.2f}), "
+                finding += f"detector score {job['score']:+.2f}"
+            else:
+                finding += f"anomaly score {job['score']:+.2f} (operating point {job['threshold']:+.2f})"
+            finding += f", {job['boxes']} localized region(s)" if job.get("boxes") else ""
         elif job.get("error"):
             finding = f"  {job['error'][:120]}"
         print(f"  Observation/{oid}: job {states.get(oid, 'unknown')}{finding}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import io
+import json
 import time
 from typing import Any
 from unittest import mock
@@ -10,6 +12,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import time_machine
+from django.core.management import call_command
 
 from cds.analysis.models import AnalysisJob, Prediction
 from cds.analysis.services import analysis_job_claim, analysis_jobs_requeue_stuck
@@ -150,3 +153,19 @@ def test_it_fails_a_job_whose_worker_keeps_dying(job: AnalysisJob) -> None:
     assert counts["failed"] == 1
     job.refresh_from_db()
     assert job.status == AnalysisJob.Status.FAILED and "3 times" in job.error
+
+
+def test_the_job_listing_leads_with_the_verdicts_own_evidence(job: AnalysisJob) -> None:
+    """`analysis_jobs --json` (what `make demo` prints) gives the combined evidence the verdict rests on."""
+    assert analysis_job_run(job.pk) == "succeeded"
+    out = io.StringIO()
+    call_command("analysis_jobs", "--json", stdout=out)
+    row = next(r for r in json.loads(out.getvalue()) if r["job"] == job.pk)
+    interpretation = Prediction.objects.get(job=job, model_name="ecg-interpretation")
+    assert row["combined_probability"] == interpretation.score and row["combined_threshold"] == interpretation.threshold
+    assert row["flagged"] == interpretation.flagged
+    boxes = {
+        r.get("box") or n
+        for n, r in enumerate(Prediction.objects.get(job=job, model_name="ecg-anomaly-detector").intervals)
+    }
+    assert row["boxes"] == len(boxes) <= row["intervals"]

@@ -35,6 +35,10 @@ def job_row(
         "urgency": interpretation.urgency if interpretation else "",
         "findings": [f.get("text", "") for f in interpretation.findings] if interpretation else [],
         "intervals": len(detector.intervals) if detector else 0,
+        # A localized box spans several leads (one interval row per lead); older rows have no box.
+        "boxes": len({row.get("box") or n for n, row in enumerate(detector.intervals)}) if detector else 0,
+        "combined_probability": interpretation.score if interpretation else None,
+        "combined_threshold": interpretation.threshold if interpretation else None,
         "probability_abnormal": foundation.score if foundation else None,
         "report_text": interpretation.report_text if interpretation else decoder_text,
         "decoder_text": decoder_text,
