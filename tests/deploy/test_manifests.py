@@ -98,7 +98,8 @@ def test_it_parses_every_manifest_and_the_compose_file() -> None:
         if doc["kind"] != "Kustomization":
             assert doc["metadata"].get("name"), name
     assert set(compose()["services"]) == {
-        "migrate", "web", "worker", "worker-writeback", "worker-maintenance", "beat", "triton", "db", "rabbitmq"
+        "migrate", "web", "worker", "worker-writeback", "worker-maintenance", "worker-shadow", "beat", "triton", "db",
+        "rabbitmq",
     }  # fmt: skip
 
 
@@ -106,6 +107,7 @@ def test_it_runs_a_worker_per_queue_in_compose() -> None:
     services = compose()["services"]
     assert services["worker-writeback"]["environment"]["WORKER_QUEUES"] == "writeback"
     assert services["worker-maintenance"]["environment"]["WORKER_QUEUES"] == "maintenance"
+    assert services["worker-shadow"]["environment"]["WORKER_QUEUES"] == "shadow"
     assert "WORKER_QUEUES" not in services["worker"].get("environment", {})  # the default: analysis
 
 
@@ -211,6 +213,7 @@ def test_it_runs_one_worker_deployment_per_queue_with_the_key_on_the_writeback_o
     for name, queue in (
         ("worker-writeback", config["CELERY_WRITEBACK_QUEUE"]),
         ("worker-maintenance", config["CELERY_MAINTENANCE_QUEUE"]),
+        ("worker-shadow", config["CELERY_SHADOW_QUEUE"]),
     ):
         env = {
             e["name"]: e.get("value")
@@ -241,7 +244,7 @@ def test_it_has_disruption_budgets_for_workers_and_triton() -> None:
     budgets = {
         doc["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] for doc in k8s_kind("PodDisruptionBudget")
     }
-    assert {"web", "worker", "worker-writeback", "worker-maintenance", "triton"} <= budgets
+    assert {"web", "worker", "worker-writeback", "worker-maintenance", "worker-shadow", "triton"} <= budgets
 
 
 def test_it_runs_migrations_as_a_hook() -> None:
