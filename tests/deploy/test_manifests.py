@@ -229,15 +229,16 @@ def test_it_runs_one_worker_deployment_per_queue_with_the_key_on_the_writeback_o
     assert mounts == {"worker-writeback"}
 
 
-def test_it_closes_triton_to_everything_but_the_analysis_workers() -> None:
+def test_it_closes_triton_to_everything_but_the_analysis_and_shadow_workers() -> None:
     policies = {doc["metadata"]["name"]: doc for doc in k8s_kind("NetworkPolicy")}
     assert policies["default-deny-ingress"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     triton = policies["triton-from-workers"]["spec"]
     assert triton["podSelector"]["matchLabels"] == by_name("Deployment", "triton")["spec"]["selector"]["matchLabels"]
     inference = [rule for rule in triton["ingress"] if {p["port"] for p in rule["ports"]} & {8000, 8001}]
     assert len(inference) == 1
-    (source,) = inference[0]["from"]
-    assert source["podSelector"]["matchLabels"] == by_name("Deployment", "worker")["spec"]["selector"]["matchLabels"]
+    sources = [source["podSelector"]["matchLabels"] for source in inference[0]["from"]]
+    workers = [by_name("Deployment", name)["spec"]["selector"]["matchLabels"] for name in ("worker", "worker-shadow")]
+    assert sources == workers  # the analysis workers and the shadow candidates' worker, nobody else
 
 
 def test_it_has_disruption_budgets_for_workers_and_triton() -> None:
