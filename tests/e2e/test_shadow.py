@@ -8,11 +8,9 @@ served path (claim, analyse, store) and the shadow task, called directly (docs/s
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import shutil
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,29 +29,14 @@ from cds.review.selectors import shadow_candidates
 from cds.writeback.models import OutboxMessage
 from inference.clinical.types import INTERPRETATION_VERSION
 from inference.local_triton import LocalTriton
-from inference.model_repository import SERVING_FILE, SERVING_PARAMETER
 from inference.results import DETECTOR_NAME, INTERPRETATION_NAME
 from tests.e2e.conftest import REPOSITORY, served_models
+from tests.e2e.versions import add_copy_as_version_2
 from tests.inference.conftest import require_triton_venv
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db]
 CANDIDATE = "interp-s2"
 ANY_SENSITIVITY = [{"figure": "sensitivity", "bound": "value", "compare": 0.0}]
-
-
-def _add_copy_as_version_2(model_dir: Path, label: str) -> None:
-    """Serve ``model_dir``'s version 1 artifact again as version 2, read with its own serving facts."""
-    shutil.copytree(model_dir / "1", model_dir / "2")
-    facts = json.loads((model_dir / "2" / SERVING_FILE).read_text())
-    facts["model_version_label"] = label
-    (model_dir / "2" / SERVING_FILE).write_text(json.dumps(facts, indent=1, sort_keys=True) + "\n")
-    entry = json.dumps(json.dumps(facts, sort_keys=True))
-    for config in (model_dir / "config.pbtxt", model_dir / "configs" / "cpu.pbtxt"):
-        text = config.read_text()
-        assert "versions: [ 1 ]" in text
-        text = text.replace("versions: [ 1 ]", "versions: [ 1, 2 ]")
-        text += f'parameters {{ key: "{SERVING_PARAMETER.format(version=2)}" value {{ string_value: {entry} }} }}\n'
-        config.write_text(text)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +46,7 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrit
     root = tmp_path_factory.mktemp("shadow-triton")
     repository = root / "models"
     shutil.copytree(REPOSITORY, repository)
-    _add_copy_as_version_2(repository / "ecg_detector", "detector-copy-v2")
+    add_copy_as_version_2(repository / "ecg_detector", "detector-copy-v2")
     server = LocalTriton(
         repository=repository,
         config_name="cpu",
