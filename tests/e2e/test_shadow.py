@@ -2,18 +2,23 @@
 
 The module's Triton serves a temporary repository: the shipped models, plus ``ecg_detector``
 version 2, a copy of version 1 whose serving facts carry their own label. Jobs run through the
-served path (claim, analyse, store) and the shadow task, called directly (docs/style.md G5).
+served path (claim, analyse, store) and the shadow task, called directly (docs/style.md G5); the
+last test runs both through a real worker and broker (gunicorn + Celery, tests/livestack.py).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import shutil
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from prometheus_client import REGISTRY
 
 from cds.analysis.analyzer import analyzer
@@ -33,6 +38,7 @@ from inference.results import DETECTOR_NAME, INTERPRETATION_NAME
 from tests.e2e.conftest import REPOSITORY, served_models
 from tests.e2e.versions import add_copy_as_version_2
 from tests.inference.conftest import require_triton_venv
+from tests.livestack import LiveStack, wait_for_job
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db]
 CANDIDATE = "interp-s2"
@@ -226,3 +232,55 @@ def test_the_report_and_promotion_read_the_rows_the_shadow_runs_stored(analysed:
     candidate.refresh_from_db()
     assert candidate.status == ModelCandidate.Status.PROMOTED
     assert not shadow_candidates().exists()  # promoted: it no longer runs in shadow
+
+
+@pytest.fixture
+def shadow_stack(tmp_path: Path, two_versions: LocalTriton) -> Iterator[LiveStack]:
+    """gunicorn and a Celery worker (every queue, shadow included, on one private queue) on the module's Triton."""
+    stack = LiveStack(
+        tmp_path,
+        env={
+            "INFERENCE_BACKEND": "triton",
+            "TRITON_URL": two_versions.grpc_url,
+            "TRITON_PROTOCOL": "grpc",
+            "TRITON_HTTP_URL": two_versions.http_url,
+            "TRITON_MODEL_VERSIONS": "ecg_detector=1,ecg_foundation=1",
+            "INFERENCE_FOUNDATION_ENABLED": str("ecg_foundation" in served_models()).lower(),
+            "WRITEBACK_ENABLED": "false",
+        },
+    )
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_takes_the_shadow_run_from_the_broker_after_the_served_job(
+    shadow_stack: LiveStack, ecg_factory: Any
+) -> None:
+    candidate = register_candidate(
+        model_name=INTERPRETATION_NAME, model_version=CANDIDATE, criteria=ANY_SENSITIVITY, min_signed=1,
+        detector_version="2",
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {shadow_stack.token()}", "Content-Type": "application/fhir+json"}
+    response = requests.post(
+        f"{shadow_stack.base}/fhir/Observation", data=json.dumps(ecg_factory(131)), headers=headers, timeout=30
+    )
+    assert response.status_code == 201, response.text
+    ecg_id = response.json()["id"]
+    assert wait_for_job(ecg_id, timeout_s=90) == "succeeded"
+
+    job = AnalysisJob.objects.get(recording__logical_id=ecg_id)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and job.shadow.get(CANDIDATE, {}).get("status") != "succeeded":
+        time.sleep(0.3)
+        job.refresh_from_db()
+    assert job.shadow[CANDIDATE]["status"] == "succeeded", (job.shadow, candidate)
+    versions = dict(Prediction.objects.filter(job=job).values_list("model_name", "server_model_version"))
+    assert versions[DETECTOR_NAME] == "ecg_detector/1" and versions[f"shadow:{DETECTOR_NAME}"] == "ecg_detector/2"
+    verdict = Prediction.objects.get(job=job, model_name=f"shadow:{INTERPRETATION_NAME}")
+    assert verdict.model_version == CANDIDATE
+    # The served job's own timings do not include the candidate's run (it ran after the commit).
+    assert job.finished_at is not None and verdict.created_at > job.finished_at
