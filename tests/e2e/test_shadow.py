@@ -154,6 +154,9 @@ def test_it_runs_the_candidate_after_the_served_job_and_writes_nothing_back(anal
     assert verdict.model_version == CANDIDATE
     assert verdict.input_provenance["model_outputs"][DETECTOR_NAME] == "detector-copy-v2"
     assert verdict.input_provenance["interpretation_version"] == INTERPRETATION_VERSION
+    # The verdict combination is fitted for version 1's label: the candidate gets the documented
+    # fallback verdict, with no combined probability (docs/quality.md, "Read with care").
+    assert verdict.score is None and "verdict-combiner" not in verdict.input_provenance["model_outputs"]
     # Nothing the served path wrote has changed: FHIR results, review, outbox, CDS card.
     assert _written(job) == before
     assert _cards(job, patient) == cards
