@@ -322,12 +322,17 @@ LOGGING["handlers"]["console"]["filters"] = ["redact_phi"]  # type: ignore[index
 # --- end security ---------------------------------------------------------------------------------
 
 # --- Operations (issue 16; docs/operations.md): queues ----------------------------------------------
-# Three queues, each with its own workers, so a slow EHR or a long sweep never holds analysis slots:
-# analysis (CELERY_TASK_DEFAULT_QUEUE: analysis.job_run), write-back deliveries, and the periodic
-# sweeps. A test or bench stack points all three at its one private queue (deploy/livestack.py).
+# Four queues, each with its own workers, so a slow EHR or a long sweep never holds analysis slots:
+# analysis (CELERY_TASK_DEFAULT_QUEUE: analysis.job_run), write-back deliveries, the periodic
+# sweeps, and shadow candidates' runs. A test or bench stack points all at its one private queue
+# (deploy/livestack.py).
 CELERY_WRITEBACK_QUEUE = env_str("CELERY_WRITEBACK_QUEUE", "writeback")
 CELERY_MAINTENANCE_QUEUE = env_str("CELERY_MAINTENANCE_QUEUE", "maintenance")
+# Shadow candidates (issue 19): their own queue and workers, so a candidate's runs can never hold
+# an analysis slot or delay the sweeps that recover served jobs.
+CELERY_SHADOW_QUEUE = env_str("CELERY_SHADOW_QUEUE", "shadow")
 CELERY_TASK_ROUTES = {
+    "shadow.run": {"queue": CELERY_SHADOW_QUEUE},
     "writeback.deliver": {"queue": CELERY_WRITEBACK_QUEUE},
     "writeback.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
     "analysis.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},

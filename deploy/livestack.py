@@ -43,9 +43,10 @@ def live_env(*, database_url: str, base_url: str, queue: str, **overrides: str) 
         "DATABASE_URL": database_url,
         "PUBLIC_BASE_URL": base_url,
         "CELERY_TASK_DEFAULT_QUEUE": queue,
-        # One private queue for everything (production splits analysis, write-back and sweeps).
+        # One private queue for everything (production splits analysis, write-back, sweeps and shadow).
         "CELERY_WRITEBACK_QUEUE": queue,
         "CELERY_MAINTENANCE_QUEUE": queue,
+        "CELERY_SHADOW_QUEUE": queue,
         "SECURE_SSL_REDIRECT": "false",
         "OAUTH_ALLOW_CLIENT_SECRET": "true",
         "ADMIN_OTP_REQUIRED": "false",  # loopback test stacks log clinicians in with passwords alone

@@ -193,6 +193,7 @@ def start_processes(env: dict[str, str], *, background: bool) -> dict[str, subpr
         "worker": worker(env.get("CELERY_TASK_DEFAULT_QUEUE", "analysis"), env.get("WORKER_CONCURRENCY", "1")),
         "worker-writeback": worker(env.get("CELERY_WRITEBACK_QUEUE", "writeback"), "1"),
         "worker-maintenance": worker(env.get("CELERY_MAINTENANCE_QUEUE", "maintenance"), "1"),
+        "worker-shadow": worker(env.get("CELERY_SHADOW_QUEUE", "shadow"), "1"),  # candidates in shadow (issue 19)
         # The periodic sweeps (lost analysis jobs, write-back retries); its schedule file lives in var/.
         "beat": [
             str(BIN / "celery"),

@@ -220,6 +220,8 @@ class TritonAnalyzer:
     pass). Not one ensemble request: an ensemble's response names the ensemble's version, not its
     steps', and each step's outputs must be read with its own version's serving facts.
     ``foundation_model`` None: the detector alone (a deployment that serves only it).
+    ``versions`` asks for other versions than the client's pinned ones (``{model: version}``): a
+    candidate in shadow runs the same code at its own versions (``with_versions``).
     Serving facts are cached per (model, version): a version's facts never change (its label holds
     the checkpoint's hash), and another version is always looked up anew.
     """
@@ -227,7 +229,16 @@ class TritonAnalyzer:
     client: TritonClient
     detector_model: str = DETECTOR_MODEL
     foundation_model: str | None = FOUNDATION_MODEL
+    versions: Mapping[str, str] = field(default_factory=dict)
     _facts: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def with_versions(self, versions: Mapping[str, str]) -> TritonAnalyzer:
+        """Return an analyzer on the same client that asks for ``versions`` ({model: version}) instead.
+
+        Models not named keep this analyzer's version. The serving-facts cache is shared: it is
+        keyed by (model, version).
+        """
+        return replace(self, versions={**self.versions, **versions})
 
     def serving_facts(self, model: str, version: str) -> dict[str, str]:
         """Return the serving facts of ``model`` at ``version`` (the version a response names).
@@ -264,7 +275,12 @@ class TritonAnalyzer:
         inputs = prepare_detector_inputs(ecg)
         timings = {"preprocess_ms": _ms_since(started)}
         started = time.perf_counter()
-        answer = self.client.infer_result(self.detector_model, stack_detector_inputs([inputs]), DETECTOR_OUTPUTS)
+        answer = self.client.infer_result(
+            self.detector_model,
+            stack_detector_inputs([inputs]),
+            DETECTOR_OUTPUTS,
+            version=self.versions.get(self.detector_model),  # None: the client's pinned version
+        )
         timings["triton_ms"] = _ms_since(started)
         detector = detector_result(
             ecg,
@@ -298,13 +314,13 @@ class TritonAnalyzer:
         return with_interpretation(measured, detector, foundation)
 
     def _foundation_version(self) -> str:
-        """Return the foundation model version to ask for: the pinned one, else the newest served.
+        """Return the foundation model version to ask for: this analyzer's, the pinned one, else the newest served.
 
         Deployments pin versions (TRITON_MODEL_VERSIONS), so the metadata call is made only
         where none is pinned.
         """
         assert self.foundation_model
-        pinned = self.client.expected_versions.get(self.foundation_model)
+        pinned = self.versions.get(self.foundation_model) or self.client.expected_versions.get(self.foundation_model)
         if pinned:
             return pinned
         return max(self.client.model_versions(self.foundation_model), key=int)

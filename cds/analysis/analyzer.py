@@ -14,6 +14,7 @@ from django.conf import settings
 
 from cds.ecg.models import EcgRecording
 from inference.analyzer import Analyzer, EcgInput, InProcessAnalyzer, TritonAnalyzer
+from inference.errors import InferenceFailed
 from inference.triton_client import TritonClient
 
 
@@ -37,6 +38,30 @@ def analyzer() -> Analyzer:
     if not foundation:
         return TritonAnalyzer(client=client, foundation_model=None)
     return TritonAnalyzer(client=client)
+
+
+def shadow_analyzer(*, detector_version: str, foundation_version: str) -> TritonAnalyzer:
+    """Return the served analyzer asking Triton for a candidate's versions (blank: the serving one).
+
+    Raises InferenceFailed (permanent) on the in-process backend, which holds one checkpoint per
+    model and so has no second version to run, and for a foundation version where none is served.
+    """
+    served = analyzer()
+    if not isinstance(served, TritonAnalyzer):
+        raise InferenceFailed(
+            "shadow candidates run on Triton only (INFERENCE_BACKEND=triton)", extra={"backend": "inprocess"}
+        )
+    versions = {}
+    if detector_version:
+        versions[served.detector_model] = detector_version
+    if foundation_version:
+        if served.foundation_model is None:
+            raise InferenceFailed(
+                "a foundation version to shadow, but the foundation model is off (INFERENCE_FOUNDATION_ENABLED)",
+                extra={"foundation_version": foundation_version},
+            )
+        versions[served.foundation_model] = foundation_version
+    return served.with_versions(versions)
 
 
 def models_ready() -> bool:

@@ -35,6 +35,9 @@ class AnalysisJob(BaseModel):
     finished_at = models.DateTimeField(null=True, blank=True)
     timings = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # Candidates run in shadow on this job's ECG after it succeeded (cds.pipeline.shadow):
+    # {candidate version: {"status", "attempts", "error", "ms"}}. Never part of the served result.
+    shadow = models.JSONField(default=dict, blank=True)
     # The identity of everything written for this job (EHR identifiers, Provenance id): generated
     # once and stored, never derived from the row id, which a pg_restore or a second installation
     # would hand out again.

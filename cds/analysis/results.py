@@ -37,6 +37,11 @@ def _provenance(recording: EcgRecording) -> dict[str, Any]:
 
 def predictions_create(*, job: AnalysisJob, result: AnalysisResult) -> list[Prediction]:
     """Create one Prediction per model version that ran, and one for the interpretation when there is one."""
+    return Prediction.objects.bulk_create(prediction_rows(job=job, result=result))
+
+
+def prediction_rows(*, job: AnalysisJob, result: AnalysisResult) -> list[Prediction]:
+    """Return, unsaved, the Predictions of ``predictions_create`` (a shadow run renames them first)."""
     detector = result.detector
     rows = [
         Prediction(
@@ -78,7 +83,7 @@ def predictions_create(*, job: AnalysisJob, result: AnalysisResult) -> list[Pred
     interpretation = _interpretation_row(job, result)
     if interpretation is not None:
         rows.append(interpretation)
-    return Prediction.objects.bulk_create(rows)
+    return rows
 
 
 def _interpretation_row(job: AnalysisJob, result: AnalysisResult) -> Prediction | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -81,6 +82,21 @@ def analysis_job_release(*, job_id: int, error: str) -> None:
     AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.RUNNING).update(
         status=AnalysisJob.Status.PENDING, error=error[:4000], updated_at=timezone.now()
     )
+
+
+@transaction.atomic
+def analysis_job_shadow_record(*, job_id: int, version: str, entry: dict[str, Any]) -> None:
+    """Record how candidate ``version``'s shadow run on job ``job_id`` went (``AnalysisJob.shadow``).
+
+    Row lock: several candidates' runs of one job may finish at once, and each rewrites the whole
+    JSON value; the lock makes their read-modify-write calls take turns. The served job is finished,
+    so nothing on the served path waits on it.
+    """
+    job = AnalysisJob.objects.select_for_update().filter(pk=job_id).first()
+    if job is None:
+        return
+    job.shadow = {**job.shadow, version: entry}
+    job.save(update_fields=["shadow", "updated_at"])
 
 
 def analysis_job_fail(*, job_id: int, error: str) -> None:

@@ -44,6 +44,11 @@ ANALYSIS_STAGE_SECONDS = Histogram(
 ANALYSIS_RETRIES = Counter(
     "cds_analysis_job_retries_total", "Analysis job retries scheduled after a transient error", ["reason"]
 )
+SHADOW_RUNS = Counter(
+    "cds_shadow_runs_total",
+    "Shadow candidate runs on analysed ECGs, by outcome (succeeded, retrying, failed, not_enqueued) and reason",
+    ["outcome", "reason"],
+)
 CELERY_TASKS = Counter(
     "cds_celery_tasks_total", "Celery tasks run by a worker, by task name and outcome", ["task", "state"]
 )

@@ -20,6 +20,7 @@ from cds.analysis.results import local_references, predictions_create, remote_re
 from cds.analysis.services import analysis_job_claim, analysis_job_fail, analysis_job_release, analysis_job_succeed
 from cds.fhir.dates import fhir_instant
 from cds.pipeline.retraction import ecg_is_retracted
+from cds.pipeline.shadow import shadow_runs_enqueue
 from cds.review.services import review_create_for_results
 from cds.writeback.services import outbox_enqueue
 from inference.analysis_result import AnalysisResult
@@ -34,7 +35,8 @@ def analysis_job_execute(*, job_id: int) -> AnalysisJob | None:
     1. Claim (conditional UPDATE): returns None when the job is gone, done, or another worker has it.
     2. Analyse outside any transaction (docs/style.md G7: never hold one across a Triton call).
     3. Store predictions, result resources and the write-back outbox row and mark the job
-       succeeded, all in one transaction, so a crash leaves either everything or nothing.
+       succeeded, all in one transaction, so a crash leaves either everything or nothing. Once it
+       commits, each candidate in shadow is enqueued on its own queue (``cds.pipeline.shadow``).
     A transient inference error (Triton down or slow), or a model Triton reports missing (it does so
     while it (re)loads its repository after a restart), puts the job back to pending and re-raises it
     for the task's retries, after which the job fails with that reason; a permanent one (model missing, ECG not scorable) fails the job with
@@ -58,7 +60,8 @@ def analysis_job_execute(*, job_id: int) -> AnalysisJob | None:
         return job
     with transaction.atomic():
         started = time.perf_counter()
-        analysis_results_store(job=job, result=result)
+        if analysis_results_store(job=job, result=result):
+            shadow_runs_enqueue(job_id=job.pk)  # on commit: candidates run after the served verdict is stored
         store_ms = round((time.perf_counter() - started) * 1000, 3)
         analysis_job_succeed(
             job_id=job.pk,

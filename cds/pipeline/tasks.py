@@ -88,3 +88,28 @@ def _retry(task: Task, job_id: int, first_failure_at: float | None, exc: BaseExc
         args=[job_id], kwargs={"first_failure_at": since}, exc=exc, countdown=countdown, throw=False
     )
     return retry
+
+
+# Bounded: a candidate's evidence is worth a few tries, not an outage's worth of queued retries
+# (the served job has its own budget). Backoff 10 s, 20 s, 40 s, ...; then the run stays "failed".
+SHADOW_MAX_ATTEMPTS = 4
+
+
+@shared_task(bind=True, acks_late=True, name="shadow.run", max_retries=SHADOW_MAX_ATTEMPTS - 1, log_id="job_id")  # type: ignore[misc]
+def shadow_run(self: Task, job_id: int, candidate_id: int) -> str:
+    """Run shadow candidate ``candidate_id`` on job ``job_id``'s ECG; safe to run twice (stored once)."""
+    from cds.pipeline.shadow import shadow_run_crashed, shadow_run_execute  # noqa: PLC0415 worker-only analysis stack
+
+    attempt = self.request.retries + 1
+    try:
+        return shadow_run_execute(
+            job_id=job_id, candidate_id=candidate_id, attempt=attempt, max_attempts=SHADOW_MAX_ATTEMPTS
+        )
+    except InferenceError as exc:  # transient, attempts left: the service recorded "retrying"
+        countdown = get_exponential_backoff_interval(factor=10, retries=self.request.retries, maximum=300)
+        raise self.retry(exc=exc, countdown=countdown) from exc
+    except Exception as exc:
+        # Worker boundary: visible on the job and in the log, then Celery records the failure.
+        shadow_run_crashed(job_id=job_id, candidate_id=candidate_id, error=f"{type(exc).__name__}: {exc}")
+        logger.error("shadow run of job %s for candidate %s crashed", job_id, candidate_id, exc_info=True)
+        raise

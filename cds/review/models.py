@@ -225,10 +225,16 @@ class ModelCandidate(BaseModel):
     "compare": "serving" | <number>, "margin": <number, optional>}]: the candidate's bound of the
     figure (on signed verdicts) must reach the serving version's point value (minus ``margin``) or
     the number. ``min_signed``: fewer signed verdicts than this and the promotion is refused.
+
+    A candidate that names Triton versions (``detector_version`` and/or ``foundation_version``; the
+    other model at its serving version) is registered in ``shadow``: it runs on every analysed ECG
+    after the served analysis (``cds.pipeline.shadow``) until it is promoted or retired.
+    Transitions: registered | shadow → promoted → retired; registered | shadow → retired.
     """
 
     class Status(models.TextChoices):
         REGISTERED = "registered"
+        SHADOW = "shadow"
         PROMOTED = "promoted"
         RETIRED = "retired"
 
@@ -237,6 +243,10 @@ class ModelCandidate(BaseModel):
     criteria = models.JSONField(default=list)
     min_signed = models.PositiveIntegerField(default=50)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.REGISTERED)
+    # Triton model versions (numbers, as in TRITON_MODEL_VERSIONS) the candidate runs in shadow;
+    # blank: that model at its serving version.
+    detector_version = models.CharField(max_length=16, blank=True)
+    foundation_version = models.CharField(max_length=16, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["model_name", "model_version"], name="model_candidate_unique")]

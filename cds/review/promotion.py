@@ -21,6 +21,7 @@ from django.db import transaction
 from cds.core.exceptions import ApplicationError
 from cds.review.models import ModelCandidate, PromotionDecision
 from cds.review.quality import FIGURES, ServedRow, group_figures, served_rows, shadow_model_name
+from inference.results import INTERPRETATION_NAME
 
 BOUNDS = ("value", "ci_low", "ci_high")
 
@@ -55,17 +56,54 @@ def _validate_criteria(criteria: Any) -> list[dict[str, Any]]:
     return criteria
 
 
-def register_candidate(*, model_name: str, model_version: str, criteria: Any, min_signed: int) -> ModelCandidate:
-    """Register a candidate with its acceptance criteria; refuse to change a registered candidate's criteria."""
+def register_candidate(
+    *,
+    model_name: str,
+    model_version: str,
+    criteria: Any,
+    min_signed: int,
+    detector_version: str = "",
+    foundation_version: str = "",
+) -> ModelCandidate:
+    """Register a candidate with its acceptance criteria; refuse to change a registered candidate's criteria.
+
+    With a Triton ``detector_version`` and/or ``foundation_version`` (numbers; the other model at
+    its serving version) the candidate starts in shadow: from the next analysed ECG on, it runs on
+    every ECG (``cds.pipeline.shadow``). Only the served verdict has candidates that run.
+    """
     criteria = _validate_criteria(criteria)
+    for option, version in (("detector_version", detector_version), ("foundation_version", foundation_version)):
+        if version and not version.isdigit():
+            raise CandidateError(f"{option} must be a Triton version number, got {version!r}", {option: version})
+    runs = bool(detector_version or foundation_version)
+    if runs and model_name != INTERPRETATION_NAME:
+        raise CandidateError(
+            f"only {INTERPRETATION_NAME} candidates run in shadow, not {model_name}", {"model_name": model_name}
+        )
     if ModelCandidate.objects.filter(model_name=model_name, model_version=model_version).exists():
         raise CandidateError(
             f"{model_name} {model_version} is already registered: pre-registered criteria cannot be changed",
             {"model_version": model_version},
         )
     return ModelCandidate.objects.create(
-        model_name=model_name, model_version=model_version, criteria=criteria, min_signed=min_signed
+        model_name=model_name,
+        model_version=model_version,
+        criteria=criteria,
+        min_signed=min_signed,
+        detector_version=detector_version,
+        foundation_version=foundation_version,
+        status=ModelCandidate.Status.SHADOW if runs else ModelCandidate.Status.REGISTERED,
     )
+
+
+def retire_candidate(*, model_name: str, model_version: str) -> ModelCandidate:
+    """Retire a candidate: it stops running in shadow (its stored verdicts stay for the record)."""
+    candidate = ModelCandidate.objects.filter(model_name=model_name, model_version=model_version).first()
+    if candidate is None:
+        raise CandidateError(f"{model_name} {model_version} is not a registered candidate", {})
+    candidate.status = ModelCandidate.Status.RETIRED
+    candidate.save(update_fields=["status", "updated_at"])
+    return candidate
 
 
 def serving_version(*, model_name: str, exclude: str) -> str | None:

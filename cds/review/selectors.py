@@ -22,7 +22,7 @@ from cds.analysis.models import Prediction
 from cds.core.exceptions import ApplicationError
 from cds.ecg.models import EcgRecording
 from cds.review.errors import ReviewConflict, ReviewPermissionDenied
-from cds.review.models import CareTeam, CareTeamSource, Review
+from cds.review.models import CareTeam, CareTeamSource, ModelCandidate, Review
 from inference.clinical.types import ClinicalReport, EcgMeasurements, Finding
 from inference.results import INTERPRETATION_NAME
 
@@ -194,6 +194,11 @@ def anomaly_map(prediction: Prediction) -> np.ndarray | None:
     if not raw or not prediction.map_leads:
         return None
     return np.frombuffer(raw, dtype="<f2").astype(np.float32).reshape(len(prediction.map_leads), -1)
+
+
+def shadow_candidates() -> QuerySet[ModelCandidate]:
+    """Return the candidates running in shadow now (every analysed ECG runs each of them)."""
+    return ModelCandidate.objects.filter(status=ModelCandidate.Status.SHADOW).order_by("pk")
 
 
 def quality_predictions() -> QuerySet[Prediction]:

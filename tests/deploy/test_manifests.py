@@ -98,7 +98,8 @@ def test_it_parses_every_manifest_and_the_compose_file() -> None:
         if doc["kind"] != "Kustomization":
             assert doc["metadata"].get("name"), name
     assert set(compose()["services"]) == {
-        "migrate", "web", "worker", "worker-writeback", "worker-maintenance", "beat", "triton", "db", "rabbitmq"
+        "migrate", "web", "worker", "worker-writeback", "worker-maintenance", "worker-shadow", "beat", "triton", "db",
+        "rabbitmq",
     }  # fmt: skip
 
 
@@ -106,6 +107,7 @@ def test_it_runs_a_worker_per_queue_in_compose() -> None:
     services = compose()["services"]
     assert services["worker-writeback"]["environment"]["WORKER_QUEUES"] == "writeback"
     assert services["worker-maintenance"]["environment"]["WORKER_QUEUES"] == "maintenance"
+    assert services["worker-shadow"]["environment"]["WORKER_QUEUES"] == "shadow"
     assert "WORKER_QUEUES" not in services["worker"].get("environment", {})  # the default: analysis
 
 
@@ -211,6 +213,7 @@ def test_it_runs_one_worker_deployment_per_queue_with_the_key_on_the_writeback_o
     for name, queue in (
         ("worker-writeback", config["CELERY_WRITEBACK_QUEUE"]),
         ("worker-maintenance", config["CELERY_MAINTENANCE_QUEUE"]),
+        ("worker-shadow", config["CELERY_SHADOW_QUEUE"]),
     ):
         env = {
             e["name"]: e.get("value")
@@ -226,22 +229,23 @@ def test_it_runs_one_worker_deployment_per_queue_with_the_key_on_the_writeback_o
     assert mounts == {"worker-writeback"}
 
 
-def test_it_closes_triton_to_everything_but_the_analysis_workers() -> None:
+def test_it_closes_triton_to_everything_but_the_analysis_and_shadow_workers() -> None:
     policies = {doc["metadata"]["name"]: doc for doc in k8s_kind("NetworkPolicy")}
     assert policies["default-deny-ingress"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     triton = policies["triton-from-workers"]["spec"]
     assert triton["podSelector"]["matchLabels"] == by_name("Deployment", "triton")["spec"]["selector"]["matchLabels"]
     inference = [rule for rule in triton["ingress"] if {p["port"] for p in rule["ports"]} & {8000, 8001}]
     assert len(inference) == 1
-    (source,) = inference[0]["from"]
-    assert source["podSelector"]["matchLabels"] == by_name("Deployment", "worker")["spec"]["selector"]["matchLabels"]
+    sources = [source["podSelector"]["matchLabels"] for source in inference[0]["from"]]
+    workers = [by_name("Deployment", name)["spec"]["selector"]["matchLabels"] for name in ("worker", "worker-shadow")]
+    assert sources == workers  # the analysis workers and the shadow candidates' worker, nobody else
 
 
 def test_it_has_disruption_budgets_for_workers_and_triton() -> None:
     budgets = {
         doc["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] for doc in k8s_kind("PodDisruptionBudget")
     }
-    assert {"web", "worker", "worker-writeback", "worker-maintenance", "triton"} <= budgets
+    assert {"web", "worker", "worker-writeback", "worker-maintenance", "worker-shadow", "triton"} <= budgets
 
 
 def test_it_runs_migrations_as_a_hook() -> None:

@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -119,3 +120,22 @@ def test_a_version_without_its_own_facts_is_refused_not_read_with_anothers() -> 
         analyzer.detector_serving("3")
     with pytest.raises(LookupError, match="serving_v1"):
         version_serving({"serving_v1": "{}"}, DETECTOR_MODEL, "2")
+
+
+def test_with_versions_asks_for_the_candidates_versions_and_leaves_the_served_analyzer_pinned() -> None:
+    client = mock.create_autospec(TritonClient, instance=True)
+    client.expected_versions = {DETECTOR_MODEL: "1", "ecg_foundation": "1"}
+    client.infer_result.side_effect = InferenceFailed("stop after the request")
+    served = TritonAnalyzer(client=client)
+    shadow = served.with_versions({DETECTOR_MODEL: "2"}).with_versions({"ecg_foundation": "3"})
+
+    assert shadow.client is served.client and served.versions == {}
+    assert shadow._foundation_version() == "3" and served._foundation_version() == "1"  # noqa: SLF001
+    with pytest.raises(InferenceFailed):
+        shadow.analyse(sample_input(9))
+    with pytest.raises(InferenceFailed):
+        served.analyse(sample_input(9))
+    (shadow_call, served_call) = client.infer_result.call_args_list
+    assert shadow_call.args[0] == served_call.args[0] == DETECTOR_MODEL
+    assert shadow_call.kwargs["version"] == "2"
+    assert served_call.kwargs["version"] is None  # the client's pinned version (TRITON_MODEL_VERSIONS)
