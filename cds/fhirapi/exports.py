@@ -142,7 +142,7 @@ class ExportFileApi(FhirApi):
         # Clients ask for application/fhir+ndjson here, which the FHIR JSON Accept check would refuse.
         APIView.initial(self, request, *args, **kwargs)
 
-    def get(self, request: Request, export_id: uuid.UUID, file_name: str) -> HttpResponse:
+    def get(self, request: Request, export_id: uuid.UUID, file_name: str) -> FileResponse:
         export = bulk_export_get(
             export_id=export_id, client_id=_client_id(request), organization_id=request_organization_id(request)
         )
