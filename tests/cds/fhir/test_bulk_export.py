@@ -345,3 +345,11 @@ def test_export_through_a_live_worker_and_broker(live_stack: Any) -> None:
     assert [(o["type"], o["count"]) for o in output] == [("Patient", 1)]
     lines = requests.get(output[0]["url"], headers=headers, timeout=30).text.splitlines()
     assert [json.loads(line)["id"] for line in lines] == [created.json()["id"]]
+
+
+def test_tasks_run_on_the_maintenance_queue_and_beat_sweeps(settings: Any) -> None:
+    from cds.celery import app
+
+    for name in ("fhir.bulk_export_run", "fhir.bulk_export_sweep"):
+        assert app.amqp.router.route({}, name)["queue"].name == settings.CELERY_MAINTENANCE_QUEUE
+    assert settings.CELERY_BEAT_SCHEDULE["bulk-export-sweep"]["task"] == "fhir.bulk_export_sweep"
