@@ -96,7 +96,9 @@ def main() -> None:
     seconds = statistics.median(r[0] for r in runs)
     resources, size = runs[0][1], runs[0][2]
     print(f"{resources} resources ({args.ecgs} ECG Observations + {args.ecgs} Patients), {size / 1e6:.1f} MB NDJSON")
-    print(f"median of {args.repeat}: {seconds:.2f} s = {resources / seconds:.0f} resources/s, {size / 1e6 / seconds:.1f} MB/s")
+    print(
+        f"median of {args.repeat}: {seconds:.2f} s = {resources / seconds:.0f} resources/s, {size / 1e6 / seconds:.1f} MB/s"
+    )
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import requests
 from auditlog.models import LogEntry
 from django.test import Client
 
+from cds.fhir import bulk
 from cds.fhir.bulk import export_directory
 from cds.fhir.models import BulkExport, StoredResource
 from cds.fhir.services import fhir_resource_update
@@ -283,6 +285,29 @@ def test_delete_cancels_and_removes_the_files(service_account: FhirTestClient) -
     assert not directory.exists()
     assert service_account.get(done).status_code == 404
     assert service_account.client.delete(done, **service_account.headers).status_code == 404
+
+
+def test_cancel_during_the_run_stops_the_task_and_removes_its_files(
+    service_account: FhirTestClient, settings: Any
+) -> None:
+    settings.BULK_EXPORT_FILE_MAX_RESOURCES = 1
+    for _ in range(3):
+        create_patient(service_account)
+    status_path = kick_off(service_account, "_type=Patient")
+    real_save = bulk._save
+    saves: list[dict[str, Any]] = []
+
+    def cancel_after_the_first_part(export_pk: Any, **fields: Any) -> None:
+        saves.append(fields)
+        if str(fields.get("progress", "")).startswith("Patient:"):  # the first part is written
+            assert service_account.client.delete(status_path, **service_account.headers).status_code == 202
+        real_save(export_pk, **fields)
+
+    with mock.patch.object(bulk, "_save", side_effect=cancel_after_the_first_part):
+        assert run(status_path) == "cancelled"
+    assert len([s for s in saves if str(s.get("progress", "")).startswith("Patient:")]) == 1  # stopped there
+    assert not export_directory(export_id(status_path)).exists()
+    assert BulkExport.objects.get().status == BulkExport.Status.CANCELLED
 
 
 def test_a_failed_export_answers_500_at_the_status_url(service_account: FhirTestClient, settings: Any) -> None:
