@@ -96,7 +96,8 @@ def export_params_parse(params: list[tuple[str, str]], *, lenient: bool = False)
         raise FhirError(400, unsupported)
     if types is not None and not types:
         raise FhirError.single(400, "value", "_type names no type this server exports", "_type")
-    formats = [value for name, value in params if name == "_outputFormat"]
+    # An unencoded "+" in a query string arrives as a space (application/fhir ndjson).
+    formats = [value.replace(" ", "+") for name, value in params if name == "_outputFormat"]
     for output_format in formats:
         if output_format not in OUTPUT_FORMATS:
             raise FhirError.single(

@@ -147,9 +147,11 @@ class ExportFileApi(FhirApi):
             export_id=export_id, client_id=_client_id(request), organization_id=request_organization_id(request)
         )
         # Only names the manifest lists: the name never reaches the file system unchecked.
-        names = {entry["file"] for entry in export.output}
-        if export.status != BulkExport.Status.COMPLETED or file_name not in names:
+        types = {entry["file"]: entry["type"] for entry in export.output}
+        if export.status != BulkExport.Status.COMPLETED or file_name not in types:
             raise FhirError.single(404, "not-found", f"file {file_name[:80]!r} is not part of a completed export")
+        # Scopes withdrawn since the kick-off stop downloads too (the token's scopes are re-read per request).
+        require_scope(request, types[file_name], "r")
         audit_api_access(
             client_id=_client_id(request),
             interaction="export-download",

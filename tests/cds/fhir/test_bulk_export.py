@@ -152,7 +152,10 @@ def test_since_filters_on_last_updated(service_account: FhirTestClient) -> None:
     new = create_patient(service_account, gender="female")
     StoredResource.objects.filter(logical_id=old).update(last_updated=datetime(2020, 1, 1, tzinfo=UTC))
 
-    status_path = kick_off(service_account, "_type=Patient&_since=2021-01-01T00:00:00Z")
+    # The "+" unencoded, as many clients send it (it arrives as a space).
+    status_path = kick_off(
+        service_account, "_type=Patient&_since=2021-01-01T00:00:00Z&_outputFormat=application/fhir+ndjson"
+    )
     run(status_path)
     assert [p["id"] for p in exported(service_account, status_path)["Patient"]] == [new]
     assert BulkExport.objects.get().since == datetime(2021, 1, 1, tzinfo=UTC)
@@ -216,6 +219,17 @@ def test_another_client_cannot_poll_download_or_cancel(service_account: FhirTest
     assert anonymous.get(status_path).status_code == 401
     assert anonymous.get(file_url).status_code == 401
     assert len(download(service_account, f"http://testserver{file_url}")) == 1
+
+
+def test_scopes_withdrawn_after_the_kickoff_stop_the_download(service_account: FhirTestClient) -> None:
+    from cds.oauth.models import ApiClient
+
+    create_patient(service_account)
+    status_path = kick_off(service_account, "_type=Patient")
+    run(status_path)
+    file_url = manifest(service_account, status_path)["output"][0]["url"].removeprefix("http://testserver")
+    ApiClient.objects.filter(client_id=BulkExport.objects.get().client_id).update(scopes="system/Observation.rs")
+    assert service_account.get(file_url).status_code == 403
 
 
 @pytest.mark.parametrize(
