@@ -337,6 +337,8 @@ CELERY_TASK_ROUTES = {
     "writeback.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
     "analysis.sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
     "quality.check_drift": {"queue": CELERY_MAINTENANCE_QUEUE},  # quality (issue 19)
+    "fhir.bulk_export_run": {"queue": CELERY_MAINTENANCE_QUEUE},  # bulk export (issue 15)
+    "fhir.bulk_export_sweep": {"queue": CELERY_MAINTENANCE_QUEUE},
 }
 # --- end operations: queues -------------------------------------------------------------------------
 
@@ -346,6 +348,23 @@ CELERY_BEAT_SCHEDULE["quality-check-drift"] = {
     "schedule": crontab(minute=30, hour=0),
 }
 # --- end quality ---
+
+# --- Bulk Data export (issue 15; docs/fhir.md "Bulk export") ---------------------------------------
+# NDJSON files on disk, shared by the web (downloads) and the maintenance workers (writes): in a
+# deployment this directory must be one volume mounted in both.
+BULK_EXPORT_DIR = Path(env_str("BULK_EXPORT_DIR", str(VAR_DIR / "bulk-export")))
+BULK_EXPORT_FILE_MAX_RESOURCES = env_int("BULK_EXPORT_FILE_MAX_RESOURCES", 10_000)  # then a new part
+BULK_EXPORT_EXPIRES_AFTER_S = env_int("BULK_EXPORT_EXPIRES_AFTER_S", 24 * 3600)  # files kept after completion
+BULK_EXPORT_RETRY_AFTER_S = env_int("BULK_EXPORT_RETRY_AFTER_S", 10)  # the status URL's Retry-After
+# The export task's own limits (the default 120 s soft limit is for analysis jobs, not a full export).
+BULK_EXPORT_SOFT_TIME_LIMIT_S = env_int("BULK_EXPORT_SOFT_TIME_LIMIT_S", 3600)
+# An export whose task has not written progress for this long lost its worker: the sweep fails it.
+BULK_EXPORT_STALE_AFTER_S = env_int("BULK_EXPORT_STALE_AFTER_S", 2 * 3600)
+CELERY_BEAT_SCHEDULE["bulk-export-sweep"] = {
+    "task": "fhir.bulk_export_sweep",
+    "schedule": env_float("BULK_EXPORT_SWEEP_INTERVAL_S", 600.0),
+}
+# --- end bulk export ---
 
 # --- Operations (issue 16; docs/operations.md): metrics, logs, request ids --------------------------
 # The request id first, so every later middleware's log lines and the enqueued tasks carry it.

@@ -76,6 +76,7 @@ def capability_statement() -> dict[str, Any]:
         "status": "active",
         "date": "2026-11-22",
         "kind": "instance",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "software": {"name": "ecg-cds", "version": "0.1.0"},
         "implementation": {
             "description": "ECG clinical decision support FHIR facade",
@@ -156,6 +157,18 @@ def capability_statement() -> dict[str, Any]:
                     _resource("Provenance", "Which model produced which results from which ECG.", creatable=False),
                 ],
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                # Bulk Data Access IG v2, system level only (GET kick-off; _type, _since, _outputFormat).
+                "operation": [
+                    {
+                        "name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                        "documentation": (
+                            "System-level $export of the caller's organisation, the types its token may read "
+                            "(system/*.rs or per-type r); NDJSON files, requiresAccessToken true, each resource "
+                            "whole as stored (ECG Observations with their waveform)."
+                        ),
+                    }
+                ],
             }
         ],
     }

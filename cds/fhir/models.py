@@ -67,3 +67,39 @@ class SearchIndexEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resource_type}?{self.name}={self.system}|{self.value}"
+
+
+class BulkExport(models.Model):
+    """One system-level ``$export`` request (FHIR Bulk Data Access IG v2) and where it stands.
+
+    The NDJSON files live on disk (``BULK_EXPORT_DIR/<id>/``), not here: a waveform Observation is
+    ~230 kB, so a file of 10,000 is ~2 GB, which would bloat the database, its WAL and its backups.
+    """
+
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted"
+        IN_PROGRESS = "in-progress"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    id = models.UUIDField(primary_key=True)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    # Only this client may poll the status and download the files (requiresAccessToken: true).
+    client_id = models.CharField(max_length=128)
+    request_url = models.TextField()  # the kick-off URL, echoed as the manifest's ``request``
+    types = models.JSONField()  # resource types to export, in order
+    since = models.DateTimeField(null=True)
+    # The snapshot instant: each resource is exported as it stood then (manifest transactionTime).
+    transaction_time = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACCEPTED)
+    progress = models.CharField(max_length=200, blank=True)  # sent as X-Progress while running
+    error = models.TextField(blank=True)  # why it failed (the status URL's OperationOutcome)
+    # [{"type": "Observation", "file": "Observation-1.ndjson", "count": 10000}, ...]
+    output = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)  # the running task's heartbeat
+    expires_at = models.DateTimeField(null=True)  # set when finished; the sweep deletes it then
+
+    def __str__(self) -> str:
+        return f"$export {self.id} ({self.status})"
