@@ -229,6 +229,30 @@ def test_it_runs_one_worker_deployment_per_queue_with_the_key_on_the_writeback_o
     assert mounts == {"worker-writeback"}
 
 
+def test_it_shares_one_bulk_export_volume_between_web_and_the_maintenance_worker() -> None:
+    """The maintenance worker writes the $export files and web serves them: one RWX volume, both mounts."""
+    export_dir = "/var/lib/ecg-cds/bulk-export"  # BULK_EXPORT_DIR's default under the image's CDS_VAR_DIR
+    claim = by_name("PersistentVolumeClaim", "bulk-export")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    mounted = set()
+    for doc in k8s_kind("Deployment"):
+        spec = doc["spec"]["template"]["spec"]
+        volumes = {
+            v["name"]
+            for v in spec.get("volumes", [])
+            if v.get("persistentVolumeClaim", {}).get("claimName") == "bulk-export"
+        }
+        if any(
+            m["name"] in volumes and m["mountPath"] == export_dir for m in spec["containers"][0].get("volumeMounts", [])
+        ):
+            mounted.add(doc["metadata"]["name"])
+    assert mounted == {"web", "worker-maintenance"}
+    services = compose()["services"]
+    using = {name for name, service in services.items() if f"bulk-export:{export_dir}" in service.get("volumes", [])}
+    assert using == {"web", "worker-maintenance"} and "bulk-export" in compose()["volumes"]
+    assert f"install -d -o 10001 -g 10001 -m 0750 {export_dir}" in DOCKERFILE.read_text()
+
+
 def test_it_closes_triton_to_everything_but_the_analysis_and_shadow_workers() -> None:
     policies = {doc["metadata"]["name"]: doc for doc in k8s_kind("NetworkPolicy")}
     assert policies["default-deny-ingress"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
