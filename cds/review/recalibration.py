@@ -180,7 +180,13 @@ def recalibrated_result(result: AnalysisResult, recording: EcgRecording) -> Anal
         "raw_threshold": threshold,
         "recalibration": artefact_reference(artefact),
     }
-    return dataclasses.replace(result, clinical=dataclasses.replace(result.clinical, combined=recalibrated))
+    # The draft report quotes the figures (inference/clinical/report.py formats them to 2 decimals):
+    # restate them too, so the text, the stored score and the FHIR Observation say the same thing.
+    text = result.clinical.text.replace(
+        f"combined evidence {raw:.2f}", f"combined evidence {recalibrated['probability']:.2f}"
+    ).replace(f"operating point {threshold:.2f}", f"operating point {recalibrated['threshold']:.2f}")
+    clinical = dataclasses.replace(result.clinical, combined=recalibrated, text=text)
+    return dataclasses.replace(result, clinical=clinical)
 
 
 def artefact_reference(artefact: SiteRecalibration) -> dict[str, Any]:
