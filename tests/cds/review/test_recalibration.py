@@ -262,3 +262,43 @@ def test_the_quality_report_and_dashboard_show_approved_and_drafts(auditor: Pers
     assert page.status_code == 200
     html = page.content.decode()
     assert 'id="site-recalibration"' in html and "draft, awaiting approval" in html and SITE in html
+
+
+@pytest.mark.django_db
+def test_an_in_process_analysis_job_serves_the_approved_recalibration(
+    service_account: Any, ecg_factory: Any, auditor: Persona
+) -> None:
+    from cds.pipeline.tasks import analysis_job_run  # noqa: PLC0415 loads the in-process models only here
+    from inference.clinical.combined import load_combiner  # noqa: PLC0415
+
+    combiner = load_combiner()
+    assert combiner is not None
+    jobs = []
+    for ecg_id in (9, 63):
+        response = service_account.post("/fhir/Observation", ecg_factory(ecg_id))
+        assert response.status_code == 201, response.content
+        jobs.append(
+            AnalysisJob.objects.select_related("recording__organization").get(
+                recording__logical_id=response.json()["id"]
+            )
+        )
+    recording = jobs[0].recording
+    site = f"{recording.organization.slug}/{recording.received_from}"
+    miscalibrated_site(150, site=site, combiner=combiner.version)
+    draft = fit(site)
+    call_command("approve_site_recalibration", str(draft["id"]), "--by", auditor.user.username, stdout=io.StringIO())
+    # The second ECG comes from another source of the same organisation: no artefact there.
+    jobs[1].recording.received_from = "another-ward"
+    jobs[1].recording.save(update_fields=["received_from"])
+
+    assert analysis_job_run(jobs[0].pk) == "succeeded" and analysis_job_run(jobs[1].pk) == "succeeded"
+    served, elsewhere = interpretation(jobs[0]), interpretation(jobs[1])
+    combined = served.report_details["combined"]
+    assert combined is not None and combined["combiner_version"] == combiner.version
+    model = Platt.from_json(draft["parameters"])
+    assert served.score == pytest.approx(float(model.apply(combined["raw_probability"])))
+    assert served.threshold == pytest.approx(float(model.apply(combined["raw_threshold"])))
+    assert (served.score >= served.threshold) == (combined["raw_probability"] >= combined["raw_threshold"])
+    assert served.input_provenance["recalibration"]["id"] == draft["id"]
+    assert "recalibration" not in elsewhere.input_provenance
+    assert "raw_probability" not in (elsewhere.report_details["combined"] or {})
