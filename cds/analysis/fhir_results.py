@@ -128,6 +128,12 @@ def _served_score(result: AnalysisResult) -> tuple[float, float, str, list[dict[
             }
         )
     point = f"operating point of the combined verdict {combined['combiner_version']} (docs/models/verdict.md)"
+    recalibration = combined.get("recalibration")
+    if recalibration:  # issue 19: both the probability and the point restated; the flag is the raw one's
+        point += (
+            f", recalibrated for site {recalibration['site']} (artefact {recalibration['id']}"
+            f" v{recalibration['version']}; raw probability {float(combined['raw_probability']):.4f})"
+        )
     return float(combined["probability"]), float(combined["threshold"]), point, inputs
 
 
@@ -349,7 +355,19 @@ def result_entries(
     entries = [device, *observations, report]
     if flagged(result):
         entries.append(_task(result, context, report))
-    entries.append(_provenance(context, device, entries))
+    provenance = _provenance(context, device, entries)
+    recalibration = (result.clinical.combined or {}).get("recalibration") if result.clinical is not None else None
+    if recalibration:  # issue 19: the per-site recalibration artefact the stated probability went through
+        provenance.resource["entity"].append(
+            {
+                "role": "derivation",
+                "what": {
+                    "identifier": {"system": "urn:ecg-cds:site-recalibration", "value": str(recalibration["id"])},
+                    "display": f"site recalibration {recalibration['site']} v{recalibration['version']}",
+                },
+            }
+        )
+    entries.append(provenance)
     return entries
 
 

@@ -96,14 +96,19 @@ def _interpretation_row(job: AnalysisJob, result: AnalysisResult) -> Prediction 
     combined = {result.detector.model_name: result.detector.model_version}
     if result.foundation is not None:
         combined[result.foundation.model_name] = result.foundation.model_version
+    recalibration = (result.clinical.combined or {}).get("recalibration")
     if result.clinical.combined:
         combined["verdict-combiner"] = result.clinical.combined["combiner_version"]
+        if recalibration:  # issue 19: the site's approved recalibration restated the probability
+            combined["site-recalibration"] = f"{recalibration['id']}:v{recalibration['version']}"
     return Prediction(
         job=job,
         recording=job.recording,
         model_name=INTERPRETATION_NAME,
         model_version=INTERPRETATION_VERSION,
-        input_provenance=_provenance(job.recording) | {"model_outputs": combined},
+        input_provenance=_provenance(job.recording)
+        | {"model_outputs": combined}
+        | ({"recalibration": recalibration} if recalibration else {}),
         **interpretation_prediction_fields(result.clinical, result.measurements),
     )
 

@@ -21,6 +21,7 @@ from cds.analysis.services import analysis_job_claim, analysis_job_fail, analysi
 from cds.fhir.dates import fhir_instant
 from cds.pipeline.retraction import ecg_is_retracted
 from cds.pipeline.shadow import shadow_runs_enqueue
+from cds.review.recalibration import recalibrated_result
 from cds.review.services import review_create_for_results
 from cds.writeback.services import outbox_enqueue
 from inference.analysis_result import AnalysisResult
@@ -82,6 +83,8 @@ def analysis_results_store(*, job: AnalysisJob, result: AnalysisResult) -> list[
         return list(Prediction.objects.filter(job=job))
     if ecg_is_retracted(job.recording):
         return []  # retracted while the worker ran: nothing to show, nothing to send the EHR
+    # Issue 19: the site's approved recalibration restates the probability (never the flag) in every copy.
+    result = recalibrated_result(result, job.recording)
     predictions = predictions_create(job=job, result=result)
     review_create_for_results(job=job, predictions=predictions, result=result)  # issue 6: review worklist
     issued = fhir_instant(timezone.now())

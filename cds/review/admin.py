@@ -27,7 +27,7 @@ from cds.analysis.interpretation import clinical_report_of, evidence_text, top_f
 from cds.analysis.models import Prediction
 from cds.core.admin import ReadOnlyAdmin
 from cds.core.exceptions import ApplicationError
-from cds.review import services
+from cds.review import admin_recalibration, services  # noqa: F401 admin_recalibration registers its admin
 from cds.review.audit import audit_csv_export
 from cds.review.drift import acknowledge_alarms
 from cds.review.errors import ReviewPermissionDenied
@@ -35,6 +35,7 @@ from cds.review.metrics import quality_metrics
 from cds.review.models import CareTeam, CareTeamSource, DriftAlarm, QualityPrediction, ReannotationReview, Review
 from cds.review.plots import ecg_paper_svg, rhythm_strip_svg, roc_svg, score_drift_svg
 from cds.review.quality import quality_report, report_csv, report_csv_rows
+from cds.review.recalibration_report import recalibration_summary
 from cds.review.scp import SCP_STATEMENTS
 from cds.review.selectors import (
     WORKLIST_ORDER,
@@ -505,6 +506,7 @@ class QualityPredictionAdmin(ReadOnlyAdmin):
             "roc_svg": roc_svg(fpr=metrics.roc[0], tpr=metrics.roc[1], auroc=metrics.auroc),
             # Issue 19: the served verdict (combined probability) by subgroup, from signed verdicts.
             "served_rows": report_csv_rows(quality_report(since=since))[1:],
+            "recalibration": recalibration_summary(),  # per site: approved artefact, drafts awaiting approval
         }
         return TemplateResponse(request, "admin/review/dashboard.html", context)
 

@@ -20,6 +20,7 @@ class ReviewConfig(AppConfig):
             PromotionDecision,
             Review,
             ReviewRevision,
+            SiteRecalibration,
         )
 
         # Model changes go to django-auditlog's LogEntry; "viewed" entries are sent explicitly
@@ -31,6 +32,7 @@ class ReviewConfig(AppConfig):
         auditlog.register(DriftAlarm)
         auditlog.register(ModelCandidate)
         auditlog.register(PromotionDecision)
+        auditlog.register(SiteRecalibration)
         # Who may reach patient data: API clients (never the secret's hash), users and their groups
         # (never the password hash), groups' permissions, organisations (issue 13).
         from django.contrib.auth import get_user_model  # noqa: PLC0415 ready()

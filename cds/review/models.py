@@ -266,3 +266,59 @@ class PromotionDecision(BaseModel):
 
     def __str__(self) -> str:
         return f"{'promoted' if self.promoted else 'refused'}: {self.candidate}"
+
+
+class SiteRecalibration(BaseModel):
+    """A per-site recalibration of the served combined probability, for one combiner version (issue 19).
+
+    Fitted by ``cds.review.recalibration`` (``manage.py fit_site_recalibration``) on the site's signed
+    verdicts; immutable once fitted (a new fit is a new ``version``): only the status, who approved it
+    and when may change. draft → approved (by a quality auditor; the served verdict of the site uses
+    it from then on) → retired (a later approval for the site replaced it).
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "draft, awaiting approval"
+        APPROVED = "approved"
+        RETIRED = "retired"
+
+    MUTABLE_FIELDS = frozenset({"status", "approved_by", "approved_at", "retired_at", "updated_at"})
+
+    site = models.CharField(max_length=200)  # "organisation/source", as in the quality report
+    combiner_version = models.CharField(max_length=128)  # the verdict combiner whose probability it maps
+    version = models.PositiveIntegerField()  # 1, 2, ... per site and combiner version
+    method = models.CharField(max_length=32)  # "platt-logit": sigmoid(slope * logit(p) + intercept)
+    parameters = models.JSONField(default=dict)
+    n = models.PositiveIntegerField()  # signed verdicts fitted on
+    n_abnormal = models.PositiveIntegerField()
+    window_start = models.DateTimeField()  # first and last served verdict fitted on
+    window_end = models.DateTimeField()
+    ece_before = models.FloatField()  # ECE of the raw combined probability on the same verdicts
+    ece_after = models.FloatField()  # ECE of out-of-fold recalibrated probabilities (cross-validated)
+    figures = models.JSONField(default=dict)  # folds, reliability tables before/after, since
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["site", "combiner_version", "version"], name="site_recalibration_version"),
+            # The served verdict must never have two artefacts to choose from.
+            models.UniqueConstraint(
+                fields=["site"], condition=models.Q(status="approved"), name="site_recalibration_one_approved"
+            ),
+        ]
+        permissions = [("approve_siterecalibration", "Can approve a site recalibration (quality auditor)")]
+
+    def __str__(self) -> str:
+        return f"recalibration {self.site} v{self.version} for {self.combiner_version} ({self.status})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Refuse to change a fitted artefact: only the approval fields may be saved after creation."""
+        update_fields = kwargs.get("update_fields")
+        if self.pk is not None and (update_fields is None or not set(update_fields) <= self.MUTABLE_FIELDS):
+            raise ValueError("a fitted recalibration is immutable: fit a new version instead")
+        super().save(*args, **kwargs)

@@ -22,6 +22,7 @@ import numpy as np
 from cds.analysis.models import Prediction
 from cds.review.models import DriftAlarm, Review
 from cds.review.quality_stats import reliability, with_bootstrap_ci
+from cds.review.recalibration_report import recalibration_summary
 from inference.results import INTERPRETATION_NAME
 
 # A candidate running in shadow stores its verdicts under "shadow:<model_name>": every reader of the
@@ -175,6 +176,7 @@ def quality_report(
         **{f"by_{grouping}": {} for grouping in GROUPINGS},
         "calibration": {},
         "drift": drift_summary(since=since),
+        "recalibration": recalibration_summary(),  # per site: approved artefact, drafts awaiting approval
     }
     for version, version_rows in _by(rows, "model_version").items():
         report["overall"][version] = group_figures(version_rows, resamples=resamples)

@@ -21,6 +21,8 @@ _AUDITOR = [
     "review.view_quality", "review.view_qualityprediction", "review.view_review", "review.view_reannotationreview",
     "review.view_reviewrevision", "review.view_careteam", "analysis.view_prediction", "analysis.view_analysisjob",
     "ecg.view_ecgrecording", "ecg.view_patient", "auditlog.view_logentry",
+    # Issue 19: per-site recalibrations are a quality decision, approved by auditors only.
+    "review.view_siterecalibration", "review.approve_siterecalibration",
 ]  # fmt: skip
 ROLE_PERMISSIONS: dict[str, list[str] | None] = {
     CLINICIAN: _CLINICIAN,
