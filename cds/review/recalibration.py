@@ -28,6 +28,7 @@ from cds.review.models import Review, SiteRecalibration
 from cds.review.quality import site_of
 from cds.review.recalibration_fit import METHOD, FitRefused, Platt, fit_with_cv
 from inference.analysis_result import AnalysisResult
+from inference.clinical.combined import evidence_words, operating_point_words
 from inference.results import INTERPRETATION_NAME
 
 # Below these, a two-parameter fit is noise: refuse rather than serve it (docs/quality.md).
@@ -180,11 +181,11 @@ def recalibrated_result(result: AnalysisResult, recording: EcgRecording) -> Anal
         "raw_threshold": threshold,
         "recalibration": artefact_reference(artefact),
     }
-    # The draft report quotes the figures (inference/clinical/report.py formats them to 2 decimals):
+    # The draft report quotes the figures in the words of inference.clinical.combined (one place):
     # restate them too, so the text, the stored score and the FHIR Observation say the same thing.
-    text = result.clinical.text.replace(
-        f"combined evidence {raw:.2f}", f"combined evidence {recalibrated['probability']:.2f}"
-    ).replace(f"operating point {threshold:.2f}", f"operating point {recalibrated['threshold']:.2f}")
+    text = result.clinical.text.replace(evidence_words(raw), evidence_words(recalibrated["probability"])).replace(
+        operating_point_words(threshold), operating_point_words(recalibrated["threshold"])
+    )
     clinical = dataclasses.replace(result.clinical, combined=recalibrated, text=text)
     return dataclasses.replace(result, clinical=clinical)
 

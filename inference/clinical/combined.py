@@ -70,6 +70,16 @@ class VerdictEvidence:
         return values
 
 
+def evidence_words(probability: float) -> str:
+    """Return how a report states the combined probability (a recalibration restates it by this text)."""
+    return f"combined evidence {probability:.2f}"
+
+
+def operating_point_words(threshold: float) -> str:
+    """Return how a report states the combined operating point (restated with it)."""
+    return f"operating point {threshold:.2f}"
+
+
 def is_major_measured(finding: Finding) -> bool:
     """Return whether ``finding`` makes the ECG abnormal on its own: a major code, or anything urgent."""
     return finding.abnormal and (finding.code in MAJOR_MEASURED or finding.urgent)

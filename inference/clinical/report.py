@@ -14,8 +14,10 @@ from collections.abc import Sequence
 
 from inference.clinical.combined import (
     CombinedScore,
+    evidence_words,
     is_major_measured,
     load_combiner,
+    operating_point_words,
     served_abnormal,
     verdict_evidence,
 )
@@ -250,8 +252,8 @@ def _verdict_sentence(
             # Minor measured findings (sinus bradycardia, first-degree AV block...) that the combined
             # evidence does not take as an abnormal ECG: named above, and the reason said here.
             return (
-                f"Otherwise normal ECG: combined evidence {combined.probability:.2f}, "
-                f"below the operating point {combined.threshold:.2f}."
+                f"Otherwise normal ECG: {evidence_words(combined.probability)}, "
+                f"below the {operating_point_words(combined.threshold)}."
             )
         return "Normal ECG."
     if verdict == Verdict.TECHNICAL_PROBLEM:
@@ -262,12 +264,12 @@ def _verdict_sentence(
         return "Abnormal ECG."
     if combined is not None and combined.flagged and any(f.abnormal for f in findings):
         # Only minor findings are named: the models' share of the evidence is why it is abnormal.
-        return f"Abnormal ECG: combined evidence {combined.probability:.2f} (operating point {combined.threshold:.2f})."
+        return f"Abnormal ECG: {evidence_words(combined.probability)} ({operating_point_words(combined.threshold)})."
     if any(f.abnormal for f in findings):
         return "Abnormal ECG."
     reasons = []
     if combined is not None and combined.flagged:
-        reasons.append(f"combined evidence {combined.probability:.2f} (operating point {combined.threshold:.2f})")
+        reasons.append(f"{evidence_words(combined.probability)} ({operating_point_words(combined.threshold)})")
     if detector is not None and detector.flagged:
         reasons.append(f"high anomaly score in {_detector_leads(detector)} (score {detector.score:.1f})")
     if _foundation_flag(foundation) and foundation is not None:
