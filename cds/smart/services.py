@@ -195,11 +195,10 @@ def launch_audit(
 def ehr_register(*, iss: str, client_id: str, organization_slug: str, name: str = "", active: bool = True) -> SmartEhr:
     """Register (or update) the EHR whose FHIR base is ``iss`` for SMART launches of ``organization_slug``."""
     organization = Organization.objects.get(slug=organization_slug)
-    ehr, _ = SmartEhr.objects.update_or_create(
-        iss=iss.rstrip("/"),
-        defaults={"client_id": client_id, "organization": organization, "name": name, "is_active": active},
-    )
-    ehr.full_clean()
+    ehr = SmartEhr.objects.filter(iss=iss.rstrip("/")).first() or SmartEhr(iss=iss.rstrip("/"))
+    ehr.client_id, ehr.organization, ehr.name, ehr.is_active = client_id, organization, name, active
+    ehr.full_clean()  # before saving: a malformed iss is refused, not stored
+    ehr.save()
     return ehr
 
 
