@@ -11,7 +11,9 @@ from cds.smart.errors import LaunchRefused
 
 
 def _refused(request: HttpRequest, refused: LaunchRefused, **details: str) -> HttpResponse:
-    services.launch_audit(request=request, outcome=refused.reason, ehr=refused.ehr, details=details)
+    services.launch_audit(
+        request=request, outcome=refused.reason, ehr=refused.ehr, details={**refused.details, **details}
+    )
     return render(request, "smart/refused.html", {"message": refused.message}, status=refused.status)
 
 

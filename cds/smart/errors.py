@@ -14,3 +14,4 @@ class LaunchRefused(Exception):
         self.reason = reason
         self.message = message
         self.ehr: Any = None  # the registered EHR, once known (for the audit trail)
+        self.details: dict[str, str] = {}  # what else the audit trail should name (never PHI beyond ids)

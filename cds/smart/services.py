@@ -128,11 +128,13 @@ def _complete(*, ehr: SmartEhr, started: dict[str, Any], code: str, error: str) 
         raise LaunchRefused(403, "fhir-user-missing", "The EHR's id_token names no fhirUser.")
     user = clinician_user(ehr=ehr, fhir_user=fhir_user)
     if user is None or not user.is_staff:
-        raise LaunchRefused(
+        refused = LaunchRefused(
             403,
             "clinician-not-mapped",
             f"{fhir_user_url(ehr=ehr, fhir_user=fhir_user)} has no account here: ask an administrator to map it.",
         )
+        refused.details = {"fhir_user": fhir_user[:500]}
+        raise refused
     access_token = token.get("access_token")
     ehr_patient = ehr_client.ehr_patient(iss=ehr.iss, patient_id=patient_id, access_token=str(access_token or ""))
     patients = patients_of_ehr_patient(ehr=ehr, patient_id=patient_id, ehr_patient=ehr_patient)

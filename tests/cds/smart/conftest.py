@@ -41,6 +41,7 @@ class SmartServer:
         default_factory=lambda: {"system": "urn:oid:1.2.3.4.mrn", "value": "MRN-0001"}
     )
     alg: str = "RS256"
+    pkce_methods: list[str] = field(default_factory=lambda: ["S256"])
     id_token_aud: str = CLIENT_ID
     sign_with_other_key: bool = False
     launches: dict[str, str] = field(default_factory=dict)  # launch id -> the card's appContext
@@ -100,7 +101,7 @@ class SmartServer:
                 "authorization_endpoint": f"{self.issuer}/authorize",
                 "token_endpoint": f"{self.issuer}/token",
                 "grant_types_supported": ["authorization_code"],
-                "code_challenge_methods_supported": ["S256"],
+                "code_challenge_methods_supported": self.pkce_methods,
                 "capabilities": ["launch-ehr", "client-public", "sso-openid-connect", "context-ehr-patient"],
                 "scopes_supported": ["openid", "fhirUser", "launch", "patient/Patient.rs"],
             }  # fmt: skip

@@ -161,6 +161,15 @@ def test_unregistered_iss_is_400_without_a_redirect(smart_server: SmartServer, e
     assert entry.additional_data["iss"] == "https://evil.example/fhir"
 
 
+def test_an_ehr_without_pkce_s256_is_refused_before_any_redirect(smart_server: SmartServer, ehr: SmartEhr) -> None:
+    smart_server.pkce_methods = ["plain"]
+    response = Client().get("/smart/launch", {"iss": smart_server.iss, "launch": smart_server.launch()})
+    assert response.status_code == 502 and "Location" not in response
+    assert "does not list PKCE S256 support" in response.content.decode()
+    assert smart_server.authorize_requests == []
+    assert _outcomes() == ["smart-configuration-invalid"]
+
+
 def test_inactive_ehr_is_not_registered(smart_server: SmartServer, ehr: SmartEhr) -> None:
     SmartEhr.objects.filter(pk=ehr.pk).update(is_active=False)
     response = Client().get("/smart/launch", {"iss": smart_server.iss, "launch": "x"})
@@ -179,6 +188,8 @@ def test_unmapped_clinician_is_403_and_no_account_is_created(smart_server: Smart
     assert get_user_model().objects.count() == users
     assert "_auth_user_id" not in browser.session
     assert _outcomes() == ["clinician-not-mapped"]
+    refusal = LogEntry.objects.get(additional_data__smart_launch="clinician-not-mapped")
+    assert refusal.additional_data["fhir_user"] == "Practitioner/locum-7" and refusal.actor is None
 
 
 @pytest.mark.parametrize(
