@@ -75,7 +75,8 @@ def launch_begin(*, session: Any, iss: str, launch: str) -> str:
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
-    return f"{config['authorization_endpoint']}?{urlencode(query)}"
+    endpoint = config["authorization_endpoint"]
+    return f"{endpoint}{'&' if '?' in endpoint else '?'}{urlencode(query)}"  # some EHRs put a tenant in the query
 
 
 @dataclass(frozen=True)
