@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "cds.review",
     # --- end review ---
+    "cds.smart",  # SMART EHR launch of the review page from CDS cards (issue 15)
 ]
 
 MIDDLEWARE = [
@@ -268,6 +269,11 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = (
 ADMIN_OTP_REQUIRED = env_bool("ADMIN_OTP_REQUIRED", not DEBUG)
 ADMIN_OTP_LOCAL_OPT_OUT = env_bool("ADMIN_OTP_LOCAL_OPT_OUT", False)
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", "ecg-cds")
+# SMART EHR launch (issue 15; docs/security.md "SMART launch"): a clinician launched from a registered
+# EHR signed in there, so by default that sign-in counts as the second factor and the review opens
+# without our TOTP. False: the launched session still needs TOTP (the admin asks for it).
+SMART_LAUNCH_SATISFIES_OTP = env_bool("SMART_LAUNCH_SATISFIES_OTP", True)
+SMART_HTTP_TIMEOUT_S = env_float("SMART_HTTP_TIMEOUT_S", 10.0)
 AUDITLOG_INCLUDE_ALL_MODELS = False
 # ECGs with a normal verdict whose re-annotation value (active learning) reaches this go to the
 # re-annotation queue.

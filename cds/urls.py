@@ -23,6 +23,7 @@ urlpatterns = [
     path("fhir/", include("cds.fhirapi.urls")),
     path("auth/", include("cds.oauth.urls")),
     path("", include("cds.hooks.urls")),
+    path("", include("cds.smart.urls")),
     path("", include("cds.core.urls")),
     path("admin/", admin.site.urls),
 ]

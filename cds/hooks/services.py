@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.urls import reverse
 
 from cds.analysis.interpretation import (
     clinical_report_of,
@@ -51,13 +50,10 @@ def discovery() -> dict[str, Any]:
     }
 
 
-def _review_path(prediction: Prediction) -> str:
-    """Return the clinician review page of the prediction's ECG, or its worklist when it has none."""
-    review = Review.objects.filter(job_id=prediction.job_id).only("pk", "queue").first()
-    if review is None:
-        return reverse("admin:review_review_changelist")
-    name = "review_review" if review.queue == Review.Queue.FLAGGED else "review_reannotationreview"
-    return reverse(f"admin:{name}_change", args=[review.pk])
+def _app_context(prediction: Prediction) -> str:
+    """Name the review (or, before it exists, the ECG) the card's SMART link opens (``cds.smart``)."""
+    review = Review.objects.filter(job_id=prediction.job_id).only("pk").first()
+    return f"review/{review.pk}" if review is not None else f"ecg/{prediction.recording.logical_id}"
 
 
 def _indicator(detector: Prediction, clinical: ClinicalReport | None) -> str:
@@ -157,14 +153,22 @@ def _card(detector: Prediction, interpretation: Prediction | None) -> dict[str, 
         detail.insert(0, f"**Clinician's signed report** ({signed_on}; {verdict}): {text}{amended}")
     else:
         detail.append("_Preliminary AI decision support: not a diagnosis until a clinician signs._")
-    review_url = settings.PUBLIC_BASE_URL + _review_path(detector)
     return {
         "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{SERVICE_ID}/{detector.pk}")),
         "summary": summary,
         "indicator": _indicator(detector, clinical),
         "detail": "\n\n".join(detail),
         "source": SOURCE,
-        "links": [{"label": "Open the ECG review page", "url": review_url, "type": "absolute"}],
+        # CDS Hooks 2.0 Link of type smart: the EHR launches it (iss + launch), appContext comes back
+        # in the token response and names the review (docs/fhir.md, "SMART launch").
+        "links": [
+            {
+                "label": "Open the ECG review",
+                "url": f"{settings.PUBLIC_BASE_URL}/smart/launch",
+                "type": "smart",
+                "appContext": _app_context(detector),
+            }
+        ],
     }
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from cds.analysis.models import AnalysisJob
 from cds.pipeline.analysis import analysis_results_store
+from cds.review.models import Review
 from tests.cds.analysis.test_results_store import make_result
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +53,11 @@ def test_it_returns_cards_flagged_first_with_a_review_link(service_account: Any,
     assert [c["indicator"] for c in cards] == ["warning", "info"]
     assert cards[0]["summary"].startswith("ECG 2024-03-01: AI flagged")
     assert "sinus rhythm" in cards[0]["detail"] and "Preliminary" in cards[0]["detail"]
-    assert cards[0]["links"][0]["url"].startswith("http://testserver/admin/review/review/")
+    # CDS Hooks 2.0 Link of type smart (issue 15): the EHR launches the review; appContext names it.
+    link = cards[0]["links"][0]
+    assert {k: link[k] for k in ("url", "type")} == {"url": "http://testserver/smart/launch", "type": "smart"}
+    review = Review.objects.get(pk=int(link["appContext"].removeprefix("review/")))
+    assert review.recording.patient.logical_id == analysed_patient and review.prediction.flagged
     assert all(len(c["summary"]) <= 140 for c in cards)
     assert elapsed < 0.5
 
