@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from cds.hooks.models import CdsClient
 
@@ -13,8 +16,7 @@ class CdsClientAdmin(admin.ModelAdmin):
     list_filter = ("is_active", "organization")
     search_fields = ("name", "iss")
     fields = ("name", "iss", "organization", "jwks_url", "jwks", "fhir_servers", "is_active", "created_at")
-    # Moving a client to another organisation would hand it that tenant's patients: register a new one.
-    readonly_fields = ("created_at",)
 
-    def get_readonly_fields(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # Moving a client to another organisation would hand it that tenant's patients: register a new one.
         return ("organization", "created_at") if obj is not None else ("created_at",)

@@ -39,7 +39,6 @@ class CdsClientPrincipal:
     name: str
     organization_id: int  # the tenant: the hook reads only this organisation's patients
     fhir_servers: tuple[str, ...]  # the FHIR bases the fhirServer fallback may read from
-    tenant: str = ""  # the JWT's optional tenant claim, recorded in the audit trail
 
     @property
     def client_id(self) -> str:
@@ -82,14 +81,13 @@ class CdsHooksAuthentication(BaseAuthentication):
             client, claims = hook_jwt_verify(token=parts[1], audience=audience)
         except HookJwtRefused as exc:
             self._refuse(request, exc.reason, iss=exc.iss)
-        tenant = claims.get("tenant")
+        # The optional tenant claim is not used: the registration fixes the client's organisation.
         principal = CdsClientPrincipal(
             pk=client.pk,
             iss=client.iss,
             name=client.name,
             organization_id=client.organization_id,
             fhir_servers=tuple(client.fhir_servers),
-            tenant=tenant[:200] if isinstance(tenant, str) else "",
         )
         return principal, claims
 

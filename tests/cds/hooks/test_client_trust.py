@@ -16,12 +16,15 @@ import pytest
 import requests
 from auditlog.models import LogEntry
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
+from cds.core.services import organization_get_or_create
 from cds.hooks.models import UsedHookJwt
+from cds.hooks.services import cds_client_register
 from tests.cds.hooks.conftest import SERVICE_URL, Ehr, public_jwk
 from tests.cds.hooks.test_patient_view import hook_request
 from tests.cds.writeback.conftest import READER_TOKEN, Reply, Sekmet, client_key
-from tests.conftest import OTHER_ORGANIZATION
+from tests.conftest import ORGANIZATION, OTHER_ORGANIZATION
 
 pytestmark = pytest.mark.django_db
 
@@ -316,8 +319,6 @@ def test_register_cds_client_command(db: None, tmp_path: Any) -> None:
     )
     printed = json.loads(out.getvalue())
     assert printed["aud"] == SERVICE_URL and printed["fhir_servers"] == ["https://epic.example/fhir"]
-    from django.core.management.base import CommandError
-
     with pytest.raises(CommandError, match="iss"):
         call_command(
             "register_cds_client",
@@ -331,3 +332,33 @@ def test_register_cds_client_command(db: None, tmp_path: Any) -> None:
         call_command(
             "register_cds_client", "Keyless", iss="https://k.example", organization="st-marys", stdout=io.StringIO()
         )
+
+
+def test_a_client_with_an_inline_jwks_needs_no_key_url(
+    client: Any, ehr_keys: dict[str, Any], analysed_patient: str
+) -> None:
+    key = ehr_keys["ES384"]
+    org, _ = organization_get_or_create(slug=ORGANIZATION)
+    cds_client_register(
+        name="Inline", iss="https://inline.example", organization=org, jwks={"keys": [public_jwk(key, "k1")]}
+    )
+    now = int(time.time())
+    claims = {"iss": "https://inline.example", "aud": SERVICE_URL, "iat": now, "exp": now + 60, "jti": "i-1"}
+    token = jwt.encode(claims, key.private_pem, algorithm="ES384", headers={"kid": "k1", "typ": "JWT"})
+    response = client.post(
+        "/cds-services/ecg-ai-findings",
+        hook_request("ehr-42", PREFETCH),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 200 and len(response.json()["cards"]) == 2
+    # With no registered JWKS URL, any jku is foreign.
+    claims["jti"] = "i-2"
+    token = jwt.encode(claims, key.private_pem, algorithm="ES384", headers={"kid": "k1", "jku": "https://x.example"})
+    refused = client.post(
+        "/cds-services/ecg-ai-findings",
+        hook_request("ehr-42", PREFETCH),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert refused.status_code == 401 and "jku" in refused.json()["detail"]
