@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 
 from cds.core.models import Organization
@@ -38,8 +39,12 @@ class CdsClient(models.Model):
     name = models.CharField(max_length=200)
     # unique=True gives the index every hook call looks the client up by.
     iss = models.CharField(max_length=255, unique=True, help_text="The client's identifier: the JWT's iss claim.")
-    jwks_url = models.URLField(
-        max_length=500, blank=True, help_text="Where the client publishes its public keys (JWK Set); also its jku."
+    # A CharField with the URL validator: URLField's form field warns about Django 6's https default.
+    jwks_url = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[URLValidator(schemes=["https", "http"])],
+        help_text="Where the client publishes its public keys (JWK Set); also its jku.",
     )
     jwks = models.JSONField(
         default=dict,

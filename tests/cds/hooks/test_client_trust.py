@@ -362,3 +362,18 @@ def test_a_client_with_an_inline_jwks_needs_no_key_url(
         HTTP_AUTHORIZATION=f"Bearer {token}",
     )
     assert refused.status_code == 401 and "jku" in refused.json()["detail"]
+
+
+def test_the_admin_lists_clients_and_deactivating_one_refuses_its_jwts(
+    client: Any, admin_client: Any, make_ehr: Any, analysed_patient: str
+) -> None:
+    ehr: Ehr = make_ehr(fhir_servers=["https://ehr.example/fhir"])
+    assert ehr.registration is not None
+    assert ehr.iss in admin_client.get("/admin/hooks/cdsclient/").content.decode()
+    url = f"/admin/hooks/cdsclient/{ehr.registration.pk}/change/"
+    form = {"name": "Test EHR", "iss": ehr.iss, "jwks_url": ehr.jwks_url, "jwks": "{}"}
+    bad_base = admin_client.post(url, {**form, "fhir_servers": '["ftp://ehr.example"]', "is_active": "on"})
+    assert bad_base.status_code == 200 and "is not an http(s) FHIR base URL" in bad_base.content.decode()
+    assert admin_client.post(url, {**form, "fhir_servers": '["https://ehr.example/fhir"]'}).status_code == 302
+    response = ehr.call(client, hook_request("ehr-42", PREFETCH))
+    assert response.status_code == 401 and "not a registered, active" in response.json()["detail"]
