@@ -162,6 +162,14 @@ REST_FRAMEWORK = {
 OAUTH_TOKEN_SIGNING_KEY = env_secret("OAUTH_TOKEN_SIGNING_KEY") or SECRET_KEY
 OAUTH_TOKEN_LIFETIME_SECONDS = env_int("OAUTH_TOKEN_LIFETIME_SECONDS", 300)
 
+# CDS Hooks 2.0 client trust (issue 15): EHR JWKS fetching and the fhirServer fallback.
+CDS_HOOKS_JWKS_TIMEOUT_S = env_float("CDS_HOOKS_JWKS_TIMEOUT_S", 3.0)
+# Fetched key sets are reused this long; an unknown kid refetches at most once per
+# CDS_HOOKS_JWKS_REFETCH_MIN_S per client, so a flood of bad kids cannot hammer the EHR.
+CDS_HOOKS_JWKS_CACHE_S = env_int("CDS_HOOKS_JWKS_CACHE_S", 300)
+CDS_HOOKS_JWKS_REFETCH_MIN_S = env_int("CDS_HOOKS_JWKS_REFETCH_MIN_S", 30)
+CDS_HOOKS_FHIR_TIMEOUT_S = env_float("CDS_HOOKS_FHIR_TIMEOUT_S", 5.0)
+
 # Celery. The default is kombu's file-system transport so the demo needs no broker process.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}

@@ -16,7 +16,10 @@ from cds.analysis.interpretation import (
     verdict_words,
 )
 from cds.analysis.models import Prediction
+from cds.core.models import Organization
 from cds.fhir.audit import audit_api_access
+from cds.hooks.fhir_fallback import prefetched_or_fetched_patient
+from cds.hooks.models import CdsClient, fhir_base_normalize
 from cds.hooks.selectors import (
     interpretations_by_job,
     latest_detector_predictions,
@@ -42,7 +45,10 @@ def discovery() -> dict[str, Any]:
                 "description": (
                     "Shows the AI verdict, coded findings, key measurements and the draft report for the "
                     "patient's recently analysed ECGs, with a link to the clinician review page. Results are "
-                    "computed on ingest, so the hook only reads them."
+                    "computed on ingest, so the hook only reads them. Call it as CDS Hooks 2.0 specifies: "
+                    "Authorization: Bearer <JWT signed by the CDS client, RS384 or ES384>, with the client's iss "
+                    "and JWKS URL registered with this service. Without prefetch.patient, fhirServer and "
+                    "fhirAuthorization are used to read the Patient."
                 ),
                 "prefetch": {"patient": "Patient/{{context.patientId}}"},
             }
@@ -175,13 +181,24 @@ def _card(detector: Prediction, interpretation: Prediction | None) -> dict[str, 
 INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
-def patient_view_cards(*, request: dict[str, Any], organization_id: int, client_id: str = "") -> dict[str, Any]:
-    """Return the cards for a ``patient-view`` request from ``organization_id`` (critical, warning, info)."""
+def patient_view_cards(
+    *,
+    request: dict[str, Any],
+    organization_id: int,
+    client_id: str = "",
+    fhir_servers: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """Return the cards for a ``patient-view`` request from ``organization_id`` (critical, warning, info).
+
+    ``fhir_servers``: for a registered CDS client, the FHIR bases its ``fhirServer`` fallback may
+    read the Patient from when ``prefetch.patient`` is missing (412 when it cannot); None for our
+    own access tokens (no fallback).
+    """
     context = request.get("context") or {}
-    prefetch = request.get("prefetch") or {}  # a DictField: an object, or absent
+    patient = prefetched_or_fetched_patient(request=request, fhir_servers=fhir_servers)
     patients = patients_for_hook(
         patient_id=str(context.get("patientId", "")),
-        prefetch_patient=prefetch.get("patient"),
+        prefetch_patient=patient,
         organization_id=organization_id,
     )
     audit_api_access(
@@ -195,3 +212,30 @@ def patient_view_cards(*, request: dict[str, Any], organization_id: int, client_
     cards = [_card(p, interpretations.get(p.job_id)) for p in detectors]
     cards.sort(key=lambda card: INDICATOR_ORDER[card["indicator"]])  # stable: newest first within each
     return {"cards": cards}
+
+
+def cds_client_register(
+    *,
+    name: str,
+    iss: str,
+    organization: Organization,
+    jwks_url: str = "",
+    jwks: dict[str, Any] | None = None,
+    fhir_servers: list[str] | None = None,
+) -> CdsClient:
+    """Register an active CDS client (EHR) of ``organization`` that signs its hook calls with its key.
+
+    Raises ``django.core.exceptions.ValidationError`` for a taken ``iss``, neither ``jwks_url`` nor
+    ``jwks``, an unusable JWKS or a FHIR base that is not an http(s) URL.
+    """
+    client = CdsClient(
+        name=name,
+        iss=iss,
+        organization=organization,
+        jwks_url=jwks_url,
+        jwks=jwks or {},
+        fhir_servers=[fhir_base_normalize(url) for url in fhir_servers or []],
+    )
+    client.full_clean()
+    client.save()
+    return client

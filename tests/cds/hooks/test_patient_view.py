@@ -7,10 +7,7 @@ from typing import Any
 
 import pytest
 
-from cds.analysis.models import AnalysisJob
-from cds.pipeline.analysis import analysis_results_store
 from cds.review.models import Review
-from tests.cds.analysis.test_results_store import make_result
 
 pytestmark = pytest.mark.django_db
 
@@ -20,17 +17,6 @@ def test_it_serves_discovery_without_a_token(client: Any) -> None:
     service = body["services"][0]
     assert service["hook"] == "patient-view" and service["id"] == "ecg-ai-findings"
     assert service["prefetch"] == {"patient": "Patient/{{context.patientId}}"}
-
-
-@pytest.fixture
-def analysed_patient(service_account: Any, ecg_factory: Any, patient_resource: dict[str, Any]) -> str:
-    patient_id = service_account.post("/fhir/Patient", patient_resource).json()["id"]
-    for ecg_id, score, date in ((63, 2.5, "2024-03-01T10:00:00Z"), (9, 0.3, "2024-01-01T10:00:00Z")):
-        obs = ecg_factory(ecg_id, patient_reference=f"Patient/{patient_id}", effective=date)
-        observation_id = service_account.post("/fhir/Observation", obs).json()["id"]
-        job = AnalysisJob.objects.get(recording__logical_id=observation_id)
-        analysis_results_store(job=job, result=make_result(score=score))
-    return patient_id
 
 
 def hook_request(patient_id: str, prefetch: dict[str, Any] | None = None) -> dict[str, Any]:
