@@ -108,14 +108,14 @@ def _item_parse(index: int, raw: Any) -> FeedbackItem:
             raise _invalid(f"{where}.overrideReason.userComment", f"must be a string of at most {MAX_COMMENT}")
         coding = override.get("reason")
         if coding is not None:
-            key = (coding.get("system"), coding.get("code")) if isinstance(coding, dict) else None
-            if key not in _REASONS:
+            key = (str(coding.get("system")), str(coding.get("code"))) if isinstance(coding, dict) else None
+            if key is None or key not in _REASONS:
                 offered = ", ".join(r["code"] for r in OVERRIDE_REASONS)
                 raise _invalid(
                     f"{where}.overrideReason.reason",
                     f"must be one of the card's overrideReasons ({OVERRIDE_REASON_SYSTEM}: {offered})",
                 )
-            reason = {"system": key[0], "code": key[1], "display": _REASONS[key]}  # type: ignore[index]
+            reason = {"system": key[0], "code": key[1], "display": _REASONS[key]}
     return FeedbackItem(
         card=card,
         outcome=outcome,
