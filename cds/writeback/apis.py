@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from cds.writeback.keys import public_jwks
@@ -12,6 +13,7 @@ from cds.writeback.keys import public_jwks
 JWKS_MAX_AGE_S = 300
 
 
+@csrf_exempt  # no cookie, no state change: any other method gets 405 from require_GET, not a CSRF 403
 @require_GET
 def jwks_view(request: HttpRequest) -> JsonResponse:
     """Return our JWK Set: public, unauthenticated (the EHR fetches it with no credential), cacheable briefly."""
