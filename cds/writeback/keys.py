@@ -117,6 +117,9 @@ def public_jwks() -> dict[str, Any]:
 def key_set_problems() -> list[str]:
     """Return what is wrong with the configured key set: unusable keys, duplicate kids, a missing current key."""
     problems = []
+    directory = settings.WRITEBACK_PRIVATE_KEYS_DIR
+    if directory and not Path(directory).is_dir():
+        problems.append(f"WRITEBACK_PRIVATE_KEYS_DIR={directory!r} is not a readable directory")
     kids: dict[str, str] = {}
     for kid, pem, source in _configured_pems():
         if not kid:

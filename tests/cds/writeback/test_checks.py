@@ -152,3 +152,11 @@ def test_a_key_directory_stands_in_for_the_single_key(settings: Any, key_set: An
     settings.WRITEBACK_TOKEN_URL = "https://ehr.example/token"
     settings.WRITEBACK_CLIENT_ID = "ecg-cds"
     assert [m for m in check_writeback_settings() if m.id == "cds.E010"] == []
+
+
+def test_a_missing_key_directory_is_named(settings: Any, key_set: Any) -> None:
+    settings.WRITEBACK_PRIVATE_KEYS_DIR = str(key_set / "nowhere")
+    assert key_set_errors(settings) == [
+        f"WRITEBACK_PRIVATE_KEYS_DIR={str(key_set / 'nowhere')!r} is not a readable directory",
+        "WRITEBACK_KEY_ID='key-a' (the current key) is not in the key set ()",
+    ]
