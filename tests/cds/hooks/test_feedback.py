@@ -17,6 +17,7 @@ from cds.pipeline.analysis import analysis_results_store
 from cds.review.models import CardFeedback, IssuedCard
 from inference.results import DETECTOR_NAME
 from tests.cds.analysis.test_results_store import make_result
+from tests.cds.hooks.conftest import SERVICE_URL
 from tests.conftest import OTHER_ORGANIZATION, FhirTestClient, api_client_token
 
 pytestmark = pytest.mark.django_db
@@ -149,6 +150,24 @@ def test_another_organisations_client_cannot_give_feedback_on_our_card(cards: li
     assert response.status_code == 404
     assert CardFeedback.objects.count() == 0
     assert IssuedCard.objects.filter(uuid=cards[0]["uuid"], organization__slug="org-a").exists()
+
+
+def test_a_cds_client_gives_feedback_with_a_jwt_signed_for_the_feedback_url(
+    client: Any, make_ehr: Any, cards: list[dict[str, Any]]
+) -> None:
+    ehr = make_ehr()  # a registered CDS client of the cards' organisation (CDS Hooks 2.0 trust)
+    body = json.dumps({"feedback": [overridden(cards[0]["uuid"])]})
+
+    def send(token: str) -> Any:
+        return client.post(FEEDBACK_URL, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # aud is the URL called: a JWT minted for the service call is not valid for its feedback.
+    refused = send(ehr.token())
+    assert refused.status_code == 401, refused.content
+    assert refused.json()["detail"] == f"JWT aud must be {SERVICE_URL}/feedback"
+    response = send(ehr.token(claims={"aud": f"{SERVICE_URL}/feedback"}))
+    assert response.status_code == 200, response.content
+    assert CardFeedback.objects.get().client_id == f"cds-client:{ehr.iss}"
 
 
 def test_feedback_needs_a_credential(anonymous: Any) -> None:
