@@ -229,7 +229,12 @@ WRITEBACK_TOKEN_URL = env_str("WRITEBACK_TOKEN_URL", "")
 WRITEBACK_CLIENT_ID = env_str("WRITEBACK_CLIENT_ID", "")
 WRITEBACK_CLIENT_SECRET = env_secret("WRITEBACK_CLIENT_SECRET")
 WRITEBACK_PRIVATE_KEY = env_secret("WRITEBACK_PRIVATE_KEY")  # PEM; WRITEBACK_PRIVATE_KEY_FILE for a mounted key
-WRITEBACK_KEY_ID = env_str("WRITEBACK_KEY_ID", "")
+WRITEBACK_KEY_ID = env_str("WRITEBACK_KEY_ID", "")  # the kid of the key that signs now (cds/writeback/keys.py)
+# Key rotation (issue 15): a directory of <kid>.pem private keys, all published at /.well-known/jwks.json;
+# WRITEBACK_KEY_ID picks the one that signs. WRITEBACK_JWKS_URL, when set, goes in each assertion's
+# ``jku`` header (set it only where the EHR registered that URL: some servers refuse unknown members).
+WRITEBACK_PRIVATE_KEYS_DIR = env_str("WRITEBACK_PRIVATE_KEYS_DIR", "")
+WRITEBACK_JWKS_URL = env_str("WRITEBACK_JWKS_URL", "")
 WRITEBACK_ALGORITHM = env_str("WRITEBACK_ALGORITHM", "RS384")  # RS384 | ES384 (SMART Backend Services)
 WRITEBACK_SCOPE = env_str("WRITEBACK_SCOPE", "system/*.crus")
 WRITEBACK_TIMEOUT_S = env_float("WRITEBACK_TIMEOUT_S", 30.0)

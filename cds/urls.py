@@ -8,6 +8,7 @@ from django.urls import include, path
 
 from cds.fhirapi.apis import BundleProcessApi, by_method
 from cds.oauth.apis import SmartConfigurationApi
+from cds.writeback.apis import jwks_view
 
 if settings.ADMIN_OTP_REQUIRED:  # review (issue 6): admin pages need a verified TOTP device
     from django_otp.admin import OTPAdminSite
@@ -20,6 +21,8 @@ urlpatterns = [
     # SMART discovery, at the root and relative to the FHIR base (before fhir/<type>/<id> claims it).
     path(".well-known/smart-configuration", SmartConfigurationApi.as_view(), name="smart-configuration"),
     path("fhir/.well-known/smart-configuration", SmartConfigurationApi.as_view(), name="fhir-smart-configuration"),
+    # Our write-back signing keys' public halves (the JKU EHRs register for our backend client).
+    path(".well-known/jwks.json", jwks_view, name="jwks"),
     path("fhir/", include("cds.fhirapi.urls")),
     path("auth/", include("cds.oauth.urls")),
     path("", include("cds.hooks.urls")),

@@ -29,6 +29,8 @@ PAGE_POLICY = (
 API_POLICY = "default-src 'none'; frame-ancestors 'none'; sandbox"
 # Paths that answer data: the FHIR API, OAuth2, SMART discovery, CDS Hooks and the OpenAPI description.
 API_PREFIXES = ("/fhir", "/auth/", "/.well-known/", "/cds-services", "/openapi.")
+# Public, non-patient data that clients are meant to cache: the view's own Cache-Control stands.
+CACHEABLE_PATHS = frozenset({"/.well-known/jwks.json"})
 
 
 def is_api_path(path: str) -> bool:
@@ -38,6 +40,8 @@ def is_api_path(path: str) -> bool:
 
 class SecurityHeadersMiddleware:
     """Add ``Content-Security-Policy`` to every response and ``Cache-Control: no-store`` to API ones.
+
+    The public JWKS (``CACHEABLE_PATHS``) keeps the short cache lifetime its view sets.
 
     A view that set its own Content-Security-Policy keeps it.
     """
@@ -50,7 +54,7 @@ class SecurityHeadersMiddleware:
         api = is_api_path(request.path)
         if "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = API_POLICY if api else PAGE_POLICY
-        if api:
+        if api and not (request.path in CACHEABLE_PATHS and "Cache-Control" in response):
             response["Cache-Control"] = "no-store"
         return response
 

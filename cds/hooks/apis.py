@@ -1,4 +1,4 @@
-"""CDS Hooks endpoints: discovery (public) and the patient-view service.
+"""CDS Hooks endpoints: discovery (public), the patient-view service and its feedback.
 
 The service is called with the CDS client's signed JWT (CDS Hooks 2.0, the standard way) or, for
 existing integrations, one of our own access tokens: ``cds.hooks.authentication``.
@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cds.hooks.authentication import CdsHooksAuthentication, hook_fhir_servers, require_hook_access
+from cds.hooks.feedback import feedback_parse, feedback_record
 from cds.hooks.services import SERVICE_ID, discovery, patient_view_cards
 from cds.oauth.tenancy import request_organization_id
 
@@ -61,3 +62,27 @@ class PatientViewApi(APIView):
             fhir_servers=hook_fhir_servers(request),
         )
         return Response(cards)
+
+
+def hook_caller(request: Request) -> tuple[int, str]:
+    """Return the caller's organisation id and client id, refusing a caller the hook does not trust.
+
+    Feedback is trusted exactly as the hook is (``cds.hooks.authentication``): the CDS client's
+    signed JWT (its ``aud`` is this feedback URL), or one of our tokens with Observation read.
+    """
+    require_hook_access(request)
+    return request_organization_id(request), getattr(request.user, "client_id", "")
+
+
+class FeedbackApi(APIView):
+    """``POST /cds-services/ecg-ai-findings/feedback``: accepted or overridden cards (CDS Hooks 2.0 Feedback)."""
+
+    authentication_classes = PatientViewApi.authentication_classes
+
+    def post(self, request: Request, service_id: str) -> Response:
+        if service_id != SERVICE_ID:
+            return Response({"message": f"no CDS service {service_id!r}", "extra": {}}, status=404)
+        organization_id, client_id = hook_caller(request)
+        items = feedback_parse(request.data)
+        feedback_record(items=items, organization_id=organization_id, client_id=client_id)
+        return Response({})

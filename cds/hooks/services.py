@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +17,7 @@ from cds.analysis.interpretation import (
 from cds.analysis.models import Prediction
 from cds.core.models import Organization
 from cds.fhir.audit import audit_api_access
+from cds.hooks.feedback import OVERRIDE_REASONS, card_uuid, cards_issued_record
 from cds.hooks.fhir_fallback import prefetched_or_fetched_patient
 from cds.hooks.models import CdsClient, fhir_base_normalize
 from cds.hooks.selectors import (
@@ -160,7 +160,7 @@ def _card(detector: Prediction, interpretation: Prediction | None) -> dict[str, 
     else:
         detail.append("_Preliminary AI decision support: not a diagnosis until a clinician signs._")
     return {
-        "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{SERVICE_ID}/{detector.pk}")),
+        "uuid": str(card_uuid(SERVICE_ID, detector.pk)),
         "summary": summary,
         "indicator": _indicator(detector, clinical),
         "detail": "\n\n".join(detail),
@@ -175,6 +175,7 @@ def _card(detector: Prediction, interpretation: Prediction | None) -> dict[str, 
                 "appContext": _app_context(detector),
             }
         ],
+        "overrideReasons": OVERRIDE_REASONS,  # feedback (issue 15): why a clinician dismissed the card
     }
 
 
@@ -209,6 +210,7 @@ def patient_view_cards(
     )
     detectors = latest_detector_predictions(patients=patients)
     interpretations = interpretations_by_job(detectors)
+    cards_issued_record(service_id=SERVICE_ID, predictions=detectors, organization_id=organization_id)
     cards = [_card(p, interpretations.get(p.job_id)) for p in detectors]
     cards.sort(key=lambda card: INDICATOR_ORDER[card["indicator"]])  # stable: newest first within each
     return {"cards": cards}

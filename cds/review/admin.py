@@ -31,6 +31,7 @@ from cds.review import admin_recalibration, services  # noqa: F401 admin_recalib
 from cds.review.audit import audit_csv_export
 from cds.review.drift import acknowledge_alarms
 from cds.review.errors import ReviewPermissionDenied
+from cds.review.feedback import feedback_summary, feedback_table
 from cds.review.metrics import quality_metrics
 from cds.review.models import CareTeam, CareTeamSource, DriftAlarm, QualityPrediction, ReannotationReview, Review
 from cds.review.plots import ecg_paper_svg, rhythm_strip_svg, roc_svg, score_drift_svg
@@ -507,6 +508,8 @@ class QualityPredictionAdmin(ReadOnlyAdmin):
             # Issue 19: the served verdict (combined probability) by subgroup, from signed verdicts.
             "served_rows": report_csv_rows(quality_report(since=since))[1:],
             "recalibration": recalibration_summary(),  # per site: approved artefact, drafts awaiting approval
+            # Issue 15: what clinicians did with the CDS Hooks cards (feedback_section.html).
+            "card_feedback": feedback_table(feedback_summary(since=since, model_version=model_version)),
         }
         return TemplateResponse(request, "admin/review/dashboard.html", context)
 

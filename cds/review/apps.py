@@ -13,6 +13,7 @@ class ReviewConfig(AppConfig):
         from auditlog.registry import auditlog  # noqa: PLC0415 AppConfig.ready()
 
         from cds.review.models import (  # noqa: PLC0415 ready()
+            CardFeedback,
             CareTeam,
             CareTeamSource,
             DriftAlarm,
@@ -33,6 +34,7 @@ class ReviewConfig(AppConfig):
         auditlog.register(ModelCandidate)
         auditlog.register(PromotionDecision)
         auditlog.register(SiteRecalibration)
+        auditlog.register(CardFeedback)  # CDS Hooks feedback (issue 15): written by EHR clients
         # Who may reach patient data: API clients (never the secret's hash), users and their groups
         # (never the password hash), groups' permissions, organisations (issue 13).
         from django.contrib.auth import get_user_model  # noqa: PLC0415 ready()

@@ -322,3 +322,47 @@ class SiteRecalibration(BaseModel):
         if self.pk is not None and (update_fields is None or not set(update_fields) <= self.MUTABLE_FIELDS):
             raise ValueError("a fitted recalibration is immutable: fit a new version instead")
         super().save(*args, **kwargs)
+
+
+class IssuedCard(models.Model):
+    """A CDS Hooks card we served: its uuid, the prediction it was made from and the organisation shown it.
+
+    Recorded when the card is served so that feedback resolves the uuid by lookup (the uuid is a
+    hash of the prediction, not reversible), and only for the organisation the card was served to.
+    """
+
+    uuid = models.UUIDField(primary_key=True)
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="+")
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"card {self.uuid}"
+
+
+class CardFeedback(BaseModel):
+    """One CDS Hooks feedback item: what a clinician did with a card (accepted, or overridden and why).
+
+    Unique per card, outcome time and client: an EHR resending the same feedback stores nothing twice.
+    """
+
+    class Outcome(models.TextChoices):
+        ACCEPTED = "accepted"
+        OVERRIDDEN = "overridden"
+
+    card = models.ForeignKey(IssuedCard, on_delete=models.CASCADE, related_name="feedback")
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    client_id = models.CharField(max_length=128, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    reason_system = models.CharField(max_length=200, blank=True)
+    reason_code = models.CharField(max_length=64, blank=True)
+    reason_display = models.CharField(max_length=200, blank=True)
+    comment = models.TextField(blank=True)
+    accepted_suggestions = models.JSONField(default=list, blank=True)
+    outcome_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["card", "outcome_at", "client_id"], name="card_feedback_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.outcome} on {self.card_id}"

@@ -1,4 +1,4 @@
-"""System checks on the write-back settings (cds.E010-E012), registered by WritebackConfig.ready()."""
+"""System checks on the write-back settings (cds.E010-E013), registered by WritebackConfig.ready()."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, register
 
 from cds.writeback.client import ASSERTION_ALGORITHMS, AUTH_METHODS
+from cds.writeback.keys import key_set_problems
 
 
 @register()
@@ -28,7 +29,8 @@ def check_writeback_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
         required |= {
             "WRITEBACK_TOKEN_URL": settings.WRITEBACK_TOKEN_URL,
             "WRITEBACK_CLIENT_ID": settings.WRITEBACK_CLIENT_ID,
-            "WRITEBACK_PRIVATE_KEY": settings.WRITEBACK_PRIVATE_KEY,
+            # A key directory (rotation, cds.writeback.keys) stands in for the single key.
+            "WRITEBACK_PRIVATE_KEY": settings.WRITEBACK_PRIVATE_KEY or settings.WRITEBACK_PRIVATE_KEYS_DIR,
             "WRITEBACK_KEY_ID": settings.WRITEBACK_KEY_ID,
         }
     missing = [name for name, value in required.items() if not value]
@@ -36,7 +38,8 @@ def check_writeback_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
         errors.append(
             Error(
                 f"WRITEBACK_ENABLED with WRITEBACK_AUTH={auth} needs {', '.join(missing)}.",
-                hint="Set them (secrets may come from NAME_FILE), or set WRITEBACK_ENABLED=false.",
+                hint="Set them (secrets may come from NAME_FILE; keys from WRITEBACK_PRIVATE_KEYS_DIR), or set "
+                "WRITEBACK_ENABLED=false.",
                 id="cds.E010",
             )
         )
@@ -50,3 +53,14 @@ def check_writeback_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
         # timeout would let the sweep resend a message whose worker is still waiting on the EHR.
         errors.append(Error("WRITEBACK_SENDING_TIMEOUT_S must exceed 4 × WRITEBACK_TIMEOUT_S.", id="cds.E012"))
     return errors
+
+
+@register()
+def check_signing_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Return an error per problem of the signing key set whenever keys are configured (they are published)."""
+    if not (settings.WRITEBACK_PRIVATE_KEYS_DIR or settings.WRITEBACK_PRIVATE_KEY):
+        return []
+    return [
+        Error(problem, hint="docs/security.md, 'Rotating the write-back signing key'.", id="cds.E013")
+        for problem in key_set_problems()
+    ]

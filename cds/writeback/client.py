@@ -29,6 +29,7 @@ import requests
 from django.conf import settings
 
 from cds.core.exceptions import InfrastructureError
+from cds.writeback.keys import signing_key_current
 
 logger = logging.getLogger(__name__)
 
@@ -66,21 +67,28 @@ class WritebackConfig:
     private_key: str = field(default="", repr=False)
     key_id: str = ""
     algorithm: str = "RS384"
+    jku: str = ""  # our JWKS URL, sent in the assertion header only when configured
     scope: str = ""
     timeout_s: float = 30.0
 
     @classmethod
     def from_settings(cls) -> WritebackConfig:
-        """Return the configuration in the current Django settings (read at call time)."""
+        """Return the configuration in the current Django settings (read at call time).
+
+        The signing key is the current one of the key set (``cds.writeback.keys``): the single
+        ``WRITEBACK_PRIVATE_KEY`` or the file ``<WRITEBACK_KEY_ID>.pem`` in ``WRITEBACK_PRIVATE_KEYS_DIR``.
+        """
+        current = signing_key_current() if settings.WRITEBACK_AUTH == "private_key_jwt" else None
         return cls(
             base_url=settings.WRITEBACK_FHIR_BASE_URL.rstrip("/"),
             auth=settings.WRITEBACK_AUTH,
             token_url=settings.WRITEBACK_TOKEN_URL,
             client_id=settings.WRITEBACK_CLIENT_ID,
             client_secret=settings.WRITEBACK_CLIENT_SECRET or "",
-            private_key=settings.WRITEBACK_PRIVATE_KEY or "",
+            private_key=current.private_pem if current else settings.WRITEBACK_PRIVATE_KEY or "",
             key_id=settings.WRITEBACK_KEY_ID,
             algorithm=settings.WRITEBACK_ALGORITHM,
+            jku=settings.WRITEBACK_JWKS_URL,
             scope=settings.WRITEBACK_SCOPE,
             timeout_s=settings.WRITEBACK_TIMEOUT_S,
         )
@@ -119,7 +127,8 @@ def client_assertion(*, config: WritebackConfig, now: float | None = None) -> st
     """Return a signed SMART Backend Services client assertion (private_key_jwt).
 
     Claims: ``iss`` = ``sub`` = client id, ``aud`` = token URL, ``exp`` under 5 minutes ahead and a
-    unique ``jti`` (servers refuse a replayed one); the header names the key (``kid``).
+    unique ``jti`` (servers refuse a replayed one); the header names the key (``kid``) and, when
+    configured, our JWKS URL (``jku``) where the EHR finds it.
     """
     issued = time.time() if now is None else now
     claims = {
@@ -131,6 +140,9 @@ def client_assertion(*, config: WritebackConfig, now: float | None = None) -> st
         "jti": uuid.uuid4().hex,
     }
     headers = {"kid": config.key_id, "typ": "JWT"}
+    if config.jku:
+        # SMART Backend Services: jku, when present, must be the JWKS URL registered with the EHR.
+        headers["jku"] = config.jku
     return jwt.encode(claims, config.private_key, algorithm=config.algorithm, headers=headers)
 
 

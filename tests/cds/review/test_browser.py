@@ -6,16 +6,19 @@ Needs the Debian ``chromium`` package (``.ci/run`` installs it); never ``playwri
 from __future__ import annotations
 
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
-from cds.analysis.models import AnalysisJob
-from cds.review.models import Review
+from cds.analysis.models import AnalysisJob, Prediction
+from cds.review.models import CardFeedback, IssuedCard, Review
 from inference.clinical.interpret import interpret_ecg
 from inference.clinical.types import ClinicalReport, EcgMeasurements
+from inference.results import DETECTOR_NAME
 from tests.cds.factories import make_result
 from tests.conftest import LEADS_12, read_sample_record
 
@@ -112,6 +115,16 @@ def test_it_reviews_corrects_and_signs_in_a_browser(
     assert signed.current.report_text.startswith("Sinus rhythm. Anteroseptal")
     assert signed.revisions.filter(kind="intervals", intervals__0__start_ms=900.0).exists()
 
+    # Issue 15: a clinician overrode one card in the EHR (the endpoint is tested in tests/cds/hooks/test_feedback.py).
+    detector = Prediction.objects.get(job=jobs[0], model_name=DETECTOR_NAME)
+    card = IssuedCard.objects.create(
+        uuid=uuid.uuid4(), prediction=detector, organization=detector.recording.organization
+    )
+    CardFeedback.objects.create(
+        card=card, organization=card.organization, client_id="ehr", outcome="overridden", reason_code="poor-quality",
+        reason_display="Artefact / poor signal quality", comment="noisy V2", outcome_at=timezone.now(),
+    )  # fmt: skip
+
     admin_page = browser.new_page(viewport={"width": 1300, "height": 900})
     admin_page.goto(f"{base}/admin/login/?next=/admin/review/qualityprediction/dashboard/")
     admin_page.fill("#id_username", "admin")
@@ -120,4 +133,6 @@ def test_it_reviews_corrects_and_signs_in_a_browser(
     admin_page.wait_for_selector("#quality-metrics")
     admin_page.wait_for_selector("#served-quality")  # issue 19: the served verdict by subgroup
     assert admin_page.get_attribute("#quality-report-csv", "href").startswith("../quality-report.csv")
+    feedback = admin_page.locator("#card-feedback").inner_text()
+    assert "Artefact / poor signal quality: 1" in feedback and "noisy V2" in feedback
     admin_page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)

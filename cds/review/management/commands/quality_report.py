@@ -10,6 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from cds.review.feedback import feedback_summary
 from cds.review.quality import quality_report, report_csv
 
 
@@ -30,4 +31,9 @@ class Command(BaseCommand):
             except ValueError as exc:
                 raise CommandError(f"--since {options['since']!r} is not an ISO date (YYYY-MM-DD)") from exc
         report = quality_report(since=since, model_version=options["model_version"], resamples=options["resamples"])
-        self.stdout.write(json.dumps(report, indent=2) if options["json"] else report_csv(report))
+        if options["json"]:
+            # CDS Hooks feedback (issue 15): accepted/overridden cards per model version and site.
+            report["feedback"] = feedback_summary(since=since, model_version=options["model_version"])
+            self.stdout.write(json.dumps(report, indent=2))
+        else:
+            self.stdout.write(report_csv(report))
