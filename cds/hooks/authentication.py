@@ -76,7 +76,7 @@ class CdsHooksAuthentication(BaseAuthentication):
             return self._ours.authenticate(request)
         if len(parts) != 2:
             self._refuse(request, "malformed Authorization header; send 'Bearer <JWT>'", iss="")
-        audience = settings.PUBLIC_BASE_URL + request.path.rstrip("/")
+        audience = _audiences(settings.PUBLIC_BASE_URL + request.path.rstrip("/"))
         try:
             client, claims = hook_jwt_verify(token=parts[1], audience=audience)
         except HookJwtRefused as exc:
@@ -101,6 +101,17 @@ class CdsHooksAuthentication(BaseAuthentication):
         setattr(request, _REFUSED_ATTR, True)
         logger.warning("CDS Hooks JWT refused on %s: %s (iss %r)", request.path, reason, iss)
         raise AuthenticationFailed(reason)
+
+
+def _audiences(url: str) -> list[str]:
+    """Return the ``aud`` values accepted at ``url``: the URL called, and for a feedback call its service too.
+
+    CDS Hooks 2.0 defines ``aud`` as the CDS Service endpoint; for the service's ``/feedback`` a client
+    may name either that endpoint or the feedback URL it calls, so both are accepted there.
+    """
+    if url.endswith("/feedback"):
+        return [url, url.removesuffix("/feedback")]
+    return [url]
 
 
 def _issued_by_us(token: str) -> bool:

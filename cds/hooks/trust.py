@@ -37,7 +37,7 @@ class HookJwtRefused(Exception):
         self.iss = iss
 
 
-def hook_jwt_verify(*, token: str, audience: str) -> tuple[CdsClient, dict[str, Any]]:
+def hook_jwt_verify(*, token: str, audience: str | list[str]) -> tuple[CdsClient, dict[str, Any]]:
     """Return the registered client that signed ``token`` and its claims; raise ``HookJwtRefused``.
 
     ``audience`` is the URL of the CDS endpoint being called (``PUBLIC_BASE_URL`` + path).
@@ -80,7 +80,8 @@ def hook_jwt_verify(*, token: str, audience: str) -> tuple[CdsClient, dict[str, 
     except jwt.ExpiredSignatureError as exc:
         raise HookJwtRefused("JWT expired", iss=iss) from exc
     except jwt.InvalidAudienceError as exc:
-        raise HookJwtRefused(f"JWT aud must be {audience}", iss=iss) from exc
+        expected = audience if isinstance(audience, str) else " or ".join(audience)
+        raise HookJwtRefused(f"JWT aud must be {expected}", iss=iss) from exc
     except jwt.ImmatureSignatureError as exc:
         raise HookJwtRefused("JWT iat is in the future", iss=iss) from exc
     except (jwt.InvalidTokenError, OverflowError) as exc:  # OverflowError: PyJWT's int() of an exp of 1e400

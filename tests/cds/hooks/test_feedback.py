@@ -152,22 +152,24 @@ def test_another_organisations_client_cannot_give_feedback_on_our_card(cards: li
     assert IssuedCard.objects.filter(uuid=cards[0]["uuid"], organization__slug="org-a").exists()
 
 
-def test_a_cds_client_gives_feedback_with_a_jwt_signed_for_the_feedback_url(
+def test_a_cds_client_gives_feedback_with_a_jwt_for_the_service_or_its_feedback_url(
     client: Any, make_ehr: Any, cards: list[dict[str, Any]]
 ) -> None:
     ehr = make_ehr()  # a registered CDS client of the cards' organisation (CDS Hooks 2.0 trust)
-    body = json.dumps({"feedback": [overridden(cards[0]["uuid"])]})
 
-    def send(token: str) -> Any:
+    def send(token: str, card: dict[str, Any]) -> Any:
+        body = json.dumps({"feedback": [overridden(card["uuid"])]})
         return client.post(FEEDBACK_URL, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
 
-    # aud is the URL called: a JWT minted for the service call is not valid for its feedback.
-    refused = send(ehr.token())
+    # aud is "the CDS Service endpoint": a JWT for the service call is valid for its feedback, as is
+    # one naming the feedback URL; any other URL is refused, naming both.
+    refused = send(ehr.token(claims={"aud": "https://elsewhere.example/cds-services/x"}), cards[0])
     assert refused.status_code == 401, refused.content
-    assert refused.json()["detail"] == f"JWT aud must be {SERVICE_URL}/feedback"
-    response = send(ehr.token(claims={"aud": f"{SERVICE_URL}/feedback"}))
-    assert response.status_code == 200, response.content
-    assert CardFeedback.objects.get().client_id == f"cds-client:{ehr.iss}"
+    assert refused.json()["detail"] == f"JWT aud must be {SERVICE_URL}/feedback or {SERVICE_URL}"
+    assert send(ehr.token(), cards[0]).status_code == 200
+    assert send(ehr.token(claims={"aud": f"{SERVICE_URL}/feedback"}), cards[1]).status_code == 200
+    assert {row.client_id for row in CardFeedback.objects.all()} == {f"cds-client:{ehr.iss}"}
+    assert CardFeedback.objects.count() == 2
 
 
 def test_feedback_needs_a_credential(anonymous: Any) -> None:
