@@ -6,7 +6,7 @@ from typing import Any
 
 from cds.analysis.models import Prediction
 from cds.ecg.models import Patient
-from cds.fhir.models import SearchIndexEntry
+from cds.ecg.selectors import patients_matching_ehr_patient
 from cds.review.models import Review
 from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAME
 
@@ -14,45 +14,10 @@ from inference.results import DETECTOR_NAME, FOUNDATION_NAME, INTERPRETATION_NAM
 def patients_for_hook(
     *, patient_id: str, prefetch_patient: dict[str, Any] | None, organization_id: int
 ) -> list[Patient]:
-    """Return our Patients of ``organization_id`` matching the EHR's patient: by business identifier, else by id.
-
-    Another organisation's patient with the same MRN never matches: MRNs are unique only per hospital.
-
-    The EHR's ``patientId`` is its own FHIR id, which we never see on ingest; its identifiers (MRN)
-    are what both sides share, so the prefetched Patient is matched on them first.
-    """
-    identifiers = _prefetch_identifiers(prefetch_patient)
-    if identifiers:
-        matches = SearchIndexEntry.objects.none()
-        for identifier in identifiers:
-            matches = matches | SearchIndexEntry.objects.filter(
-                resource_type="Patient",
-                name="identifier",
-                system=identifier.get("system", ""),
-                value=identifier["value"],
-            )
-        ours = Patient.objects.filter(organization_id=organization_id)
-        patients = list(ours.filter(resource__in=matches.values("resource_id"), resource__is_current=True))
-        if patients:
-            return patients
-    return list(Patient.objects.filter(logical_id=patient_id, organization_id=organization_id))
-
-
-def _prefetch_identifiers(prefetch_patient: Any) -> list[dict[str, str]]:
-    """Return the prefetched Patient's usable identifiers: objects with a string value (and system).
-
-    The prefetch is the EHR's JSON, not validated: a Patient that is not an object, or identifiers
-    that are not, are ignored (the hook then matches on ``patientId``) rather than failing the hook.
-    """
-    raw = prefetch_patient.get("identifier") if isinstance(prefetch_patient, dict) else None
-    usable = []
-    for item in raw if isinstance(raw, list) else []:
-        if not isinstance(item, dict):
-            continue
-        value, system = item.get("value"), item.get("system", "")
-        if isinstance(value, str) and value and isinstance(system, str):
-            usable.append({"system": system, "value": value})
-    return usable[:20]
+    """Return our Patients of ``organization_id`` matching the EHR's patient (prefetched or fetched)."""
+    return patients_matching_ehr_patient(
+        ehr_patient=prefetch_patient, patient_id=patient_id, organization_id=organization_id
+    )
 
 
 def latest_detector_predictions(*, patients: list[Patient], limit: int = 5) -> list[Prediction]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cds.ecg.models import Patient
-from cds.fhir.models import SearchIndexEntry
+from cds.ecg.selectors import patients_matching_ehr_patient
 from cds.review.models import Review
 from cds.smart.models import SmartClinician, SmartEhr
 
@@ -33,30 +33,11 @@ def clinician_user(*, ehr: SmartEhr, fhir_user: str) -> Any | None:
 def patients_of_ehr_patient(*, ehr: SmartEhr, patient_id: str, ehr_patient: dict[str, Any] | None) -> list[Patient]:
     """Return our Patients of the EHR's organisation that are the EHR's patient: by identifier, else by id.
 
-    The EHR's patient id is its own; the identifiers (MRN) of its Patient resource are what both
-    sides share, as for the CDS hook (``cds.hooks.selectors.patients_for_hook``). Another
-    organisation's patient with the same MRN never matches.
+    Matched as the CDS hook matches its patient (``cds.ecg.selectors``).
     """
-    ours = Patient.objects.filter(organization_id=ehr.organization_id)
-    raw = ehr_patient.get("identifier") if isinstance(ehr_patient, dict) else None
-    identifiers = [
-        item
-        for item in (raw if isinstance(raw, list) else [])[:20]
-        if isinstance(item, dict) and isinstance(item.get("value"), str) and isinstance(item.get("system", ""), str)
-    ]
-    if identifiers:
-        matches = SearchIndexEntry.objects.none()
-        for identifier in identifiers:
-            matches = matches | SearchIndexEntry.objects.filter(
-                resource_type="Patient",
-                name="identifier",
-                system=identifier.get("system", ""),
-                value=identifier["value"],
-            )
-        found = list(ours.filter(resource__in=matches.values("resource_id"), resource__is_current=True))
-        if found:
-            return found
-    return list(ours.filter(logical_id=patient_id))
+    return patients_matching_ehr_patient(
+        ehr_patient=ehr_patient, patient_id=patient_id, organization_id=ehr.organization_id
+    )
 
 
 def review_in_context(*, app_context: str, patients: list[Patient]) -> Review | None:
