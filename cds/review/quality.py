@@ -46,7 +46,7 @@ class ServedRow:
 
     job_id: int
     model_version: str
-    score: float
+    score: float | None  # the combined probability; None for a fallback verdict (no fitted combiner)
     flagged: bool
     age_band: str
     sex: str
@@ -97,7 +97,7 @@ def served_rows(
             ServedRow(
                 job_id=job_id,
                 model_version=version,
-                score=float(score or 0.0),
+                score=float(score) if score is not None else None,
                 flagged=bool(flagged),
                 age_band=age_band(age_min, age_max),
                 sex=sex or "unknown",
@@ -120,11 +120,17 @@ def group_figures(rows: list[ServedRow], *, resamples: int | None = None) -> dic
         "n_signed": len(signed),
         "n_signed_abnormal": sum(bool(r.truth) for r in signed),
     }
-    scores = np.array([r.score for r in signed], dtype=np.float64)
+    unscored = sum(r.score is None for r in signed)
+    scores = np.array([r.score if r.score is not None else 0.0 for r in signed], dtype=np.float64)
     called = np.array([r.flagged for r in signed], dtype=bool)  # this version's own call
     truth = np.array([bool(r.truth) for r in signed], dtype=bool)
     kwargs = {"resamples": resamples} if resamples is not None else {}
     figures.update(with_bootstrap_ci(scores, called, truth, **kwargs))
+    if unscored:
+        # A fallback verdict ("abnormal when any source flags", no fitted combiner for these model
+        # versions) has a call but no probability: an AUROC over stand-in zeros would rank nothing.
+        figures["auroc"] = {"value": None, "ci_low": None, "ci_high": None}
+        figures["auroc_unavailable"] = f"{unscored} signed verdicts have no combined probability (fallback verdict)"
     return figures
 
 
@@ -138,7 +144,8 @@ def _by(rows: Iterable[ServedRow], key: str) -> dict[str, list[ServedRow]]:
 def calibration_by_site(rows: list[ServedRow]) -> dict[str, Any]:
     """Return the reliability table and ECE of the combined probability per site, from signed verdicts."""
     result = {}
-    for site, group in _by((r for r in rows if r.truth is not None), "site").items():
+    # Only verdicts with a combined probability can be calibrated (a fallback verdict has none).
+    for site, group in _by((r for r in rows if r.truth is not None and r.score is not None), "site").items():
         scores = np.array([r.score for r in group], dtype=np.float64)
         truth = np.array([bool(r.truth) for r in group], dtype=bool)
         result[site] = reliability(scores, truth)

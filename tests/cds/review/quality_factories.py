@@ -27,7 +27,7 @@ def served_ecg(
     *,
     org: str = "st-marys",
     source: str = "ward-a",
-    score: float,
+    score: float | None,
     flagged: bool,
     verdict: str | None = None,
     version: str = "interp-1",

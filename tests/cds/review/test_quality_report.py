@@ -54,6 +54,23 @@ def test_figures_by_hand_on_four_signed_verdicts_and_one_unsigned() -> None:
     assert set(report["calibration"]["interp-1"]) == {"st-marys/ward-a", "st-marys/ward-b", "general/ward-a"}
 
 
+def test_fallback_verdicts_without_a_probability_get_no_auroc_and_no_calibration() -> None:
+    """A version served by the fallback rule (no fitted combiner) has calls but no probability."""
+    served_ecg(score=None, flagged=True, verdict="accept", version="cand-2")
+    served_ecg(score=None, flagged=False, verdict="accept", version="cand-2")
+    served_ecg(score=0.9, flagged=True, verdict="accept", version="cand-2")
+
+    report = _report()
+
+    figures = report["overall"]["cand-2"]
+    assert figures["auroc"] == {"value": None, "ci_low": None, "ci_high": None}
+    assert figures["auroc_unavailable"] == "2 signed verdicts have no combined probability (fallback verdict)"
+    assert figures["sensitivity"]["value"] == pytest.approx(1.0) and figures["specificity"]["value"] == pytest.approx(
+        1.0
+    )
+    assert report["calibration"]["cand-2"]["st-marys/ward-a"]["n"] == 1  # only the one with a probability
+
+
 def test_bootstrap_intervals_hold_the_value_and_narrow_with_more_signed_verdicts() -> None:
     rng = np.random.default_rng(1)
     served_population(rng, 30, version="small")
