@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -366,6 +367,11 @@ def fit(rows: Sequence[dict[str, Any]], target: float) -> tuple[VerdictCombiner,
     return combiner, figures
 
 
+def _file_digest(path: Path) -> str:
+    """Return the first 12 hex digits of the file's SHA-256 (names the cache of its features)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="folder holding PTB-XL-layout folders")
@@ -373,7 +379,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--cache", type=Path, default=REPO_ROOT / "var" / "fit_verdict")
     parser.add_argument("--plots", type=Path, default=REPO_ROOT / "docs" / "models" / "img")
     parser.add_argument("--target-sensitivity", type=float, default=0.90)
-    parser.add_argument("--write", action="store_true", help=f"store the fitted combination in {COMBINER_PATH}")
+    parser.add_argument("--write", action="store_true", help="store the fitted combination in --out")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=COMBINER_PATH,
+        help="where --write stores it: the serving one (default), or verdict_combiner-<name>.json beside it "
+        "for a candidate's model versions (a shadow candidate then gets a combined verdict)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device of the in-process models (cpu only here)")
     parser.add_argument("--detector", type=Path, default=WEIGHTS / "detector.pt")
     parser.add_argument("--foundation", type=Path, default=WEIGHTS / "foundation.pt")
@@ -382,10 +395,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.device != "cpu":
         logger.warning("the in-process analyzer runs on the CPU; --device %s is ignored here", args.device)
     analyzer = InProcessAnalyzer(detector_checkpoint=args.detector, foundation_checkpoint=args.foundation)
-    validation = cached_rows("ptbxl_fold9", ptbxl_records(args.data, 9), analyzer, args.cache)
-    test = cached_rows("ptbxl_fold10", ptbxl_records(args.data, 10), analyzer, args.cache)
+    # The features depend on the checkpoints: one cache folder per pair, never another model's rows.
+    cache = args.cache / f"{_file_digest(args.detector)}-{_file_digest(args.foundation)}"
+    validation = cached_rows("ptbxl_fold9", ptbxl_records(args.data, 9), analyzer, cache)
+    test = cached_rows("ptbxl_fold10", ptbxl_records(args.data, 10), analyzer, cache)
     externals = args.external or [p for p in [args.data / "challenge-sample"] if is_challenge_dir(p)]
-    external_rows = {p.name: cached_rows(p.name, load_challenge_records(p), analyzer, args.cache) for p in externals}
+    external_rows = {p.name: cached_rows(p.name, load_challenge_records(p), analyzer, cache) for p in externals}
     combiner, validation_figures = fit(validation, args.target_sensitivity)
     result: dict[str, Any] = {
         "combiner": combiner.to_json(),
@@ -395,8 +410,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, rows in external_rows.items():
         result[f"external_{name}"] = evaluate(name, rows, combiner, args.plots)
     if args.write:
-        COMBINER_PATH.write_text(json.dumps(combiner.to_json(), indent=1) + "\n", encoding="utf-8")
-        logger.info("wrote %s", COMBINER_PATH)
+        args.out.write_text(json.dumps(combiner.to_json(), indent=1) + "\n", encoding="utf-8")
+        logger.info("wrote %s", args.out)
     print(json.dumps(result))
     return result
 

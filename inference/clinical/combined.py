@@ -224,3 +224,26 @@ def load_combiner(path: Path = COMBINER_PATH) -> VerdictCombiner | None:
     if not path.is_file():
         return None
     return VerdictCombiner.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=4)
+def load_combiners(primary: Path = COMBINER_PATH) -> tuple[VerdictCombiner, ...]:
+    """Return the serving combination first, then those fitted for candidate versions beside it.
+
+    A candidate model version (run in shadow, issue 19) gets a combined verdict only when a
+    combination was fitted for its versions (``training.fit_verdict --out
+    verdict_combiner-<name>.json``); each file names the versions it applies to.
+    """
+    first = load_combiner(primary)
+    others = (load_combiner(path) for path in sorted(primary.parent.glob(f"{primary.stem}-*.json")) if path != primary)
+    return tuple(c for c in (first, *others) if c is not None)
+
+
+def combiner_for(
+    combiners: Sequence[VerdictCombiner], detector: DetectorResult, foundation: FoundationResult | None
+) -> tuple[VerdictCombiner | None, str]:
+    """Return the combination fitted for these results' model versions, or None and why none applies."""
+    for combiner in combiners:
+        if combiner.unusable_for(detector, foundation) is None:
+            return combiner, ""
+    return None, (combiners[0].unusable_for(detector, foundation) or "") if combiners else ""

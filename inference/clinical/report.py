@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 from inference.clinical.combined import (
     CombinedScore,
+    combiner_for,
     evidence_words,
     is_major_measured,
-    load_combiner,
+    load_combiners,
     operating_point_words,
     served_abnormal,
     verdict_evidence,
@@ -143,11 +144,11 @@ def _combined(
     detector: DetectorResult | None, foundation: FoundationResult | None, measured: Sequence[Finding]
 ) -> tuple[CombinedScore | None, str]:
     """Return the combined score (None when it does not apply) and why it does not, in words."""
-    combiner = load_combiner()
-    if detector is None or combiner is None:
+    combiners = load_combiners()
+    if detector is None or not combiners:
         return None, ""
-    why_not = combiner.unusable_for(detector, foundation)
-    if why_not:
+    combiner, why_not = combiner_for(combiners, detector, foundation)
+    if combiner is None:
         return None, f"the combined verdict does not apply ({why_not}), so any flagging source makes it abnormal"
     return combiner.score(verdict_evidence(detector, foundation, measured)), ""
 

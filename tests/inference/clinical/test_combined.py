@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,9 @@ from inference.clinical.combined import (
     LogisticHead,
     VerdictCombiner,
     VerdictEvidence,
+    combiner_for,
     load_combiner,
+    load_combiners,
     served_abnormal,
     verdict_evidence,
 )
@@ -46,7 +50,7 @@ COMBINER = VerdictCombiner(
 @pytest.fixture
 def combiner(monkeypatch: pytest.MonkeyPatch) -> VerdictCombiner:
     """Serve the test combination, fitted for the test results' model versions ("t")."""
-    monkeypatch.setattr(report_module, "load_combiner", lambda: COMBINER)
+    monkeypatch.setattr(report_module, "load_combiners", lambda: (COMBINER,))
     return COMBINER
 
 
@@ -160,6 +164,34 @@ def test_it_falls_back_to_any_source_flagging_for_other_model_versions(combiner:
     assert report.verdict == Verdict.ABNORMAL and report.combined is None
     assert any("does not apply (fitted for detector t, served detector-other)" in d for d in report.disagreements)
     assert "does not apply" not in report.text
+
+
+def test_a_candidate_version_gets_the_combination_fitted_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shadow candidate's detector version uses its own fitted combination, never the serving one's."""
+    candidate = replace(COMBINER, version="verdict-candidate", detector_version="detector-candidate")
+    monkeypatch.setattr(report_module, "load_combiners", lambda: (COMBINER, candidate))
+    report = clinical_report(
+        measurements=_measurements(),
+        findings=[SINUS],
+        detector=replace(_detector(score=0.5), model_version="detector-candidate"),
+        foundation=_foundation(p=0.02),
+    )
+    assert report.combined is not None and report.combined["combiner_version"] == "verdict-candidate"
+    served = clinical_report(
+        measurements=_measurements(), findings=[SINUS], detector=_detector(), foundation=_foundation()
+    )
+    assert served.combined is not None and served.combined["combiner_version"] == "verdict-test"
+
+
+def test_combinations_fitted_for_candidates_are_found_beside_the_shipped_one(tmp_path: Path) -> None:
+    primary = tmp_path / "verdict_combiner.json"
+    primary.write_text(json.dumps(COMBINER.to_json()))
+    candidate = replace(COMBINER, version="verdict-candidate", detector_version="detector-candidate")
+    (tmp_path / "verdict_combiner-candidate.json").write_text(json.dumps(candidate.to_json()))
+    combiners = load_combiners(primary)
+    assert [c.version for c in combiners] == ["verdict-test", "verdict-candidate"]  # serving one first
+    chosen, why_not = combiner_for(combiners, replace(_detector(), model_version="detector-x"), None)
+    assert chosen is None and why_not == "fitted for detector t, served detector-x"
 
 
 def test_the_shipped_combination_loads_and_names_the_shipped_model_versions() -> None:
