@@ -135,4 +135,6 @@ def test_it_reviews_corrects_and_signs_in_a_browser(
     assert admin_page.get_attribute("#quality-report-csv", "href").startswith("../quality-report.csv")
     feedback = admin_page.locator("#card-feedback").inner_text()
     assert "Artefact / poor signal quality: 1" in feedback and "noisy V2" in feedback
+    # Issue 19: the per-site recalibration table (none fitted here: it says how to fit one).
+    assert "fit_site_recalibration --site" in admin_page.locator("#site-recalibration").inner_text()
     admin_page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
