@@ -76,11 +76,14 @@ def site_samples(start: date, end: date) -> dict[str, SiteSample]:
     """Return the features of ECGs received in [start, end) (UTC days), per site."""
     low, high = _window(start, end)
     recordings = EcgRecording.objects.filter(created_at__gte=low, created_at__lt=high).select_related("organization")
-    scores = dict(
-        Prediction.objects.filter(
+    # The models' own probability: a site's approved recalibration restates the stored score, and
+    # that deliberate change is not drift (the raw value is kept beside it).
+    scores = {
+        recording_id: raw if raw is not None else score
+        for recording_id, score, raw in Prediction.objects.filter(
             model_name=INTERPRETATION_NAME, recording__created_at__gte=low, recording__created_at__lt=high
-        ).values_list("recording_id", "score")
-    )
+        ).values_list("recording_id", "score", "report_details__combined__raw_probability")
+    }
     sites: dict[str, SiteSample] = defaultdict(SiteSample)
     # iterator(): one window of waveforms in memory at a time, never the whole reference period.
     for recording in recordings.iterator(chunk_size=200):

@@ -21,6 +21,7 @@ from django.core.management import call_command
 from django.test import Client
 from scipy.signal import resample_poly
 
+from cds.analysis.models import Prediction
 from cds.ecg.encoding import ecg_observation
 from cds.ecg.models import EcgRecording
 from cds.review.drift import check_drift
@@ -132,6 +133,22 @@ def test_score_drift_fires_on_a_shifted_score_distribution_only(make_day: Callab
     alarms = check_drift(day=FIRST_DAY + timedelta(days=5))
 
     assert [(a.site, a.feature) for a in alarms] == [("st-marys/shifting", "score")]
+
+
+def test_an_approved_recalibration_is_not_score_drift(make_day: Callable[..., None]) -> None:
+    """A site's recalibration restates the stored score on purpose; drift reads the models' raw probability."""
+    rng = np.random.default_rng(11)
+    for day_index in range(6):
+        make_day(day_index, "recalibrated", rng.uniform(0.1, 0.6, 6))
+    day_five = datetime.combine(FIRST_DAY + timedelta(days=5), datetime.min.time(), tzinfo=UTC)
+    for prediction in Prediction.objects.filter(recording__created_at__gte=day_five):
+        raw = prediction.score
+        # As recalibrated_result stores it: the stated probability moved, the raw one kept beside it.
+        prediction.report_details = {"combined": {"probability": 0.95, "raw_probability": raw}}
+        prediction.score = 0.95
+        prediction.save(update_fields=["report_details", "score"])
+
+    assert check_drift(day=FIRST_DAY + timedelta(days=5)) == []
 
 
 @pytest.fixture
