@@ -27,7 +27,7 @@ from cds.analysis.interpretation import clinical_report_of, evidence_text, top_f
 from cds.analysis.models import Prediction
 from cds.core.admin import ReadOnlyAdmin
 from cds.core.exceptions import ApplicationError
-from cds.review import admin_recalibration, services  # noqa: F401 admin_recalibration registers its admin
+from cds.review import admin_candidates, admin_recalibration, services  # noqa: F401 admin_* register their admins
 from cds.review.audit import audit_csv_export
 from cds.review.drift import acknowledge_alarms
 from cds.review.errors import ReviewPermissionDenied

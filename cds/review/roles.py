@@ -23,6 +23,8 @@ _AUDITOR = [
     "ecg.view_ecgrecording", "ecg.view_patient", "auditlog.view_logentry",
     # Issue 19: per-site recalibrations are a quality decision, approved by auditors only.
     "review.view_siterecalibration", "review.approve_siterecalibration",
+    # Candidates and promotion decisions: read-only (registration and promotion are commands).
+    "review.view_modelcandidate", "review.view_promotiondecision",
 ]  # fmt: skip
 ROLE_PERMISSIONS: dict[str, list[str] | None] = {
     CLINICIAN: _CLINICIAN,

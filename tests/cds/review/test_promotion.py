@@ -110,3 +110,27 @@ def test_criteria_are_checked_at_registration_and_never_changed(tmp_path: Path) 
         _register(tmp_path, "interp-5", [{"figure": "ppv", "compare": 0.1}])
     with pytest.raises(CommandError, match="interp-9 is not a registered candidate"):
         call_command("promote_model", NAME, "interp-9")
+
+
+def test_auditors_see_candidates_and_decisions_read_only_and_clinicians_do_not(
+    serving: None, tmp_path: Path, auditor: Any, senior_clinician: Any
+) -> None:
+    _shadow("interp-2", lambda abnormal: not abnormal)  # calls every signed ECG wrong: refused
+    _register(tmp_path, "interp-2", SENSITIVITY_NOT_WORSE)
+    with pytest.raises(CommandError):
+        call_command("promote_model", NAME, "interp-2", "--by", "qa-lead", stdout=io.StringIO())
+    candidate = ModelCandidate.objects.get(model_version="interp-2")
+    decision = PromotionDecision.objects.get()
+
+    listing = auditor.client.get("/admin/review/modelcandidate/")
+    assert listing.status_code == 200 and b"interp-2" in listing.content
+    decisions = auditor.client.get("/admin/review/promotiondecision/")
+    assert decisions.status_code == 200 and b"interp-2" in decisions.content
+    assert auditor.client.get(f"/admin/review/promotiondecision/{decision.pk}/change/").status_code == 200
+    # Read-only: registration and promotion are the commands' (they check the criteria).
+    assert auditor.client.get("/admin/review/modelcandidate/add/").status_code == 403
+    edit = {"status": "promoted"}
+    assert auditor.client.post(f"/admin/review/modelcandidate/{candidate.pk}/change/", edit).status_code == 403
+    assert ModelCandidate.objects.get(pk=candidate.pk).status == candidate.status
+    assert senior_clinician.client.get("/admin/review/modelcandidate/").status_code == 403
+    assert senior_clinician.client.get("/admin/review/promotiondecision/").status_code == 403
