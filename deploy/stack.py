@@ -354,7 +354,11 @@ def send_samples(env: dict[str, str]) -> str:
     from cds.ecg.encoding import ecg_observation, ecg_transaction_bundle
 
     base = env["PUBLIC_BASE_URL"]
-    credentials = json.loads(manage(env, "create_api_client", "demo-ehr", "--organization", "demo", capture=True))
+    # The default scopes plus DocumentReference: the demo also sends ECG documents (DICOM, aECG, MUSE, Philips).
+    scopes = "system/Patient.crs system/Observation.crs system/DocumentReference.crs"
+    credentials = json.loads(
+        manage(env, "create_api_client", "demo-ehr", "--organization", "demo", "--scopes", scopes, capture=True)
+    )
     token_status, token_body = http_json(
         "POST",
         credentials["token_url"],

@@ -18,6 +18,7 @@ from tests.conftest import REPO_ROOT
 
 # 8 PTB-XL records + the Challenge records (other hospitals) bundled under samples/.
 N_SAMPLES = 8 + len(list((REPO_ROOT / "samples" / "challenge").glob("*.hea")))
+N_DOCUMENTS = 4  # DICOM, HL7 aECG, GE MUSE and the Philips sample (deploy/stack.py send_documents)
 
 pytestmark = pytest.mark.live
 
@@ -85,11 +86,16 @@ def test_it_runs_the_demo_end_to_end_on_sqlite(tmp_path: Path) -> None:
     output = "".join(lines)
     assert "Serving until Ctrl-C" in output, output
     assert output.count("201 Created") == N_SAMPLES, output
-    assert output.count("job succeeded") == N_SAMPLES, output
-    # Scored through the local Triton: each ECG gets its anomaly score against the operating point.
-    assert output.count("anomaly score") == N_SAMPLES, output
+    # One ECG sent again as DICOM, aECG and MUSE documents, and the Philips sample: each stored and analysed.
+    assert output.count("-> DocumentReference/") == N_DOCUMENTS and "HTTP 4" not in output, output
+    analysed = N_SAMPLES + N_DOCUMENTS
+    assert output.count("job succeeded") == analysed, output
+    # Scored through the local Triton: each verdict states the evidence it rests on (the combined
+    # evidence and the detector's score; the detector's operating point where no combination applies).
+    assert output.count("detector score") + output.count("anomaly score") == analysed, output
+    assert "combined evidence" in output, output
     assert "FLAGGED" in output and "not flagged" in output, output
-    assert output.count("draft report:") == N_SAMPLES, output  # the foundation model's text, served by Triton too
+    assert output.count("draft report:") == analysed, output  # the foundation model's text, served by Triton too
     # The Challenge samples from other hospitals are in atrial fibrillation: the draft names it.
     assert "Atrial fibrillation" in output, output
     assert (tmp_path / "demo.sqlite3").exists()
