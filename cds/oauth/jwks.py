@@ -8,10 +8,13 @@ refused at registration.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import jwt
 from django.core.exceptions import ValidationError
+from django.core.management.base import CommandError
 
 ASSERTION_ALGORITHMS = ("RS384", "ES384")
 _KTY_BY_ALG = {"RS384": "RSA", "ES384": "EC"}
@@ -69,3 +72,14 @@ def jwk_verifying_key(jwk: dict[str, Any], alg: str) -> Any | None:
         return jwt.PyJWK(jwk, algorithm=alg).key
     except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError):
         return None
+
+
+def jwks_file_read(file_name: str) -> dict[str, Any]:
+    """Return the JWK Set in ``file_name`` (a command's ``--jwks``); ``CommandError`` when unreadable or not an object."""
+    try:
+        value = json.loads(Path(file_name).read_text())
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"--jwks {file_name}: {exc}") from exc
+    if not isinstance(value, dict) or not value:
+        raise CommandError(f'--jwks {file_name}: expected a JWK Set, {{"keys": [...]}}')
+    return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +12,7 @@ from django.db import transaction
 
 from cds.core.services import organization_get_or_create
 from cds.hooks.services import SERVICE_ID, cds_client_register
+from cds.oauth.jwks import jwks_file_read
 
 
 class Command(BaseCommand):
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        jwks = _read_jwks(options["jwks"]) if options["jwks"] else None
+        jwks = jwks_file_read(options["jwks"]) if options["jwks"] else None
         try:
             with transaction.atomic():  # a refused client leaves no new, empty organisation behind
                 organization, organization_created = organization_get_or_create(slug=options["organization"])
@@ -65,14 +65,3 @@ class Command(BaseCommand):
                 }
             )
         )
-
-
-def _read_jwks(file_name: str) -> dict[str, Any]:
-    """Return the JWK Set in ``file_name``; ``CommandError`` when it cannot be read or is not an object."""
-    try:
-        value = json.loads(Path(file_name).read_text())
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"--jwks {file_name}: {exc}") from exc
-    if not isinstance(value, dict) or not value:
-        raise CommandError(f'--jwks {file_name}: expected a JWK Set, {{"keys": [...]}}')
-    return value

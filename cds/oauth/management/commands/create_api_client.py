@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from cds.core.services import organization_get_or_create
+from cds.oauth.jwks import jwks_file_read
 from cds.oauth.services import api_client_create
 
 # What an EHR integration engine needs to send ECGs and read them back: create, read and search
@@ -58,7 +58,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        jwks = _read_jwks(options["jwks"]) if options["jwks"] else None
+        jwks = jwks_file_read(options["jwks"]) if options["jwks"] else None
         try:
             # One transaction: a refused client leaves no new, empty organisation behind.
             with transaction.atomic():
@@ -79,14 +79,3 @@ class Command(BaseCommand):
             "organization_created": organization_created,
         }
         self.stdout.write(json.dumps(credentials))
-
-
-def _read_jwks(file_name: str) -> dict[str, Any]:
-    """Return the JWK Set in ``file_name``; ``CommandError`` when it cannot be read or is not an object."""
-    try:
-        value = json.loads(Path(file_name).read_text())
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"--jwks {file_name}: {exc}") from exc
-    if not isinstance(value, dict) or not value:
-        raise CommandError(f'--jwks {file_name}: expected a JWK Set, {{"keys": [...]}}')
-    return value
