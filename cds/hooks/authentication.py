@@ -22,7 +22,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from cds.hooks.trust import HookJwtRefused, hook_jwt_verify
-from cds.oauth.authentication import BearerTokenAuthentication
+from cds.oauth.authentication import BearerTokenAuthentication, ClientPrincipal
 from cds.oauth.scopes import require_scope
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ _REFUSED_ATTR = "_cds_hooks_jwt_refused"
 
 
 @dataclass(frozen=True)
-class CdsClientPrincipal:
+class CdsClientPrincipal(ClientPrincipal):
     """The authenticated caller of a CDS Hooks request (``request.user``): a registered CDS client."""
 
     pk: int
@@ -41,20 +41,9 @@ class CdsClientPrincipal:
     fhir_servers: tuple[str, ...]  # the FHIR bases the fhirServer fallback may read from
 
     @property
-    def client_id(self) -> str:
+    def client_id(self) -> str:  # type: ignore[override]  # derived from iss, read-only
         # What the audit trail records as the API client.
         return f"cds-client:{self.iss}"
-
-    @property
-    def is_authenticated(self) -> bool:
-        return True
-
-    @property
-    def is_anonymous(self) -> bool:
-        return False
-
-    def __str__(self) -> str:
-        return self.client_id
 
 
 class CdsHooksAuthentication(BaseAuthentication):

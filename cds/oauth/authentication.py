@@ -17,15 +17,13 @@ from cds.oauth.services import AccessTokenInvalid, access_token_verify
 _REFUSED_ATTR = "_bearer_token_refused"
 
 
-@dataclass(frozen=True)
-class ApiClientPrincipal:
-    """The authenticated caller of a request (``request.user``): an API client and its token's scopes."""
+class ClientPrincipal:
+    """What DRF and Django need of ``request.user`` when the caller is a system, not a person.
 
-    pk: int
+    Subclasses provide ``client_id`` (what the audit trail records).
+    """
+
     client_id: str
-    name: str
-    scopes: frozenset[str]
-    organization_id: int  # the tenant: every FHIR and CDS Hooks read is filtered by it
 
     @property
     def is_authenticated(self) -> bool:
@@ -37,6 +35,17 @@ class ApiClientPrincipal:
 
     def __str__(self) -> str:
         return self.client_id
+
+
+@dataclass(frozen=True)
+class ApiClientPrincipal(ClientPrincipal):
+    """The authenticated caller of a request (``request.user``): an API client and its token's scopes."""
+
+    pk: int
+    client_id: str
+    name: str
+    scopes: frozenset[str]
+    organization_id: int  # the tenant: every FHIR and CDS Hooks read is filtered by it
 
 
 class BearerTokenAuthentication(BaseAuthentication):
