@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from inference.clinical.combined import (
     CombinedScore,
+    VerdictEvidence,
     combiner_for,
     evidence_words,
     is_major_measured,
@@ -84,9 +85,9 @@ def clinical_report(
     # Normal needs a sinus rhythm: P waves before regular QRS (the statements mark which sinus
     # rhythms are abnormal: bradycardia and tachycardia are, sinus arrhythmia is not).
     sinus = any(f.category == "rhythm" and f.snomed in SNOMED_SINUS_FAMILY for f in measured)
-    combined, combined_note = _combined(detector, foundation, measured)
-    if combined is not None and detector is not None:
-        inputs = verdict_evidence(detector, foundation, measured)
+    inputs = verdict_evidence(detector, foundation, measured) if detector is not None else None
+    combined, combined_note = _combined(detector, foundation, inputs)
+    if combined is not None and inputs is not None:
         models_flag = served_abnormal(combined_flagged=combined.flagged, evidence=inputs)
     else:  # no fitted combination for these model versions: abnormal when any source flags
         models_flag = bool(detector is not None and detector.flagged) or _foundation_flag(foundation)
@@ -141,16 +142,16 @@ def clinical_report(
 
 
 def _combined(
-    detector: DetectorResult | None, foundation: FoundationResult | None, measured: Sequence[Finding]
+    detector: DetectorResult | None, foundation: FoundationResult | None, inputs: VerdictEvidence | None
 ) -> tuple[CombinedScore | None, str]:
-    """Return the combined score (None when it does not apply) and why it does not, in words."""
+    """Return the combined score of ``inputs`` (None when it does not apply) and why it does not, in words."""
     combiners = load_combiners()
-    if detector is None or not combiners:
+    if detector is None or inputs is None or not combiners:
         return None, ""
     combiner, why_not = combiner_for(combiners, detector, foundation)
     if combiner is None:
         return None, f"the combined verdict does not apply ({why_not}), so any flagging source makes it abnormal"
-    return combiner.score(verdict_evidence(detector, foundation, measured)), ""
+    return combiner.score(inputs), ""
 
 
 def _foundation_flag(foundation: FoundationResult | None) -> bool:
