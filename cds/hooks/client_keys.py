@@ -18,6 +18,8 @@ from typing import Any
 import requests
 from django.conf import settings
 
+from cds.hooks.ehr_http import bounded_get
+
 _MAX_JWKS_BYTES = 64 * 1024  # a JWK Set of a few keys is a few kB
 
 
@@ -88,18 +90,16 @@ def _refresh(jwks_url: str) -> _Entry:
 def _fetch(jwks_url: str) -> list[dict[str, Any]]:
     """GET the JWK Set: short timeout, no redirects (the registered URL is the one trusted), size cap."""
     try:
-        with requests.get(
+        status, body = bounded_get(
             jwks_url,
-            timeout=settings.CDS_HOOKS_JWKS_TIMEOUT_S,
-            allow_redirects=False,
-            stream=True,
             headers={"Accept": "application/json"},
-        ) as response:
-            if response.status_code != 200:
-                raise JwksUnavailable(f"the client's JWKS URL answered HTTP {response.status_code}")
-            body = response.raw.read(_MAX_JWKS_BYTES + 1, decode_content=True)
+            timeout_s=settings.CDS_HOOKS_JWKS_TIMEOUT_S,
+            max_bytes=_MAX_JWKS_BYTES,
+        )
     except requests.RequestException as exc:
         raise JwksUnavailable(f"the client's JWKS URL could not be fetched ({type(exc).__name__})") from exc
+    if status != 200:
+        raise JwksUnavailable(f"the client's JWKS URL answered HTTP {status}")
     if len(body) > _MAX_JWKS_BYTES:
         raise JwksUnavailable(f"the client's JWKS is larger than {_MAX_JWKS_BYTES} bytes")
     try:

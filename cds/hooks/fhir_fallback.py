@@ -17,6 +17,7 @@ import requests
 from django.conf import settings
 
 from cds.core.exceptions import ApplicationError
+from cds.hooks.ehr_http import bounded_get
 from cds.hooks.models import fhir_base_normalize
 
 _MAX_PATIENT_BYTES = 1024 * 1024  # a Patient is a few kB; a larger answer is not one
@@ -86,15 +87,12 @@ def _read_patient(*, base: str, patient_id: str, token: str) -> dict[str, Any]:
     """GET ``{base}/Patient/{patient_id}``; ``HookPreconditionFailed`` (412) for anything but that Patient."""
     url = f"{base}/Patient/{patient_id}"
     try:
-        with requests.get(
+        status, body = bounded_get(
             url,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
-            timeout=settings.CDS_HOOKS_FHIR_TIMEOUT_S,
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            status = response.status_code
-            body = response.raw.read(_MAX_PATIENT_BYTES + 1, decode_content=True) if status == 200 else b""
+            timeout_s=settings.CDS_HOOKS_FHIR_TIMEOUT_S,
+            max_bytes=_MAX_PATIENT_BYTES,
+        )
     except requests.RequestException as exc:
         raise HookPreconditionFailed(f"the EHR's FHIR server could not be reached ({type(exc).__name__})") from exc
     if status != 200:
