@@ -134,6 +134,10 @@ def test_dashboard_shows_the_served_verdict_by_subgroup_and_exports_it(auditor: 
     page = auditor.client.get("/admin/review/qualityprediction/dashboard/")
     assert page.status_code == 200
     assert b'id="served-quality"' in page.content and b"st-marys/ward-z" in page.content
+    # Once each, beside the recalibration and CDS feedback sections; no merge leftovers in the page.
+    assert page.content.count(b'id="served-quality"') == 1 and page.content.count(b'id="quality-report-csv"') == 1
+    assert b'id="site-recalibration"' in page.content and b'id="card-feedback"' in page.content
+    assert b"<<<<<<<" not in page.content and b">>>>>>>" not in page.content
     export = auditor.client.get("/admin/review/qualityprediction/quality-report.csv")
     assert export.status_code == 200 and export["Content-Type"] == "text/csv"
     assert "st-marys/ward-z" in export.content.decode()
