@@ -64,6 +64,14 @@ def age_band(age_min: float | None, age_max: float | None) -> str:
     return next(label for upper, label in AGE_BANDS if age < upper)
 
 
+def signed_truth(queue: str, verdict: str) -> bool:
+    """Return whether the signed verdict says abnormal: the clinician judged the served call (the queue).
+
+    A confirmed flag or a rejected "normal" is abnormal; a rejected flag or a confirmed "normal" is normal.
+    """
+    return (queue == Review.Queue.FLAGGED) == (verdict == "accept")
+
+
 def site_of(organization: str, source: str) -> str:
     """Return the site label: the sending organisation and, when known, the source (ward feed) in it."""
     return f"{organization}/{source or '(unknown source)'}"
@@ -92,7 +100,7 @@ def served_rows(
         called = truth = None
         if verdict in {"accept", "reject"}:
             called = queue == Review.Queue.FLAGGED
-            truth = called == (verdict == "accept")
+            truth = signed_truth(queue, verdict)
         rows.append(
             ServedRow(
                 job_id=job_id,

@@ -24,8 +24,8 @@ from cds.analysis.models import Prediction
 from cds.core.exceptions import ApplicationError
 from cds.ecg.models import EcgRecording
 from cds.review.errors import ReviewPermissionDenied
-from cds.review.models import Review, SiteRecalibration
-from cds.review.quality import site_of
+from cds.review.models import SiteRecalibration
+from cds.review.quality import signed_truth, site_of
 from cds.review.recalibration_fit import METHOD, FitRefused, Platt, fit_with_cv
 from inference.analysis_result import AnalysisResult
 from inference.clinical.combined import evidence_words, operating_point_words
@@ -77,7 +77,7 @@ def signed_site_verdicts(*, site: str, since: datetime | None = None) -> list[tu
         combined = (details or {}).get("combined")
         if not combined:
             continue
-        truth = (queue == Review.Queue.FLAGGED) == (verdict == "accept")
+        truth = signed_truth(queue, verdict)
         rows.append((created, raw_probability(combined), truth, str(combined["combiner_version"])))
     return rows
 
